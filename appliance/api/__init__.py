@@ -1,0 +1,1 @@
+"""Thin gRPC layer: protobuf in, plain-Python services, protobuf out."""

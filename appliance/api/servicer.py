@@ -1,0 +1,115 @@
+"""gRPC servicer: translation between protobuf and the plain services, nothing more."""
+from __future__ import annotations
+
+import queue
+
+import grpc
+
+from ..errors import InvalidMessage, InvalidRequest, NotReady, SummaryFailed
+from ..llm.worker import FailedEvent, FinalEvent, SummaryHub, TokenEvent
+from ..services.intake import IntakeResult, IntakeService
+from ..store.db import DocumentRow, Store, SummaryRow
+from ..v1 import appliance_pb2 as pb
+from ..v1 import appliance_pb2_grpc as pb_grpc
+
+
+def _result(r: IntakeResult) -> pb.SubmitResult:
+    return pb.SubmitResult(outcome=pb.Outcome.Value(r.outcome), document_id=r.document_id,
+                           message_control_id=r.header.control_id if r.header else "",
+                           message_type=r.header.message_type if r.header else "", reason=r.reason,
+                           dead_letter_id=r.dead_letter_id)
+
+
+def document_pb(d: DocumentRow) -> pb.Document:
+    return pb.Document(id=d.id, kind=d.kind, source=d.source, status=pb.DocumentStatus.Value(d.status),
+                       deidentified_text=d.deid_text, received_unix_ms=d.received_ms, phi_spans_replaced=d.phi_spans)
+
+
+def summary_pb(s: SummaryRow) -> pb.Summary:
+    return pb.Summary(document_id=s.document_id, text=s.text, model=s.model, tokens=s.tokens,
+                      leaks_redacted=s.leaks_redacted, created_unix_ms=s.created_ms)
+
+
+def _limit(n: int) -> int:
+    if n < 0:
+        raise InvalidRequest("limit must be 0 (default 50) or positive")
+    return min(n or 50, 1000)
+
+
+class ApplianceServicer(pb_grpc.ApplianceServicer):
+    """Registered before the server starts (gRPC requires it); answers UNAVAILABLE until
+    `attach` hands it the services, i.e. until the store is open and the model loaded."""
+
+    def __init__(self) -> None:
+        self._ready = False
+
+    def attach(self, store: Store, intake: IntakeService, hub: SummaryHub, wake_worker) -> None:
+        self._store = store
+        self._intake = intake
+        self._hub = hub
+        self._wake = wake_worker
+        self._ready = True
+
+    def _check(self) -> None:
+        if not self._ready:
+            raise NotReady("appliance is starting (opening the store, loading the model); retry shortly")
+
+    def SubmitHL7(self, request: pb.SubmitHL7Request, context: grpc.ServicerContext) -> pb.SubmitHL7Response:
+        self._check()
+        if not request.message:
+            raise InvalidRequest("message is required: the HL7 v2 message bytes")
+        results = self._intake.submit(request.message, transport="grpc", source=request.source)
+        if len(results) == 1 and not results[0].ok:
+            r = results[0]
+            raise InvalidMessage(f"{r.reason} (kept as dead letter {r.dead_letter_id})")
+        return pb.SubmitHL7Response(results=[_result(r) for r in results])
+
+    def GetDocument(self, request: pb.GetDocumentRequest, context: grpc.ServicerContext) -> pb.Document:
+        self._check()
+        if not request.document_id:
+            raise InvalidRequest("document_id is required")
+        return document_pb(self._store.get_document(request.document_id))
+
+    def ListDocuments(self, request, context):
+        self._check()
+        return pb.ListDocumentsResponse(documents=[document_pb(d) for d in self._store.list_documents(_limit(request.limit))])
+
+    def ListDeadLetters(self, request, context):
+        self._check()
+        rows = self._store.list_dead_letters(_limit(request.limit))
+        return pb.ListDeadLettersResponse(dead_letters=[
+            pb.DeadLetter(id=r.id, reason=r.reason, transport=r.transport, received_unix_ms=r.received_ms,
+                          size_bytes=len(r.raw)) for r in rows])
+
+    def StreamSummary(self, request: pb.StreamSummaryRequest, context: grpc.ServicerContext):
+        self._check()
+        doc_id = request.document_id
+        if not doc_id:
+            raise InvalidRequest("document_id is required")
+        doc = self._store.get_document(doc_id)
+        q = self._hub.subscribe(doc_id)
+        try:
+            done = self._store.get_summary(doc_id)
+            if done is not None:
+                yield pb.SummaryEvent(final=summary_pb(done))
+                return
+            if doc.status == "FAILED":
+                raise SummaryFailed(f"summary of document {doc_id} failed; see the appliance log")
+            if doc.status == "SUPERSEDED":
+                raise SummaryFailed(f"document {doc_id} was superseded by {doc.superseded_by}; "
+                                    "follow that document instead")
+            self._wake()
+            while context.is_active():
+                try:
+                    ev = q.get(timeout=1.0)
+                except queue.Empty:
+                    continue
+                if isinstance(ev, TokenEvent):
+                    yield pb.SummaryEvent(token=ev.text)
+                elif isinstance(ev, FinalEvent):
+                    yield pb.SummaryEvent(final=summary_pb(ev.summary))
+                    return
+                elif isinstance(ev, FailedEvent):
+                    raise SummaryFailed(f"summary of document {doc_id} failed: {ev.reason}")
+        finally:
+            self._hub.unsubscribe(doc_id, q)

@@ -1,0 +1,1 @@
+"""appliancectl: the IT / integration engineer's command line."""

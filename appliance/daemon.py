@@ -1,0 +1,134 @@
+"""applianced: wires store, model, intake and the gRPC server from one config file."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from . import sd
+from .api.errors import ErrorInterceptor
+from .api.servicer import ApplianceServicer
+from .api.transport import add_server_port
+from .config import DEFAULT_CONFIG_PATH, Config, load_config
+from .errors import ApplianceError
+from .llm.engine import Engine, open_engine
+from .llm.integrity import verify_model
+from .llm.worker import SummaryHub, SummaryWorker
+from .services.intake import IntakeService
+from .store import Store, open_store
+from .store.keys import read_key
+from .v1 import appliance_pb2 as pb
+from .v1 import appliance_pb2_grpc as pb_grpc
+
+log = logging.getLogger("appliance.daemon")
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Appliance"].full_name
+
+
+class Daemon:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.health = health.HealthServicer()
+        self.hub = SummaryHub()
+        self.store: Store | None = None
+        self.engine: Engine | None = None
+        self.worker: SummaryWorker | None = None
+        self.intake: IntakeService | None = None
+        self.grpc_port = 0
+        self._server: grpc.Server | None = None
+        self._watchdog = sd.Watchdog(self._healthy)
+
+    def _healthy(self) -> bool:
+        return bool(self.worker and self.worker._thread.is_alive() and self.store)
+
+    def start(self) -> None:
+        cfg = self.cfg
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        # Health answers (NOT_SERVING) while the slow parts load.
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="grpc"),
+                                   interceptors=[ErrorInterceptor()],
+                                   options=[("grpc.max_receive_message_length", cfg.grpc.max_message_bytes),
+                                            ("grpc.max_send_message_length", cfg.grpc.max_message_bytes)])
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self._server)
+        self.servicer = ApplianceServicer()
+        pb_grpc.add_ApplianceServicer_to_server(self.servicer, self._server)
+        self.grpc_port = add_server_port(self._server, cfg.grpc)
+        self._server.start()
+
+        self.store = open_store(cfg.store.path, cfg.store.key_file)
+        deid_secret = read_key(cfg.deid.secret_file, "deid")
+        digest = verify_model(cfg.model.path, cfg.model.sha256)
+        self.engine = open_engine(cfg.model, digest)
+        self.worker = SummaryWorker(self.store, self.engine, cfg.model, self.hub)
+        self.intake = IntakeService(self.store, deid_secret, on_document=lambda _id: self.worker.notify())
+        self.servicer.attach(self.store, self.intake, self.hub, self.worker.notify)
+        self.worker.start()
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._write_runtime()
+        sd.notify(f"READY=1\nSTATUS=serving grpc={cfg.grpc.host}:{self.grpc_port} device={self.engine.info.device}")
+        self._watchdog.start()
+        log.info("ready grpc=%s:%d device=%s model=%s", cfg.grpc.host, self.grpc_port, self.engine.info.device,
+                 self.engine.info.name)
+
+    def _write_runtime(self) -> None:
+        run = self.cfg.state_dir / "run"
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "ports.json").write_text(json.dumps({"grpc": self.grpc_port}))
+
+    def stop(self) -> None:
+        sd.notify("STOPPING=1")
+        self._watchdog.stop()
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._server is not None:
+            self._server.stop(grace=5).wait()
+        if self.worker is not None:
+            self.worker.stop()
+        if self.engine is not None:
+            self.engine.close()
+        if self.store is not None:
+            self.store.close()
+        log.info("stopped cleanly")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="applianced", description="Run the appliance daemon in the foreground.")
+    ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="TOML config file")
+    ap.add_argument("--log-level", default="INFO")
+    args = ap.parse_args(argv)
+    root = logging.getLogger()
+    root.addHandler(sd.log_handler())
+    root.setLevel(args.log_level.upper())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    daemon: Daemon | None = None
+    try:
+        cfg = load_config(args.config)
+        daemon = Daemon(cfg)
+        daemon.start()
+    except (ApplianceError, OSError) as e:
+        print(f"applianced: cannot start: {e}", file=sys.stderr)
+        if daemon is not None:
+            daemon.stop()
+        return 2
+    stop.wait()
+    daemon.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""The de-identification pipeline: recognisers -> merged spans -> surrogate text."""
+from __future__ import annotations
+
+from ..domain import Deidentified, KnownIdentifiers, Span
+from .known import KnownMatcher
+from .patterns import pattern_spans
+from .spans import merge
+from .surrogates import Surrogates
+
+
+def find_spans(text: str, known: KnownIdentifiers | None = None,
+               matcher: KnownMatcher | None = None) -> list[Span]:
+    """All PHI spans in `text`, merged, in original offsets."""
+    spans = pattern_spans(text)
+    if matcher is None and known is not None:
+        matcher = KnownMatcher(known)
+    if matcher is not None:
+        spans.extend(matcher.spans(text))
+    from .dictionary import dictionary_spans  # local: the dictionaries load lazily
+    spans.extend(dictionary_spans(text))
+    return merge(spans)
+
+
+def deidentify(text: str, known: KnownIdentifiers, secret: bytes) -> Deidentified:
+    spans = find_spans(text, known)
+    sur = Surrogates(secret, known.patient_key)
+    out: list[str] = []
+    mapping: dict[str, str] = {}
+    pos = 0
+    for s in spans:
+        original = text[s.start:s.end]
+        replacement = sur.replace(s.label, original)
+        out.append(text[pos:s.start])
+        out.append(replacement)
+        mapping.setdefault(replacement, original)
+        pos = s.end
+    out.append(text[pos:])
+    return Deidentified(text="".join(out), spans=tuple(spans), surrogates=mapping)

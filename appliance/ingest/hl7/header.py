@@ -1,0 +1,46 @@
+"""MSH pre-parse: what is needed to route, acknowledge and de-duplicate a message,
+without a full parse."""
+from __future__ import annotations
+
+from ...domain import MessageHeader
+from ...errors import InvalidMessage
+from .er7 import Segment, component
+from .escape import unescape
+
+SUPPORTED_VERSIONS = ("2.1", "2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1",
+                      "2.8", "2.8.1", "2.8.2")
+
+
+def read_header(msh: Segment) -> MessageHeader:
+    if msh.name != "MSH":
+        raise InvalidMessage("first segment is not MSH", segment="MSH", hl7_error_code="100")
+    enc = msh.field(2)
+    if len(enc) < 4 or len(set(enc[:4])) < 4 or msh.field(1) in enc:
+        raise InvalidMessage("MSH-2 encoding characters invalid (expected four distinct characters "
+                             "such as ^~\\&)", segment="MSH", field=2, hl7_error_code="102")
+
+    def get(n: int, comp: int = 0) -> str:
+        raw = msh.field(n)
+        return unescape(component(raw, enc, comp) if comp else raw, enc).strip()
+
+    msg_code, trigger = get(9, 1), get(9, 2)
+    if not msg_code:
+        raise InvalidMessage("MSH-9 (message type) missing", segment="MSH", field=9, hl7_error_code="101")
+    control_id = get(10)
+    if not control_id:
+        raise InvalidMessage("MSH-10 (message control id) missing", segment="MSH", field=10,
+                             hl7_error_code="101")
+    version = get(12, 1)
+    if not version:
+        raise InvalidMessage("MSH-12 (version id) missing", segment="MSH", field=12, hl7_error_code="101")
+    if version not in SUPPORTED_VERSIONS:
+        raise InvalidMessage(f"MSH-12 version {version!r} not supported; send 2.1-2.8.2", segment="MSH",
+                             field=12, hl7_error_code="203")
+    return MessageHeader(
+        field_sep=msh.field(1), encoding_chars=enc,
+        sending_app=msh.field(3), sending_facility=msh.field(4),
+        receiving_app=msh.field(5), receiving_facility=msh.field(6),
+        message_type=f"{msg_code}^{trigger}" if trigger else msg_code,
+        control_id=control_id, processing_id=get(11, 1), version=version,
+        accept_ack_type=get(15), app_ack_type=get(16), charset=get(18),
+    )

@@ -1,0 +1,142 @@
+"""Identifiers a message declares about its patient, relatives and clinicians."""
+from __future__ import annotations
+
+from ...domain import KnownIdentifiers, PersonName
+from .er7 import Segment, component, components, repetitions, subcomponents
+from .escape import unescape
+
+# (segment, field) -> how to read it. Names in XPN put family first; XCN/CNN put an id first.
+_PATIENT_XPN = {("PID", 5), ("PID", 9), ("MRG", 7)}
+_OTHER_XPN = {("PID", 6), ("NK1", 2), ("NK1", 30), ("GT1", 3), ("IN1", 16)}
+_XCN = {("PV1", 7), ("PV1", 8), ("PV1", 9), ("PV1", 17), ("PD1", 4), ("ORC", 10), ("ORC", 11),
+        ("ORC", 12), ("ORC", 19), ("OBR", 16), ("OBR", 28), ("OBX", 16), ("TXA", 5), ("TXA", 9),
+        ("TXA", 10), ("TXA", 11), ("TXA", 22), ("TXA", 23), ("PRT", 5), ("ROL", 4), ("NTE", 5)}
+_NDL = {("OBR", 32), ("OBR", 33), ("OBR", 34), ("OBR", 35)}
+_IDS = {("PID", 2), ("PID", 3), ("PID", 4), ("PID", 18), ("PID", 19), ("PID", 20), ("PID", 21),
+        ("MRG", 1), ("MRG", 2), ("MRG", 3), ("MRG", 5), ("PV1", 19), ("PV1", 50), ("GT1", 2),
+        ("IN1", 36), ("NK1", 33), ("TXA", 12)}
+_ADDRESSES = {("PID", 11), ("NK1", 4), ("NK1", 32), ("GT1", 5)}
+_PHONES = {("PID", 13), ("PID", 14), ("NK1", 5), ("NK1", 6), ("NK1", 31), ("GT1", 6), ("GT1", 7)}
+_DATES = {("PID", 7), ("PID", 29)}
+
+
+def _clean(v: str, enc: str) -> str:
+    v = unescape(v, enc).strip()
+    return "" if v in ('""', "") else v
+
+
+def _xpn(value: str, enc: str) -> PersonName:
+    c = components(value, enc)
+    get = lambda i: _clean(subcomponents(c[i], enc)[0], enc) if i < len(c) else ""  # noqa: E731
+    return PersonName(family=get(0), given=get(1), middle=get(2), prefix=get(4))
+
+
+def _xcn(value: str, enc: str) -> PersonName:
+    c = components(value, enc)
+    get = lambda i: _clean(subcomponents(c[i], enc)[0], enc) if i < len(c) else ""  # noqa: E731
+    name = PersonName(family=get(1), given=get(2), middle=get(3), prefix=get(5))
+    if name.is_empty() and c and not c[0].replace("-", "").isdigit():
+        # Some senders put a free-text name in the first component ("John Smith").
+        parts = _clean(c[0], enc).split()
+        if len(parts) >= 2 and all(p.replace(".", "").isalpha() for p in parts):
+            name = PersonName(family=parts[-1], given=parts[0], middle=" ".join(parts[1:-1]))
+    return name
+
+
+def _ndl(value: str, enc: str) -> PersonName:
+    first = components(value, enc)[0]
+    s = subcomponents(first, enc)
+    get = lambda i: _clean(s[i], enc) if i < len(s) else ""  # noqa: E731
+    return PersonName(family=get(1), given=get(2), middle=get(3))
+
+
+def _address_parts(value: str, enc: str) -> tuple[list[str], str]:
+    c = [_clean(subcomponents(x, enc)[0], enc) for x in components(value, enc)]
+    lines = [x for x in c[:3] if x]  # street, other designation, city
+    zipc = c[4] if len(c) > 4 else ""
+    return lines, zipc
+
+
+def _phone(value: str, enc: str) -> list[str]:
+    c = [_clean(x, enc) for x in components(value, enc)]
+    out = []
+    if c and c[0]:
+        out.append(c[0])
+    if len(c) > 6 and c[6]:
+        out.append((c[5] if len(c) > 5 else "") + c[6])
+    return out
+
+
+def _email(value: str, enc: str) -> str:
+    c = components(value, enc)
+    return _clean(c[3], enc) if len(c) > 3 and "@" in c[3] else ""
+
+
+def extract(segments: list[Segment], enc: str) -> KnownIdentifiers:
+    patient: list[PersonName] = []
+    others: list[PersonName] = []
+    ids: list[str] = []
+    addresses: list[str] = []
+    zips: list[str] = []
+    phones: list[str] = []
+    emails: list[str] = []
+    dates: list[str] = []
+    patient_key = ""
+    birth = ""
+    for seg in segments:
+        for n in range(1, len(seg.fields)):
+            key = (seg.name, n)
+            raw = seg.fields[n]
+            if not raw or seg.name == "MSH":
+                continue
+            for rep in repetitions(raw, enc):
+                if not rep:
+                    continue
+                if key in _PATIENT_XPN:
+                    patient.append(_xpn(rep, enc))
+                elif key in _OTHER_XPN:
+                    others.append(_xpn(rep, enc))
+                elif key in _XCN:
+                    others.append(_xcn(rep, enc))
+                elif key in _NDL:
+                    others.append(_ndl(rep, enc))
+                elif key in _IDS:
+                    v = _clean(component(rep, enc, 1), enc)
+                    if v:
+                        ids.append(v)
+                        if seg.name == "PID" and n == 3 and not patient_key:
+                            authority = _clean(component(rep, enc, 4), enc)
+                            patient_key = f"{authority}|{v}"
+                elif key in _ADDRESSES:
+                    lines, z = _address_parts(rep, enc)
+                    addresses.extend(lines)
+                    if z:
+                        zips.append(z)
+                elif key in _PHONES:
+                    phones.extend(_phone(rep, enc))
+                    e = _email(rep, enc)
+                    if e:
+                        emails.append(e)
+                elif key in _DATES:
+                    v = _clean(component(rep, enc, 1), enc)
+                    if v:
+                        dates.append(v)
+                        if key == ("PID", 7):
+                            birth = v
+    patient = [p for p in patient if not p.is_empty()]
+    if not patient_key:
+        first = patient[0] if patient else PersonName()
+        patient_key = f"name|{first.family.upper()}|{first.given.upper()}|{birth}"
+    uniq = lambda xs: tuple(dict.fromkeys(x for x in xs if x))  # noqa: E731
+    return KnownIdentifiers(
+        patient_key=patient_key,
+        patient_names=uniq(patient),
+        other_names=uniq(o for o in others if not o.is_empty()),
+        record_numbers=uniq(ids),
+        dates=uniq(dates),
+        addresses=uniq(addresses),
+        postal_codes=uniq(zips),
+        phones=uniq(phones),
+        emails=uniq(emails),
+        birth_date=birth,
+    )

@@ -1,0 +1,94 @@
+"""One HL7 v2 message (text) -> ParsedMessage: header, declared identifiers, report Document."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hl7apy.consts import VALIDATION_LEVEL
+from hl7apy.exceptions import HL7apyException
+from hl7apy.parser import parse_message as hl7apy_parse
+
+from ...domain import Document, KnownIdentifiers, MessageHeader
+from ...errors import InvalidMessage
+from .er7 import Segment, component, split_segments
+from .escape import unescape
+from .header import read_header
+from .identifiers import extract
+from .text import report_text
+
+DOCUMENT_TYPES = {"ORU^R01", "MDM^T02", "MDM^T06", "MDM^T08", "MDM^T10"}
+DEMOGRAPHIC_TYPES = {"ADT^A01", "ADT^A04", "ADT^A08", "ADT^A31"}
+MERGE_TYPES = {"ADT^A40"}
+SUPPORTED_TYPES = DOCUMENT_TYPES | DEMOGRAPHIC_TYPES | MERGE_TYPES
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    header: MessageHeader
+    known: KnownIdentifiers
+    document: Document | None  # None for ADT
+    action: str  # "document" | "demographics" | "merge"
+    prior_patient_key: str = ""  # ADT^A40: the identity merged away (MRG-1)
+
+
+def _validate_structure(text: str) -> None:
+    """hl7apy's parse checks segment and field structure for the declared version."""
+    try:
+        hl7apy_parse(text, find_groups=False, validation_level=VALIDATION_LEVEL.TOLERANT)
+    except HL7apyException as e:
+        # hl7apy messages can quote field values; name only the kind of failure.
+        raise InvalidMessage(f"HL7 structure not parsable ({type(e).__name__})",
+                             hl7_error_code="100") from None
+    except (ValueError, IndexError, KeyError, AttributeError, TypeError) as e:
+        raise InvalidMessage(f"HL7 structure not parsable ({type(e).__name__})",
+                             hl7_error_code="100") from None
+
+
+def parse(text: str, *, source: str = "") -> ParsedMessage:
+    segments = split_segments(text)
+    header = read_header(segments[0])
+    base_type = header.message_type.split("^")[0] + "^" + (header.message_type.split("^") + [""])[1]
+    if base_type not in SUPPORTED_TYPES:
+        raise InvalidMessage(f"message type {header.message_type} not supported; accepted: "
+                             + ", ".join(sorted(SUPPORTED_TYPES)), segment="MSH", field=9,
+                             hl7_error_code="200")
+    _validate_structure(text)
+    enc = header.encoding_chars
+    names = {s.name for s in segments}
+    if "PID" not in names:
+        raise InvalidMessage("PID segment missing", segment="PID", hl7_error_code="100")
+    known = extract(segments, enc)
+    if base_type in DEMOGRAPHIC_TYPES:
+        return ParsedMessage(header, known, None, "demographics")
+    if base_type in MERGE_TYPES:
+        mrg = next((s for s in segments if s.name == "MRG"), None)
+        if mrg is None:
+            raise InvalidMessage("MRG segment missing in ADT^A40", segment="MRG", hl7_error_code="100")
+        prior_id = unescape(component(mrg.field(1), enc, 1), enc).strip()
+        if not prior_id:
+            raise InvalidMessage("MRG-1 (prior patient identifier) missing", segment="MRG", field=1,
+                                 hl7_error_code="101")
+        authority = unescape(component(mrg.field(1), enc, 4), enc).strip()
+        return ParsedMessage(header, known, None, "merge", prior_patient_key=f"{authority}|{prior_id}")
+    return ParsedMessage(header, known, _document(header, segments, known, source), "document")
+
+
+def _document(header: MessageHeader, segments: list[Segment], known: KnownIdentifiers,
+              source: str) -> Document:
+    enc = header.encoding_chars
+    text = report_text(segments, enc)
+    if not text:
+        raise InvalidMessage("no report text: no OBX or NTE segment carries text", segment="OBX",
+                             field=5, ack_code="AE", hl7_error_code="101")
+    txa = next((s for s in segments if s.name == "TXA"), None)
+    doc_ref = replaces = ""
+    if txa is not None:
+        doc_ref = unescape(component(txa.field(12), enc, 1), enc).strip()
+        if header.message_type.startswith("MDM^T08") or header.message_type.startswith("MDM^T10"):
+            replaces = unescape(component(txa.field(13), enc, 1), enc).strip() or doc_ref
+    else:
+        obr = next((s for s in segments if s.name == "OBR"), None)
+        if obr is not None:
+            doc_ref = unescape(component(obr.field(3), enc, 1) or component(obr.field(2), enc, 1), enc)
+    return Document(kind=f"hl7:{header.message_type}", source=source or header.sending_app.split("^")[0],
+                    text=text, known=known, header=header, replaces_control_id=replaces,
+                    document_ref=doc_ref.strip())

@@ -1,0 +1,1 @@
+"""The model: integrity check, engine, prompt, and the one-at-a-time summary worker."""

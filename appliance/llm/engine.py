@@ -1,0 +1,81 @@
+"""Model engines. `open_engine` is the only place that imports llama_cpp."""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    name: str  # file name + short hash
+    device: str  # "cuda" or "cpu"
+    gpu_layers: int
+    chat_template: bool
+
+
+class Engine(Protocol):
+    info: EngineInfo
+
+    def generate(self, system: str, user: str, *, max_tokens: int, cancel: threading.Event) -> Iterator[str]: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class LlamaCppEngine:
+    def __init__(self, cfg: ModelConfig, sha256: str) -> None:
+        import llama_cpp  # heavy native import kept here
+
+        gpu = bool(llama_cpp.llama_supports_gpu_offload())
+        layers = cfg.n_gpu_layers if gpu else 0
+        if cfg.n_gpu_layers != 0 and not gpu:
+            log.warning("GPU offload requested (model.n_gpu_layers=%d) but this llama-cpp-python build has "
+                        "no GPU support or no GPU was found; running on CPU", cfg.n_gpu_layers)
+        self._cfg = cfg
+        self._llm = llama_cpp.Llama(model_path=str(cfg.path), n_gpu_layers=layers, n_ctx=cfg.n_ctx,
+                                    n_threads=cfg.n_threads, n_threads_batch=cfg.n_threads, seed=0,
+                                    verbose=False)
+        has_template = "tokenizer.chat_template" in (self._llm.metadata or {})
+        self.info = EngineInfo(name=f"{cfg.path.name}@{sha256[:12]}", device="cuda" if gpu and layers else "cpu",
+                               gpu_layers=layers, chat_template=has_template)
+        log.info("model loaded: %s device=%s gpu_layers=%d chat_template=%s", self.info.name, self.info.device,
+                 layers, has_template)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False))
+
+    def generate(self, system: str, user: str, *, max_tokens: int, cancel: threading.Event) -> Iterator[str]:
+        common = dict(max_tokens=max_tokens, temperature=self._cfg.temperature,
+                      repeat_penalty=self._cfg.repeat_penalty, stream=True)
+        if self.info.chat_template:
+            stream = self._llm.create_chat_completion(
+                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}], **common)
+            pieces = (c["choices"][0]["delta"].get("content") or "" for c in stream)
+        else:  # base models: a plain completion prompt
+            stream = self._llm.create_completion(prompt=f"{system}\n\n{user}\n\nSummary:", **common)
+            pieces = (c["choices"][0]["text"] for c in stream)
+        try:
+            for piece in pieces:
+                if cancel.is_set():
+                    break
+                if piece:
+                    yield piece
+        finally:
+            close = getattr(stream, "close", None)
+            if close:
+                close()
+
+    def close(self) -> None:
+        self._llm.close()
+
+
+def open_engine(cfg: ModelConfig, sha256: str) -> Engine:
+    return LlamaCppEngine(cfg, sha256)

@@ -1,0 +1,152 @@
+"""The summary worker: one generation at a time from the persistent job queue, tokens
+published as they come, every output gated for leaked identifiers before it is stored."""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from ..config import ModelConfig
+from ..deid.leakgate import StreamingGate, gate
+from ..domain import KnownIdentifiers
+from ..store.db import Store, SummaryRow, now_ms
+from .engine import Engine
+from .prompt import SYSTEM, fit_prompt
+from .think import strip_thinking
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    text: str
+
+
+@dataclass(frozen=True)
+class FinalEvent:
+    summary: SummaryRow
+
+
+@dataclass(frozen=True)
+class FailedEvent:
+    reason: str
+
+
+class SummaryHub:
+    """Fan-out of live summary events to the clients following a document. A client that
+    joins mid-generation first gets the text so far, so it never sees half a summary."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subs: dict[str, list[queue.Queue]] = defaultdict(list)
+        self._partial: dict[str, str] = {}
+
+    def subscribe(self, doc_id: str) -> queue.Queue:
+        q: queue.Queue = queue.Queue()
+        with self._lock:
+            self._subs[doc_id].append(q)
+            if self._partial.get(doc_id):
+                q.put(TokenEvent(self._partial[doc_id]))
+        return q
+
+    def unsubscribe(self, doc_id: str, q: queue.Queue) -> None:
+        with self._lock:
+            if q in self._subs.get(doc_id, []):
+                self._subs[doc_id].remove(q)
+            if not self._subs.get(doc_id):
+                self._subs.pop(doc_id, None)
+
+    def publish(self, doc_id: str, event: object) -> None:
+        with self._lock:
+            if isinstance(event, TokenEvent):
+                self._partial[doc_id] = self._partial.get(doc_id, "") + event.text
+            else:
+                self._partial.pop(doc_id, None)
+            for q in self._subs.get(doc_id, []):
+                q.put(event)
+
+
+class SummaryWorker:
+    def __init__(self, store: Store, engine: Engine, cfg: ModelConfig, hub: SummaryHub) -> None:
+        self._store = store
+        self._engine = engine
+        self._cfg = cfg
+        self._hub = hub
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._cancel = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="summary-worker", daemon=True)
+        self.busy = False
+        self.completed = 0
+        self.failed = 0
+        self.tokens_generated = 0
+
+    def start(self) -> None:
+        n = self._store.requeue_interrupted()
+        if n:
+            log.info("requeued %d summary jobs interrupted by the last shutdown", n)
+        self._thread.start()
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish (or cancel) the generation in flight, then stop."""
+        self._stop.set()
+        self._cancel.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            doc_id = self._store.claim_next_job()
+            if doc_id is None:
+                self._wake.wait(1.0)
+                self._wake.clear()
+                continue
+            self.busy = True
+            try:
+                self._summarise(doc_id)
+            except Exception as e:  # one bad job must not stop the worker
+                self.failed += 1
+                log.error("summary job %s failed: %s", doc_id, type(e).__name__)
+                self._store.fail_job(doc_id, f"error={type(e).__name__}", "worker")
+                self._hub.publish(doc_id, FailedEvent(f"generation failed ({type(e).__name__})"))
+            finally:
+                self.busy = False
+
+    def _summarise(self, doc_id: str) -> None:
+        doc = self._store.get_document(doc_id)
+        known = self._store.patient_known(doc.patient_ref) or KnownIdentifiers()
+        pre = gate(doc.deid_text, known)  # belt and braces: the model never sees a declared identifier
+        budget = self._cfg.n_ctx - self._cfg.max_tokens - self._engine.count_tokens(SYSTEM) - 32
+        prompt = fit_prompt(pre.text, self._engine.count_tokens, budget)
+        started = time.monotonic()
+        sgate = StreamingGate(known)
+        tokens = 0
+        self._cancel.clear()
+        pieces = self._engine.generate(SYSTEM, prompt, max_tokens=self._cfg.max_tokens, cancel=self._cancel)
+        for piece in strip_thinking(pieces):
+            tokens += 1
+            out = sgate.feed(piece)
+            if out:
+                self._hub.publish(doc_id, TokenEvent(out))
+        rest, text = sgate.finish()
+        if rest:
+            self._hub.publish(doc_id, TokenEvent(rest))
+        if self._stop.is_set():
+            # Interrupted by shutdown: leave the job for the next start.
+            self._store.requeue_interrupted()
+            return
+        leaks = pre.hits + sgate.hits
+        row = SummaryRow(document_id=doc_id, text=text.strip(), model=self._engine.info.name, tokens=tokens,
+                         leaks_redacted=leaks, created_ms=now_ms())
+        self._store.save_summary(row, "worker")
+        self.completed += 1
+        self.tokens_generated += tokens
+        log.info("summary done doc=%s tokens=%d seconds=%.2f leaks_redacted=%d", doc_id, tokens,
+                 time.monotonic() - started, leaks)
+        self._hub.publish(doc_id, FinalEvent(row))

@@ -1,0 +1,52 @@
+"""systemd integration: notify and watchdog. Harmless outside systemd."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+
+try:
+    from systemd import daemon as _sd_daemon
+    from systemd import journal as _sd_journal
+except ImportError:  # a dev machine without systemd-python
+    _sd_daemon = None
+    _sd_journal = None
+
+
+def notify(state: str) -> bool:
+    if _sd_daemon is None or not os.environ.get("NOTIFY_SOCKET"):
+        return False
+    return bool(_sd_daemon.notify(state))
+
+
+def log_handler() -> logging.Handler:
+    """journald when started by systemd (JOURNAL_STREAM is set), else stderr."""
+    if _sd_journal is not None and os.environ.get("JOURNAL_STREAM"):
+        return _sd_journal.JournalHandler(SYSLOG_IDENTIFIER="applianced")
+    h = logging.StreamHandler()
+    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    return h
+
+
+class Watchdog:
+    """Pings WATCHDOG=1 at half the unit's WatchdogSec while `healthy()` holds."""
+
+    def __init__(self, healthy: Callable[[], bool]) -> None:
+        usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        self.interval = usec / 2e6 if usec else 0.0
+        self._healthy = healthy
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
+
+    def start(self) -> None:
+        if self.interval:
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            if self._healthy():
+                notify("WATCHDOG=1")
+
+    def stop(self) -> None:
+        self._stop.set()

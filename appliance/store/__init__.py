@@ -1,0 +1,4 @@
+"""The only code that touches SQLCipher."""
+from .db import Store, open_store
+
+__all__ = ["Store", "open_store"]

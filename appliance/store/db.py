@@ -1,0 +1,335 @@
+"""SQLCipher store. One connection guarded by a lock: SQLite serialises writers anyway,
+and one connection keeps the key and page cache in one place.
+
+Every public write is one transaction; callers acknowledge only after it returns."""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import sqlcipher3
+
+from ..domain import KnownIdentifiers, PersonName
+from ..errors import NotFound, StoreKeyError
+from .keys import describe, read_key
+from .schema import MIGRATIONS
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    id: str
+    kind: str
+    source: str
+    transport: str
+    status: str
+    patient_ref: str
+    deid_text: str
+    phi_spans: int
+    document_ref: str
+    superseded_by: str | None
+    received_ms: int
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    document_id: str
+    text: str
+    model: str
+    tokens: int
+    leaks_redacted: int
+    created_ms: int
+
+
+@dataclass(frozen=True)
+class DeadLetterRow:
+    id: str
+    transport: str
+    reason: str
+    raw: bytes
+    received_ms: int
+    resolved_ms: int | None
+
+
+@dataclass(frozen=True)
+class NewDocument:
+    kind: str
+    source: str
+    transport: str
+    patient_ref: str
+    deid_text: str
+    phi_spans: int
+    document_ref: str
+    surrogates: dict[str, str]
+    raw: bytes
+    message_key: str
+    known: KnownIdentifiers
+    priority: int = 0
+    replaces_ref: str = ""
+
+
+def known_to_json(k: KnownIdentifiers) -> str:
+    return json.dumps(asdict(k), sort_keys=True)
+
+
+def known_from_json(s: str) -> KnownIdentifiers:
+    d = json.loads(s)
+    for f in ("patient_names", "other_names"):
+        d[f] = tuple(PersonName(**n) for n in d[f])
+    for f in ("record_numbers", "dates", "addresses", "postal_codes", "phones", "emails"):
+        d[f] = tuple(d[f])
+    return KnownIdentifiers(**d)
+
+
+class Store:
+    def __init__(self, conn: sqlcipher3.Connection, path: Path) -> None:
+        self._conn = conn
+        self._lock = threading.RLock()
+        self.path = path
+
+    # -- plumbing -------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlcipher3.Cursor]:
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+            except BaseException:
+                self._conn.rollback()
+                raise
+            else:
+                self._conn.commit()
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                self._conn.close()
+
+    def schema_version(self) -> int:
+        return self._query("PRAGMA user_version")[0][0]
+
+    def migrate(self) -> None:
+        with self._lock:
+            version = self.schema_version()
+            for i, sql in enumerate(MIGRATIONS[version:], start=version + 1):
+                self._conn.executescript("BEGIN IMMEDIATE;" + sql + f";PRAGMA user_version={i};COMMIT;")
+
+    # -- audit ----------------------------------------------------------------------------
+    def _audit(self, cur: sqlcipher3.Cursor, actor: str, action: str, object_id: str, detail: str = "") -> None:
+        row = cur.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        prev = row[0] if row else "0" * 64
+        ts = now_ms()
+        h = hashlib.sha256(f"{prev}|{ts}|{actor}|{action}|{object_id}|{detail}".encode()).hexdigest()
+        cur.execute("INSERT INTO audit(ts_ms, actor, action, object_id, detail, prev_hash, hash) "
+                    "VALUES (?,?,?,?,?,?,?)", (ts, actor, action, object_id, detail, prev, h))
+
+    def audit(self, actor: str, action: str, object_id: str, detail: str = "") -> None:
+        """Metadata only: ids, counts, outcomes. Never report text or identifiers."""
+        with self.transaction() as cur:
+            self._audit(cur, actor, action, object_id, detail)
+
+    def verify_audit_chain(self) -> int:
+        prev = "0" * 64
+        rows = self._query("SELECT seq, ts_ms, actor, action, object_id, detail, prev_hash, hash FROM audit ORDER BY seq")
+        for seq, ts, actor, action, obj, detail, p, h in rows:
+            expect = hashlib.sha256(f"{prev}|{ts}|{actor}|{action}|{obj}|{detail}".encode()).hexdigest()
+            if p != prev or h != expect:
+                raise StoreKeyError(f"audit log broken at entry {seq}")
+            prev = h
+        return len(rows)
+
+    # -- intake ---------------------------------------------------------------------------
+    def find_message(self, message_key: str) -> tuple[str | None, bytes | None] | None:
+        rows = self._query("SELECT document_id, ack FROM raw_messages WHERE message_key=?", (message_key,))
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def commit_document(self, doc: NewDocument, actor: str) -> str:
+        doc_id = new_id()
+        ts = now_ms()
+        with self.transaction() as cur:
+            cur.execute("INSERT INTO raw_messages(message_key, document_id, transport, raw, received_ms) "
+                        "VALUES (?,?,?,?,?)", (doc.message_key, doc_id, doc.transport, doc.raw, ts))
+            cur.execute("INSERT INTO documents(id, kind, source, transport, status, patient_ref, deid_text, "
+                        "phi_spans, message_key, document_ref, received_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        (doc_id, doc.kind, doc.source, doc.transport, "RECEIVED", doc.patient_ref,
+                         doc.deid_text, doc.phi_spans, doc.message_key, doc.document_ref, ts))
+            cur.executemany("INSERT OR IGNORE INTO surrogates(document_id, surrogate, original) VALUES (?,?,?)",
+                            [(doc_id, s, o) for s, o in doc.surrogates.items()])
+            self._merge_patient(cur, doc.patient_ref, doc.known)
+            if doc.replaces_ref:
+                for (old_id,) in cur.execute(
+                        "SELECT id FROM documents WHERE patient_ref=? AND document_ref=? AND id<>? "
+                        "AND superseded_by IS NULL", (doc.patient_ref, doc.replaces_ref, doc_id)).fetchall():
+                    cur.execute("UPDATE documents SET status='SUPERSEDED', superseded_by=? WHERE id=?", (doc_id, old_id))
+                    cur.execute("DELETE FROM jobs WHERE document_id=? AND state='PENDING'", (old_id,))
+                    self._audit(cur, actor, "document.superseded", old_id, f"by={doc_id}")
+            cur.execute("INSERT INTO jobs(document_id, priority, state, enqueued_ms, updated_ms) VALUES (?,?,?,?,?)",
+                        (doc_id, doc.priority, "PENDING", ts, ts))
+            self._audit(cur, actor, "document.received", doc_id,
+                        f"kind={doc.kind} transport={doc.transport} phi_spans={doc.phi_spans}")
+        return doc_id
+
+    def record_message(self, message_key: str, transport: str, raw: bytes, actor: str, action: str,
+                       patient_ref: str, known: KnownIdentifiers, merged_from: str = "") -> None:
+        """Non-document messages (ADT): update demographics and remember the message."""
+        with self.transaction() as cur:
+            cur.execute("INSERT INTO raw_messages(message_key, document_id, transport, raw, received_ms) "
+                        "VALUES (?,?,?,?,?)", (message_key, None, transport, raw, now_ms()))
+            self._merge_patient(cur, patient_ref, known)
+            if merged_from:
+                row = cur.execute("SELECT known_json FROM patients WHERE patient_ref=?", (merged_from,)).fetchone()
+                if row:
+                    self._merge_patient(cur, patient_ref, known_from_json(row[0]))
+                cur.execute("UPDATE patients SET merged_into=? WHERE patient_ref=?", (patient_ref, merged_from))
+                cur.execute("UPDATE documents SET patient_ref=? WHERE patient_ref=?", (patient_ref, merged_from))
+            self._audit(cur, actor, action, patient_ref[:16], f"transport={transport}")
+
+    def set_ack(self, message_key: str, ack: bytes) -> None:
+        with self.transaction() as cur:
+            cur.execute("UPDATE raw_messages SET ack=? WHERE message_key=?", (ack, message_key))
+
+    def _merge_patient(self, cur: sqlcipher3.Cursor, patient_ref: str, known: KnownIdentifiers) -> None:
+        row = cur.execute("SELECT known_json FROM patients WHERE patient_ref=?", (patient_ref,)).fetchone()
+        merged = known_from_json(row[0]).merged(known) if row else known
+        cur.execute("INSERT INTO patients(patient_ref, known_json, updated_ms) VALUES (?,?,?) "
+                    "ON CONFLICT(patient_ref) DO UPDATE SET known_json=excluded.known_json, "
+                    "updated_ms=excluded.updated_ms", (patient_ref, known_to_json(merged), now_ms()))
+
+    def patient_known(self, patient_ref: str) -> KnownIdentifiers | None:
+        rows = self._query("SELECT known_json FROM patients WHERE patient_ref=?", (patient_ref,))
+        return known_from_json(rows[0][0]) if rows else None
+
+    # -- documents ------------------------------------------------------------------------
+    _DOC_COLS = ("id, kind, source, transport, status, patient_ref, deid_text, phi_spans, document_ref, "
+                 "superseded_by, received_ms")
+
+    def get_document(self, doc_id: str) -> DocumentRow:
+        rows = self._query(f"SELECT {self._DOC_COLS} FROM documents WHERE id=?", (doc_id,))
+        if not rows:
+            raise NotFound(f"document {doc_id} not found")
+        return DocumentRow(*rows[0])
+
+    def list_documents(self, limit: int = 50) -> list[DocumentRow]:
+        rows = self._query(f"SELECT {self._DOC_COLS} FROM documents ORDER BY received_ms DESC, rowid DESC LIMIT ?",
+                           (limit,))
+        return [DocumentRow(*r) for r in rows]
+
+    def count_documents(self) -> int:
+        return self._query("SELECT count(*) FROM documents")[0][0]
+
+    def surrogate_map(self, doc_id: str) -> dict[str, str]:
+        return dict(self._query("SELECT surrogate, original FROM surrogates WHERE document_id=?", (doc_id,)))
+
+    # -- jobs and summaries ---------------------------------------------------------------
+    def claim_next_job(self) -> str | None:
+        with self.transaction() as cur:
+            row = cur.execute("SELECT document_id FROM jobs WHERE state='PENDING' "
+                              "ORDER BY priority DESC, enqueued_ms LIMIT 1").fetchone()
+            if row is None:
+                return None
+            cur.execute("UPDATE jobs SET state='RUNNING', attempts=attempts+1, updated_ms=? WHERE document_id=?",
+                        (now_ms(), row[0]))
+            cur.execute("UPDATE documents SET status='SUMMARIZING' WHERE id=? AND status='RECEIVED'", (row[0],))
+            return row[0]
+
+    def requeue_interrupted(self) -> int:
+        """Jobs left RUNNING by a crash go back to the queue."""
+        with self.transaction() as cur:
+            cur.execute("UPDATE jobs SET state='PENDING' WHERE state='RUNNING'")
+            n = cur.rowcount
+            cur.execute("UPDATE documents SET status='RECEIVED' WHERE status='SUMMARIZING'")
+            return n
+
+    def pending_jobs(self) -> int:
+        return self._query("SELECT count(*) FROM jobs WHERE state='PENDING'")[0][0]
+
+    def save_summary(self, s: SummaryRow, actor: str) -> None:
+        with self.transaction() as cur:
+            cur.execute("INSERT OR REPLACE INTO summaries(document_id, text, model, tokens, leaks_redacted, created_ms) "
+                        "VALUES (?,?,?,?,?,?)", (s.document_id, s.text, s.model, s.tokens, s.leaks_redacted,
+                                                 s.created_ms))
+            cur.execute("DELETE FROM jobs WHERE document_id=?", (s.document_id,))
+            cur.execute("UPDATE documents SET status='SUMMARIZED' WHERE id=? AND status<>'SUPERSEDED'",
+                        (s.document_id,))
+            self._audit(cur, actor, "summary.created", s.document_id,
+                        f"tokens={s.tokens} leaks_redacted={s.leaks_redacted}")
+
+    def fail_job(self, doc_id: str, reason: str, actor: str) -> None:
+        with self.transaction() as cur:
+            cur.execute("UPDATE jobs SET state='FAILED', updated_ms=? WHERE document_id=?", (now_ms(), doc_id))
+            cur.execute("UPDATE documents SET status='FAILED' WHERE id=?", (doc_id,))
+            self._audit(cur, actor, "summary.failed", doc_id, reason)
+
+    def get_summary(self, doc_id: str) -> SummaryRow | None:
+        rows = self._query("SELECT document_id, text, model, tokens, leaks_redacted, created_ms FROM summaries "
+                           "WHERE document_id=?", (doc_id,))
+        return SummaryRow(*rows[0]) if rows else None
+
+    # -- dead letters ---------------------------------------------------------------------
+    def add_dead_letter(self, transport: str, reason: str, raw: bytes, actor: str) -> str:
+        dl_id = new_id()
+        with self.transaction() as cur:
+            cur.execute("INSERT INTO dead_letters(id, transport, reason, raw, received_ms) VALUES (?,?,?,?,?)",
+                        (dl_id, transport, reason, raw, now_ms()))
+            self._audit(cur, actor, "message.dead_lettered", dl_id, f"transport={transport}")
+        return dl_id
+
+    def list_dead_letters(self, limit: int = 50, include_resolved: bool = False) -> list[DeadLetterRow]:
+        where = "" if include_resolved else "WHERE resolved_ms IS NULL"
+        rows = self._query(f"SELECT id, transport, reason, raw, received_ms, resolved_ms FROM dead_letters {where} "
+                           "ORDER BY received_ms DESC LIMIT ?", (limit,))
+        return [DeadLetterRow(*r) for r in rows]
+
+    def get_dead_letter(self, dl_id: str) -> DeadLetterRow:
+        rows = self._query("SELECT id, transport, reason, raw, received_ms, resolved_ms FROM dead_letters WHERE id=?",
+                           (dl_id,))
+        if not rows:
+            raise NotFound(f"dead letter {dl_id} not found")
+        return DeadLetterRow(*rows[0])
+
+    def resolve_dead_letter(self, dl_id: str, actor: str) -> None:
+        with self.transaction() as cur:
+            cur.execute("UPDATE dead_letters SET resolved_ms=? WHERE id=?", (now_ms(), dl_id))
+            self._audit(cur, actor, "dead_letter.resolved", dl_id)
+
+
+def open_store(path: Path, key_file: Path) -> Store:
+    key = read_key(key_file, "store")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlcipher3.connect(str(path), check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA cipher_log_level = NONE")  # its own stderr lines are not for journald
+    conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlcipher3.DatabaseError:
+        conn.close()
+        raise StoreKeyError(f"store: database {path} cannot be opened with the {describe(key_file)}: "
+                            "wrong key, or not an appliance database. Restore the matching key file; "
+                            "without it the data cannot be read") from None
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")  # an ACK promises the commit survives power loss
+    conn.execute("PRAGMA foreign_keys=ON")
+    store = Store(conn, path)
+    store.migrate()
+    return store

@@ -1,0 +1,80 @@
+"""Versioned migrations. Append only: a shipped migration is never edited."""
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: documents, their raw messages, patients, surrogate maps, jobs, summaries,
+    #    dead letters, acknowledgements for duplicates, and the hash-chained audit log.
+    """
+    CREATE TABLE documents (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        source TEXT NOT NULL,
+        transport TEXT NOT NULL,
+        status TEXT NOT NULL,
+        patient_ref TEXT NOT NULL,
+        deid_text TEXT NOT NULL,
+        phi_spans INTEGER NOT NULL,
+        message_key TEXT,
+        document_ref TEXT NOT NULL DEFAULT '',
+        superseded_by TEXT,
+        received_ms INTEGER NOT NULL
+    );
+    CREATE INDEX documents_received ON documents(received_ms DESC);
+    CREATE INDEX documents_ref ON documents(patient_ref, document_ref);
+    CREATE TABLE raw_messages (
+        message_key TEXT PRIMARY KEY,
+        document_id TEXT,
+        transport TEXT NOT NULL,
+        raw BLOB NOT NULL,
+        ack BLOB,
+        received_ms INTEGER NOT NULL
+    );
+    CREATE TABLE patients (
+        patient_ref TEXT PRIMARY KEY,
+        known_json TEXT NOT NULL,
+        merged_into TEXT,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE TABLE surrogates (
+        document_id TEXT NOT NULL,
+        surrogate TEXT NOT NULL,
+        original TEXT NOT NULL,
+        PRIMARY KEY (document_id, surrogate)
+    );
+    CREATE TABLE jobs (
+        document_id TEXT PRIMARY KEY,
+        priority INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        enqueued_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE INDEX jobs_pending ON jobs(state, priority DESC, enqueued_ms);
+    CREATE TABLE summaries (
+        document_id TEXT PRIMARY KEY,
+        text TEXT NOT NULL,
+        model TEXT NOT NULL,
+        tokens INTEGER NOT NULL,
+        leaks_redacted INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE dead_letters (
+        id TEXT PRIMARY KEY,
+        transport TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        raw BLOB NOT NULL,
+        received_ms INTEGER NOT NULL,
+        resolved_ms INTEGER
+    );
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        object_id TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    """,
+]

@@ -1,0 +1,95 @@
+"""Shared fixtures: a real state directory, a real daemon subprocess on free ports."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "appliance" / "samples" / "oru_r01_ct_chest.hl7"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    """A state directory made by the real `appliancectl init`; returns the config path."""
+    from appliance.cli.init import init_state
+
+    return init_state(tmp_path / "state", grpc_port=free_port(), mllp_port=free_port())
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen
+    config: Path
+    port: int
+    log: Path
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(f"127.0.0.1:{self.port}")
+
+    def stub(self):
+        from appliance.v1 import appliance_pb2_grpc as pb_grpc
+
+        return pb_grpc.ApplianceStub(self.channel())
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_daemon(config: Path, log: Path, timeout: float = 60.0) -> Running:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from appliance.config import load_config
+
+    cfg = load_config(config)
+    fh = log.open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "appliance.daemon", "--config", str(config)], stdout=fh,
+                            stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    run = Running(proc, config, cfg.grpc.port, log)
+    deadline = time.monotonic() + timeout
+    with run.channel() as ch:
+        health = health_pb2_grpc.HealthStub(ch)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"daemon exited {proc.returncode}: {run.output()}")
+            try:
+                r = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                if r.status == health_pb2.HealthCheckResponse.SERVING:
+                    return run
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"daemon not SERVING within {timeout}s: {run.output()}")
+
+
+def stop_daemon(run: Running) -> int:
+    if run.proc.poll() is None:
+        run.proc.terminate()
+        try:
+            run.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            run.proc.kill()
+            run.proc.wait()
+    return run.proc.returncode
+
+
+@pytest.fixture
+def daemon(state: Path, tmp_path: Path):
+    run = start_daemon(state, tmp_path / "daemon.log")
+    yield run
+    stop_daemon(run)
