@@ -1,19 +1,197 @@
-"""Dictionary and context recognisers: names and places that no header declares.
+"""Dictionary and context recognisers for names and places that no header declares.
 
-A first cut: context cues only (titles and phrases that introduce a person). The
-clinical allow-list and dictionary matching extend this module."""
+Evidence, strongest first:
+- a cue: a title ("Dr", "Mrs") or a relation ("son", "wife", "proxy") right before a word;
+- a suffix: "Holy Cross Hospital", "Kessler Rehab" (the words before an institution word);
+- a movement phrase: "transferred to GH", "lives in catonsville" (a word no vocabulary knows);
+- the dictionaries: census names and US places that are not English or clinical words.
+A found name grows over neighbouring name words and initials ("ROBERT V. DEGIORGIO")."""
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from ..domain import Span
+from . import vocab
 
-_TITLE = re.compile(
-    r"\b(?:Dr|Doctor|Mr|Mrs|Ms|Miss|Prof|Nurse|RN|NP|PA)\.?\s+((?:[A-Z][A-Za-z'\-]+|[A-Z]\.)(?:\s+[A-Z][A-Za-z'\-]+){0,2})")
+_WORD = re.compile(r"(?<![0-9'])[A-Za-z][A-Za-z']*")  # "300's" and "120s" hold no word
+TITLES = frozenset("dr drs doctor mr mrs ms miss mister madam prof dr's".split())
+# Doctors' names are often ordinary words (Dr. Small, dr brown); "MS:" is also mental status.
+DOCTOR_TITLES = frozenset("dr drs doctor dr's prof".split())
+CREDENTIALS = frozenset("rn rrt crt md np lpn licsw lcsw cna msw pharmd bsn cnm crna aprn pa-c".split())
+SAINTS = frozenset("st saint ste".split())
+RELATIONS = frozenset("""son sons daughter daughters dtr dtrs wife husband hubby spouse sister sisters brother
+brothers sis bro mother mom mum father dad niece nephew nieces nephews friend friends proxy hcp caseworker
+grandson granddaughter grandaughter grandchild grandmother grandfather in-law fiance fiancee partner
+boyfriend girlfriend cousin aunt uncle neighbor neighbour sitter pastor priest chaplain rabbi guardian
+stepson stepdaughter step-daughter step-son named called""".split())
+# Words that end a name or never start one, even when a cue precedes them.
+STOP = frozenset("""a an the and or but of to in into on at by for from with without is was were are be been
+has had have will would can could may might should shall do does did not no yes he she his her him they them
+their it its this that these those who whom which what when where why how here there then than as also
+aware notified called paged spoke updated informed at bedside in to visit visited re regarding about
+re: per please pls came come comes went left via w wt x q""".split())
+INSTITUTION_WORDS = frozenset("""hospital hosp hospitals rehab rehabilitation manor clinic infirmary
+sanitarium hospice healthcare center centre""".split())
+# "center"/"home" name an institution only after these.
+_INSTITUTION_QUALIFIER = {"center": {"medical", "med", "health", "rehab", "rehabilitation", "cancer"},
+                          "centre": {"medical", "health"}, "home": {"nursing"}}
+MOVEMENT = frozenset("to from into at in".split())
+MOVERS = frozenset("""transferred transfered transfer transferring xfer xferred admitted admit came come taken
+lives live living returned return returning sent discharged brought moved arrived going go went trans
+readmitted presented adm admitting tx medflight flown arrival enroute followed seen c'd dc'd discharge
+dispo back transport transported""".split())
+# "cardiac rehab", "community hospital": a kind of service, not a named institution.
+SERVICES = frozenset("""cardiac pulmonary physical occupational speech acute subacute inpatient outpatient
+psychiatric psych stroke pediatric surgical medical general community county state local outside another
+other the his her their our this that same previous prior rehab nursing teaching""".split())
+CUES = TITLES | CREDENTIALS | RELATIONS | SAINTS | INSTITUTION_WORDS
+
+
+def _unknown(w: str) -> bool:
+    """A word no vocabulary knows: in these notes mostly a name or a place."""
+    return len(w) >= 2 and w.isalpha() and w not in vocab.common() and w not in STOP and w not in CUES \
+        and w not in vocab.first_names() and w not in vocab.last_names() and w not in vocab.english_extended() \
+        and not _misspelt_word(w)
+
+
+@lru_cache(maxsize=65536)
+def _misspelt_word(w: str) -> bool:
+    """One edit (delete, insert, substitute, transpose) from a common English word: a typo
+    ("recieved", "stabel"), not a name. Only for longer words, where names rarely collide."""
+    if len(w) < 6:
+        return False
+    eng = vocab.english()
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    for i in range(len(w) + 1):
+        a, b = w[:i], w[i:]
+        if b and a + b[1:] in eng:
+            return True
+        if len(b) > 1 and a + b[1] + b[0] + b[2:] in eng:
+            return True
+        for c in letters:
+            if b and a + c + b[1:] in eng:
+                return True
+            if a + c + b in eng:
+                return True
+    return False
+
+
+def _is_namey(w: str) -> bool:
+    return (w in vocab.first_names() or w in vocab.last_names()) and w not in vocab.common()
+
+
+def _core(word: str) -> str:
+    w = word.lower()
+    return w[:-2] if w.endswith("'s") else w.strip("'")
 
 
 def dictionary_spans(text: str) -> list[Span]:
-    out = []
-    for m in _TITLE.finditer(text):
-        out.append(Span(m.start(1), m.end(1), "NAME"))
-    return out
+    toks = [(m.start(), m.end(), _core(m.group())) for m in _WORD.finditer(text)]
+    n = len(toks)
+    label: list[str | None] = [None] * n
+    common = vocab.common()
+    single_places, multi_places = vocab.places()
+    letters = sum(c.isalpha() for c in text)
+    mixed = sum(c.islower() for c in text) > 0.3 * max(letters, 1)
+
+    def gap(i: int) -> str:  # text between token i and i+1
+        return text[toks[i][1]:toks[i + 1][0]] if i + 1 < n else ""
+
+    def _title_case(i: int) -> bool:
+        raw = text[toks[i][0]:toks[i][1]]
+        return raw[0].isupper() and not raw.isupper()
+
+    def adjacent(i: int) -> bool:  # i and i+1 are neighbours in one phrase
+        g = gap(i)
+        return len(g) <= 3 and "\n" not in g and all(c in " ,.-:(" for c in g)
+
+    for i, (_s, _e, w) in enumerate(toks):
+        if w in TITLES and i + 1 < n and adjacent(i):
+            j = i + 1
+            cand = toks[j][2]
+            if cand not in STOP and cand not in vocab.clinical() and \
+                    (w in DOCTOR_TITLES or _is_namey(cand) or _unknown(cand) or cand in vocab.first_names()):
+                label[j] = "NAME"
+                # "Drs X and Y", "dr x, dr y"
+                if j + 2 < n and toks[j + 1][2] == "and" and toks[j + 2][2] not in STOP:
+                    label[j + 2] = "NAME"
+        elif w in RELATIONS and i + 1 < n and adjacent(i):
+            j = i + 1
+            cand = toks[j][2]
+            if cand not in STOP and (cand not in common or _is_namey(cand) or cand in vocab.first_names()) \
+                    and len(cand) > 1:
+                label[j] = "NAME"
+        elif (w in INSTITUTION_WORDS or w == "home") and i > 0:
+            # Words before "Hospital"/"Rehab" name the institution, back to a stop word.
+            j = i - 1
+            if w in _INSTITUTION_QUALIFIER:
+                if toks[j][2] not in _INSTITUTION_QUALIFIER[w]:
+                    continue
+                j -= 1
+            while j >= 0 and i - j <= 3 and toks[j][2] not in STOP and toks[j][2] not in INSTITUTION_WORDS \
+                    and toks[j][2] not in SERVICES and text[toks[j][1]:toks[j + 1][0]] in (" ", "-", ". ") \
+                    and toks[j][2] not in vocab.clinical():
+                label[j] = "INSTITUTION"
+                j -= 1
+        elif w in MOVEMENT and i + 1 < n and adjacent(i):
+            cand = toks[i + 1][2]
+            if len(cand) >= 2 and (_unknown(cand) or _is_namey(cand) or cand in single_places) and \
+                    i > 0 and toks[i - 1][2] in MOVERS:
+                label[i + 1] = label[i + 1] or "LOCATION"
+        elif w in CREDENTIALS and i > 0 and adjacent(i - 1):
+            # "Patricia Nolan, RN", "Stord-Painter MD": the name run before a credential.
+            run = []
+            j = i - 1
+            while j >= 0 and len(run) < 3 and toks[j][2] not in STOP and toks[j][2] not in CREDENTIALS \
+                    and (j == i - 1 or adjacent(j)) and "\n" not in text[toks[j][1]:toks[i][0]]:
+                run.append(j)
+                j -= 1
+            if any(_unknown(toks[k][2]) or _is_namey(toks[k][2]) for k in run):
+                for k in run:
+                    label[k] = "NAME"
+        elif w in SAINTS and i + 1 < n and adjacent(i) and toks[i + 1][2] in vocab.first_names() \
+                and toks[i + 1][2] not in STOP:
+            label[i] = label[i + 1] = "INSTITUTION"
+        elif len(w) == 1 and i + 1 < n and text[toks[i][1]:toks[i][1] + 2] == ". " and w not in ("a", "i") \
+                and (_is_namey(toks[i + 1][2]) or (_unknown(toks[i + 1][2]) and _title_case(i + 1))):
+            label[i] = label[i + 1] = "NAME"  # "D. Phyl", "j. o'brien"
+        if label[i] is None and len(w) >= 4 and _unknown(w) and re.match(r" \d(?![\d.%/])", text[toks[i][1]:toks[i][1] + 3]):
+            label[i] = "LOCATION"  # a ward or building with its floor: "Quartermain 2"
+        if label[i] is None and len(w) >= 2:
+            if _is_namey(w):
+                label[i] = "NAME"
+            elif w in single_places and w not in common:
+                label[i] = "LOCATION"
+    # multi-word places ("san diego", "new york")
+    for i in range(n - 1):
+        for size in (2, 3):
+            if i + size <= n and tuple(t[2] for t in toks[i:i + size]) in multi_places:
+                for k in range(i, i + size):
+                    label[k] = label[k] or "LOCATION"
+    # Grow names over neighbouring name words, unknown words and initials; in mixed-case
+    # text a capitalised census name counts even when it is also an English word ("Art White").
+    changed = True
+    while changed:
+        changed = False
+        for i in range(n):
+            if label[i] != "NAME":
+                continue
+            for j in (i - 1, i + 1):
+                if not 0 <= j < n or label[j] is not None:
+                    continue
+                a, b = (j, i) if j < i else (i, j)
+                if not adjacent(a):
+                    continue
+                w = toks[j][2]
+                raw = text[toks[j][0]:toks[j][1]]
+                initial = len(w) == 1 and w not in ("a", "i") and text[toks[j][1]:toks[j][1] + 1] == "."
+                if w in CUES:
+                    continue
+                if initial or _unknown(w) or \
+                        ((w in vocab.first_names() or w in vocab.last_names()) and w not in STOP
+                         and w not in vocab.clinical() and (w not in vocab.english() or
+                                                            (mixed and raw[0].isupper() and not raw.isupper()))):
+                    label[j] = "NAME"
+                    changed = True
+    return [Span(toks[i][0], toks[i][1], lab) for i, lab in enumerate(label) if lab]

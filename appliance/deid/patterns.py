@@ -12,8 +12,8 @@ _DAY = r"(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?"
 _YEAR = r"(?:(?:19|20)\d\d|'\d\d)"
 
 DATE_PATTERNS = [
-    # 7/22/1992, 07-22-92, 7/22, 22.07.1992
-    rf"(?<![\d/.\-])(?:0?[1-9]|1[0-2])[/\-](?:[12]\d|3[01]|0?[1-9])(?:[/\-](?:(?:19|20)?\d\d))?(?![\d/\-]|\.\d)",
+    # 7/22/1992, 07-22-92, 22.07.1992 (m/d without a year is handled with context below)
+    rf"(?<![\d/.\-x])(?:0?[1-9]|1[0-2])([/\-])(?:[12]\d|3[01]|0?[1-9])\1(?:19|20)?\d\d(?![\d/\-%]|\.\d)",
     rf"(?<![\d/.\-])(?:[12]\d|3[01]|0?[1-9])\.(?:0?[1-9]|1[0-2])\.(?:19|20)?\d\d(?![\d.])",
     # 1992-07-22, 1992/07/22, 19920722
     r"(?<!\d)(?:19|20)\d\d[-/](?:0?[1-9]|1[0-2])[-/](?:[12]\d|3[01]|0?[1-9])(?!\d)",
@@ -23,9 +23,17 @@ DATE_PATTERNS = [
     rf"\b{_MON}\.?,?\s+(?:of\s+)?{_YEAR}",
     # 22 July 1992 / 22-JUL-1992 / 22nd of July
     rf"\b{_DAY}(?:\s+of)?[\s\-]+{_MON}\b\.?(?:[\s\-,]+{_YEAR}\b)?",
-    # '92 on its own
+    # '92 on its own, and 74' as clinicians write it after a history item
     r"(?<![\w'])'\d\d\b",
+    r"(?<![\w.'/])\d\d'(?!\w)",
+    # 1960-1999: never a 24-hour time, so a year wherever it stands (also "1980s")
+    r"(?<![\w.,/\-])19[6-9]\d(?:'?s)?(?![\w.,/\-]|\.\d|,\d)",
 ]
+
+# 1900-1959 and 2000-2059 read as times too ("1900 - 0700"): a year only after a cue.
+_YEAR_CUED = re.compile(r"(?i)\b(?:(?:in|since|year|of|yr|circa)\s+((?:19|20)[0-5]\d)|(?:mi|cabg|cva|ptca|avr|mvr|"
+                        r"stroke|tia|pci|nephrectomy|cholecystectomy|appendectomy|hysterectomy)\s+((?:19|20)[0-5]\d|'?\d\d))(?:'?s)?"
+                        r"(?![\w.:/\-%]|\.\d|\s*(?:%|mg|cc|ml|units?|x\b|hrs?\b|min))")
 
 PATTERNS: list[tuple[str, str]] = [
     ("EMAIL", r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+"),
@@ -35,22 +43,75 @@ PATTERNS: list[tuple[str, str]] = [
     ("SSN", r"(?<!\d)\d{3}[- ]\d{2}[- ]\d{4}(?!\d)"),
     ("PHONE", r"(?<![\d\-])(?:\+?1[\s.\-]?)?\(?\d{3}\)?[\s.\-]?\d{3}[\s.\-]\d{4}(?:\s*(?:x|ext\.?)\s*\d{1,5})?(?!\d)"),
     ("PHONE", r"(?<![\d\-./])\(\d{3}\)\s*\d{3}\d{4}(?!\d)"),
-    ("PHONE", r"(?<![\d\-./:])\d{3}-\d{4}(?![\d\-])"),
+    ("PHONE", r"(?<![\d\-./:])(?!\d00-\d?000)\d{3}-\d{4}(?![\d\-])"),
+    ("PHONE", r"(?i)\b(?:pager|beeper|pgr|bpr|page|cell|mobile|home|work|tel|telephone|phone|ph|fax|ext|"
+              r"extension|beep)\s*(?:#|no\.?|number|num)?\s*[:#]?\s*(\d[\d\s\-.()]{3,14}\d)"),
+    ("PHONE", r"(?<![\d\-])\(?\d{3}\)?[\s\-]\d{3}[\s\-]\d{4,5}(?![\d\-])"),
     ("ID", r"(?<![\w\-])(?:\d[\s\-]?){13,19}(?![\w\-])"),  # card and account numbers
     ("ID", r"(?i)\b(?:mrn|mr#|acct|account|med(?:ical)?\s+rec(?:ord)?|unit\s*(?:no|number|#)|"
-           r"licen[cs]e|lic|dea|npi|ssn|social\s+security|policy|member\s*id|id)\s*(?:no\.?|number|#)?"
-           r"\s*[:#]?\s*[A-Z0-9][A-Z0-9\-]{3,}\b"),
+           r"licen[cs]e|lic|dea|npi|ssn|social\s+security|policy|member\s*id|id|passport|vin|serial|"
+           r"plate|certificate|cert)\s*(?:no\.?|number|#)?\s*[:#]?\s*(?=[A-Z\-]*\d)[A-Z0-9][A-Z0-9\-]{3,}\b"),
     ("ID", r"(?<![\w\-])[A-Z]{1,3}\d{5,}[A-Z0-9]*(?![\w\-])"),
     ("ID", r"(?<![\w\-.])\d{7,}(?![\w\-]|\.\d)"),
     ("AGE", r"(?i)\b(?:9\d|1[0-1]\d)(?:\s*|-)(?:y/?o\b|yo\b|yrs?\b|years?(?:[\s\-]old)?\b|year-old|-year)"),
     ("AGE", r"(?i)\b(?:aged?|age of)\s+(?:9\d|1[0-1]\d)\b"),
     ("ZIP", r"(?<=[A-Z]{2}\s)\d{5}(?:-\d{4})?\b"),
     ("ZIP", r"(?i)(?<=zip\s)\d{5}(?:-\d{4})?\b|(?<=zip:\s)\d{5}(?:-\d{4})?\b"),
-    ("ADDRESS", r"(?i)\b\d{1,6}\s+(?:[NSEW]\.?\s+)?(?:[A-Z][A-Za-z]+\s+){1,3}(?:street|st|avenue|ave|road|rd|"
-                r"boulevard|blvd|drive|dr|lane|ln|court|ct|way|place|pl|terrace|ter|parkway|pkwy|circle|"
-                r"cir|highway|hwy)\b\.?(?:\s*(?:apt|suite|ste|unit|#)\.?\s*[\w\-]+)?"),
+    ("ADDRESS", r"(?i)\b\d{1,6}\s+(?:[NSEW]\.?\s+)?(?:[A-Z][A-Za-z]+\s+){1,3}(?:street|avenue|road|"
+                r"boulevard|drive|lane|court|way|place|terrace|parkway|circle|highway)\b"
+                r"(?:\s*(?:apt|suite|ste|unit|#)\.?\s*[\w\-]+)?"),
     ("ADDRESS", r"(?i)\b(?:p\.?\s?o\.?\s+box)\s+\d+"),
 ] + [("DATE", p) for p in DATE_PATTERNS]
+
+# m/d without a year: a date unless it reads as a fraction, a ventilator setting, a dose or a ratio.
+_MONTH_DAY = re.compile(r"(?<![\d/.\-])(0?[1-9]|1[0-2])/([12]\d|3[01]|0?[1-9])(?![\d/]|\.\d)")
+_NOT_DATE_BEFORE = re.compile(r"(?i)(?:\b(?:ps|peep|cpap|psv|ac|simv|imv|bipap|ratio|d5|x|grade|"
+                              r"strength|bs|bp|abg|vent|pressure|support|trial|cpap/ps|ps/peep)\s*[:=]?\s*|[@x*/])$")
+_NOT_DATE_AFTER = re.compile(r"(?i)\s*(?:%|ns\b|u\b|units?\b|cc|ml|mg|strength|peep|ps\b|x\s?\d|"
+                             r"[/x]\d|with|w/|and\s+\d)")
+
+
+_VENT = re.compile(r"(?i)\b(?:cpap|ps|peep|bi-?pap|psv|ips|fio2|ventilation|mask|simv|imv|vt|ac|vent)\b")
+_DATE_CUE = re.compile(r"(?i)\b(?:on|since|from|until|dated|thru|through)\s+$")
+# m/yy ("AVR 8/88") and m-d after a date preposition ("on 7-8").
+_MONTH_YEAR = re.compile(r"(?<![\d/.\-])(?:0?[1-9]|1[0-2])/(?:3[2-9]|[4-9]\d|0\d)(?![\d/]|\.\d)")
+_DASHED = re.compile(r"(?i)\b(?:on|since|from|until|of|dated) ((?:0?[1-9]|1[0-2])-(?:[12]\d|3[01]|0?[1-9]))(?![\d\-])")
+
+
+_ABBREV_STREET = re.compile(r"\b\d{1,6}\s+((?:[NSEW]\.?\s+)?(?:[A-Za-z][A-Za-z]+\s+){1,3})(?:St|Ave|Rd|Dr|Ln|Ct|Pl|"
+                            r"Blvd|Ter|Pkwy|Cir|Hwy|ST|AVE|RD|DR|LN|CT|PL|BLVD|TER|PKWY|CIR|HWY)\b\.?")
+
+
+def _street_spans(text: str) -> list[Span]:
+    """"42 Birchwood Ln": abbreviated types only after street-like words, so "3 episodes ST"
+    (sinus tachycardia) and "advanced 3 in by dr." stay."""
+    from .vocab import english
+
+    out = []
+    for m in _ABBREV_STREET.finditer(text):
+        words = [w.lower() for w in m.group(1).split()]
+        if all(w.rstrip(".") in ("n", "s", "e", "w") or w not in english() for w in words):
+            out.append(Span(m.start(), m.end(), "ADDRESS"))
+    return out
+
+
+def _month_day_spans(text: str) -> list[Span]:
+    out = [Span(m.start(), m.end(), "DATE") for m in _MONTH_YEAR.finditer(text)]
+    out += [Span(m.start(1), m.end(1), "DATE") for m in _DASHED.finditer(text)]
+    for m in _MONTH_DAY.finditer(text):
+        a, b = int(m.group(1)), int(m.group(2))
+        cued = _DATE_CUE.search(text, max(0, m.start() - 8), m.start()) is not None
+        if not cued and (a == 1 and b <= 4 or (a, b) in ((3, 4), (2, 3)) or (b == 10 and a <= 10)):
+            continue  # 1/2, 1/3, 3/4: fractions; 3/10: a pain score
+        if _NOT_DATE_BEFORE.search(text, max(0, m.start() - 12), m.start()):
+            continue
+        if _VENT.search(text, max(0, m.start() - 25), min(len(text), m.end() + 20)):
+            continue  # PS/PEEP pairs such as "CPAP 10/5"
+        if _NOT_DATE_AFTER.match(text, m.end()):
+            continue
+        out.append(Span(m.start(), m.end(), "DATE"))
+    return out
+
 
 _COMPILED = [(label, re.compile(p, re.IGNORECASE if label in ("DATE", "ADDRESS", "URL") else 0))
              for label, p in PATTERNS]
@@ -60,4 +121,9 @@ def pattern_spans(text: str) -> list[Span]:
     out: list[Span] = []
     for label, rx in _COMPILED:
         out.extend(Span(m.start(), m.end(), label) for m in rx.finditer(text))
+    out.extend(_month_day_spans(text))
+    out.extend(_street_spans(text))
+    for m in _YEAR_CUED.finditer(text):
+        g = 1 if m.group(1) else 2
+        out.append(Span(m.start(g), m.end(g), "DATE"))
     return out

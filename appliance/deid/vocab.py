@@ -1,0 +1,57 @@
+"""Word lists, loaded once: census names, US places, English and clinical vocabulary."""
+from __future__ import annotations
+
+import gzip
+from functools import lru_cache
+from importlib import resources
+
+
+def _lines(name: str) -> list[str]:
+    text = resources.files("appliance.deid").joinpath(f"data/{name}").read_text(encoding="utf-8")
+    return [ln.strip() for ln in text.split("\n") if ln.strip() and not ln.startswith("#")]
+
+
+@lru_cache(maxsize=None)
+def first_names() -> frozenset[str]:
+    return frozenset(w.lower() for w in _lines("first_names.txt"))
+
+
+@lru_cache(maxsize=None)
+def last_names() -> frozenset[str]:
+    return frozenset(w.lower() for w in _lines("last_names.txt"))
+
+
+@lru_cache(maxsize=None)
+def english() -> frozenset[str]:
+    return frozenset(_lines("english_words.txt"))
+
+
+@lru_cache(maxsize=None)
+def english_extended() -> frozenset[str]:
+    """SCOWL's largest list (rare and technical words too): decides whether a word is known at all."""
+    raw = resources.files("appliance.deid").joinpath("data/english_extended.txt.gz").read_bytes()
+    return frozenset(gzip.decompress(raw).decode("utf-8").split("\n")) - {""}
+
+
+@lru_cache(maxsize=None)
+def clinical() -> frozenset[str]:
+    return frozenset(w.lower() for ln in _lines("clinical_terms.txt") for w in ln.split())
+
+
+@lru_cache(maxsize=None)
+def places() -> tuple[frozenset[str], frozenset[tuple[str, ...]]]:
+    """(one-word place names, multi-word place names as word tuples), lower case."""
+    single, multi = set(), set()
+    for name in _lines("us_cities.txt") + _lines("us_states.txt"):
+        words = tuple(name.lower().replace(".", "").split())
+        if len(words) == 1:
+            single.add(words[0])
+        else:
+            multi.add(words)
+    return frozenset(single), frozenset(multi)
+
+
+@lru_cache(maxsize=None)
+def common() -> frozenset[str]:
+    """Words never taken as a name or place on dictionary evidence alone."""
+    return english() | clinical()
