@@ -36,11 +36,18 @@ sanitarium hospice healthcare center centre""".split())
 # "center"/"home" name an institution only after these.
 _INSTITUTION_QUALIFIER = {"center": {"medical", "med", "health", "rehab", "rehabilitation", "cancer"},
                           "centre": {"medical", "health"}, "home": {"nursing"}}
-MOVEMENT = frozenset("to from into at in".split())
+MOVEMENT = frozenset("to from into at in by".split())
 MOVERS = frozenset("""transferred transfered transfer transferring xfer xferred admitted admit came come taken
 lives live living returned return returning sent discharged brought moved arrived going go went trans
 readmitted presented adm admitting tx medflight flown arrival enroute followed seen c'd dc'd discharge
 dispo back transport transported""".split())
+# Words that are part of a hospital's own name ("Union Memorial", "Harbor", "Mercy").
+HOSPITAL_WORDS = frozenset("memorial regional harbor mercy samaritan presbyterian baptist methodist adventist".split())
+HOSPITAL_PHRASES = frozenset({("sacred", "heart"), ("holy", "cross"), ("good", "samaritan"), ("holy", "family"),
+                              ("mount", "sinai"), ("mt", "sinai"), ("johns", "hopkins"), ("cedars", "sinai"),
+                              ("beth", "israel"), ("franklin", "square"), ("union", "memorial"), ("st", "agnes"),
+                              ("st", "joseph"), ("st", "josephs"), ("st", "mary's"), ("st", "marys"),
+                              ("eastern", "shore"), ("u", "maryland")})
 # "cardiac rehab", "community hospital": a kind of service, not a named institution.
 SERVICES = frozenset("""cardiac pulmonary physical occupational speech acute subacute inpatient outpatient
 psychiatric psych stroke pediatric surgical medical general community county state local outside another
@@ -50,7 +57,10 @@ CUES = TITLES | CREDENTIALS | RELATIONS | SAINTS | INSTITUTION_WORDS
 
 def _unknown(w: str) -> bool:
     """A word no vocabulary knows: in these notes mostly a name or a place."""
-    return len(w) >= 2 and w.isalpha() and w not in vocab.common() and w not in STOP and w not in CUES \
+    # An apostrophe only as in O'Brien or D'Angelo; "rec'd" is an abbreviation.
+    if "'" in w and not (w[1:2] == "'" and w[2:].isalpha()):
+        return False
+    return len(w) >= 2 and w.replace("'", "").isalpha() and w not in vocab.common() and w not in STOP and w not in CUES \
         and w not in vocab.first_names() and w not in vocab.last_names() and w not in vocab.english_extended() \
         and not _misspelt_word(w)
 
@@ -102,6 +112,10 @@ def dictionary_spans(text: str) -> list[Span]:
         raw = text[toks[i][0]:toks[i][1]]
         return raw[0].isupper() and not raw.isupper()
 
+    def _initial(i: int) -> bool:  # "Q." in "Q. LANDER": a capital letter and a full stop
+        raw = text[toks[i][0]:toks[i][1]]
+        return len(raw) == 1 and raw.isupper() and text[toks[i][1]:toks[i][1] + 1] == "."
+
     def adjacent(i: int) -> bool:  # i and i+1 are neighbours in one phrase
         g = gap(i)
         return len(g) <= 3 and "\n" not in g and all(c in " ,.-:(" for c in g)
@@ -110,18 +124,35 @@ def dictionary_spans(text: str) -> list[Span]:
         if w in TITLES and i + 1 < n and adjacent(i):
             j = i + 1
             cand = toks[j][2]
-            if cand not in STOP and cand not in vocab.clinical() and \
+            if cand not in STOP and (cand not in vocab.clinical() or _title_case(j)) and \
                     (w in DOCTOR_TITLES or _is_namey(cand) or _unknown(cand) or cand in vocab.first_names()):
                 label[j] = "NAME"
                 # "Drs X and Y", "dr x, dr y"
                 if j + 2 < n and toks[j + 1][2] == "and" and toks[j + 2][2] not in STOP:
                     label[j + 2] = "NAME"
-        elif w in RELATIONS and i + 1 < n and adjacent(i):
+        if w in RELATIONS and i > 0 and text[toks[i - 1][1]:toks[i][0]].strip() in ("(", ",", "-", "- ("):
+            # "Hank Przybylo (son)": the one or two words before the relation
+            for k in (i - 1, i - 2):
+                if k < 0 or toks[k][2] in STOP or toks[k][2] in vocab.clinical():
+                    break
+                if not (_unknown(toks[k][2]) or _is_namey(toks[k][2]) or toks[k][2] in vocab.first_names()):
+                    break
+                label[k] = "NAME"
+                if k > 0 and not adjacent(k - 1):
+                    break
+        if w in RELATIONS and i + 1 < n and adjacent(i):
             j = i + 1
             cand = toks[j][2]
-            if cand not in STOP and (cand not in common or _is_namey(cand) or cand in vocab.first_names()) \
-                    and len(cand) > 1:
+            while j < n and cand not in STOP and len(cand) > 1 and \
+                    (cand not in common or _is_namey(cand) or cand in vocab.first_names()):
                 label[j] = "NAME"
+                # a list of names: "Sons Smokey, Morris and Roger"
+                if j + 2 < n and (gap(j) == ", " or toks[j + 1][2] == "and") and adjacent(j):
+                    j = j + 2 if toks[j + 1][2] == "and" else j + 1
+                    cand = toks[j][2]
+                    if cand in vocab.first_names() and cand not in STOP:
+                        continue
+                break
         elif (w in INSTITUTION_WORDS or w == "home") and i > 0:
             # Words before "Hospital"/"Rehab" name the institution, back to a stop word.
             j = i - 1
@@ -136,18 +167,28 @@ def dictionary_spans(text: str) -> list[Span]:
                 j -= 1
         elif w in MOVEMENT and i + 1 < n and adjacent(i):
             cand = toks[i + 1][2]
-            if len(cand) >= 2 and (_unknown(cand) or _is_namey(cand) or cand in single_places) and \
-                    i > 0 and toks[i - 1][2] in MOVERS:
+            moved = i > 0 and toks[i - 1][2] in MOVERS
+            # "to" also makes infinitives ("to diurese"): an unknown word after it needs a mover.
+            if len(cand) >= 2 and ((_unknown(cand) and (moved or w != "to"))
+                                   or (moved and (_is_namey(cand) or cand in single_places))
+                                   or (cand in HOSPITAL_WORDS and _title_case(i + 1))):
                 label[i + 1] = label[i + 1] or "LOCATION"
+        elif w in CREDENTIALS and i + 1 < n and adjacent(i) and toks[i + 1][2] in vocab.first_names() \
+                and toks[i + 1][2] not in STOP and toks[i + 1][2] not in vocab.clinical():
+            label[i + 1] = "NAME"  # "NP Carol", "per RN Mary"
         elif w in CREDENTIALS and i > 0 and adjacent(i - 1):
             # "Patricia Nolan, RN", "Stord-Painter MD": the name run before a credential.
             run = []
             j = i - 1
-            while j >= 0 and len(run) < 3 and toks[j][2] not in STOP and toks[j][2] not in CREDENTIALS \
+            while j >= 0 and len(run) < 3 and (toks[j][2] not in STOP or _initial(j)) \
+                    and toks[j][2] not in CREDENTIALS \
                     and (j == i - 1 or adjacent(j)) and "\n" not in text[toks[j][1]:toks[i][0]]:
                 run.append(j)
                 j -= 1
-            if any(_unknown(toks[k][2]) or _is_namey(toks[k][2]) for k in run):
+            run = [k for k in run if len(toks[k][2]) > 1 or text[toks[k][1]:toks[k][1] + 1] == "."] \
+                if all(len(toks[k][2]) > 1 or text[toks[k][1]:toks[k][1] + 1] == "." for k in run) else []
+            if any(_unknown(toks[k][2]) or _is_namey(toks[k][2]) or len(toks[k][2]) == 1 for k in run) \
+                    and any(len(toks[k][2]) > 1 for k in run):
                 for k in run:
                     label[k] = "NAME"
         elif w in SAINTS and i + 1 < n and adjacent(i) and toks[i + 1][2] in vocab.first_names() \
@@ -163,6 +204,20 @@ def dictionary_spans(text: str) -> list[Span]:
                 label[i] = "NAME"
             elif w in single_places and w not in common:
                 label[i] = "LOCATION"
+    # Two unknown capitalised words in a row, in mixed-case text, are a person's name.
+    if mixed:
+        for i in range(n - 1):
+            if label[i] is None and label[i + 1] is None and _title_case(i) and _title_case(i + 1) \
+                    and adjacent(i) and _unknown(toks[i][2]) and _unknown(toks[i + 1][2]):
+                label[i] = label[i + 1] = "NAME"
+    # hospital names everyone knows ("sacred heart", "holy cross") and "X Memorial"
+    for i in range(n - 1):
+        pair = (toks[i][2], toks[i + 1][2])
+        if pair in HOSPITAL_PHRASES and adjacent(i):
+            label[i] = label[i] or "INSTITUTION"
+            label[i + 1] = label[i + 1] or "INSTITUTION"
+        if pair[1] in HOSPITAL_WORDS and adjacent(i) and label[i] in ("INSTITUTION", "LOCATION", "NAME"):
+            label[i + 1] = label[i + 1] or "INSTITUTION"
     # multi-word places ("san diego", "new york")
     for i in range(n - 1):
         for size in (2, 3):
@@ -188,7 +243,8 @@ def dictionary_spans(text: str) -> list[Span]:
                 initial = len(w) == 1 and w not in ("a", "i") and text[toks[j][1]:toks[j][1] + 1] == "."
                 if w in CUES:
                     continue
-                if initial or _unknown(w) or \
+                if initial or _unknown(w) or (mixed and _title_case(j) and w not in vocab.english()
+                                              and w not in STOP and w.isalpha()) or \
                         ((w in vocab.first_names() or w in vocab.last_names()) and w not in STOP
                          and w not in vocab.clinical() and (w not in vocab.english() or
                                                             (mixed and raw[0].isupper() and not raw.isupper()))):

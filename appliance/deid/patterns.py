@@ -13,7 +13,7 @@ _YEAR = r"(?:(?:19|20)\d\d|'\d\d)"
 
 DATE_PATTERNS = [
     # 7/22/1992, 07-22-92, 22.07.1992 (m/d without a year is handled with context below)
-    rf"(?<![\d/.\-x])(?:0?[1-9]|1[0-2])([/\-])(?:[12]\d|3[01]|0?[1-9])\1(?:19|20)?\d\d(?![\d/\-%]|\.\d)",
+    rf"(?<![\d/.x])(?:0?[1-9]|1[0-2])([/\-])(?:[12]\d|3[01]|0?[1-9])\1(?:19|20)?\d\d(?![\d/\-%]|\.\d)",
     rf"(?<![\d/.\-])(?:[12]\d|3[01]|0?[1-9])\.(?:0?[1-9]|1[0-2])\.(?:19|20)?\d\d(?![\d.])",
     # 1992-07-22, 1992/07/22, 19920722
     r"(?<!\d)(?:19|20)\d\d[-/](?:0?[1-9]|1[0-2])[-/](?:[12]\d|3[01]|0?[1-9])(?!\d)",
@@ -23,9 +23,16 @@ DATE_PATTERNS = [
     rf"\b{_MON}\.?,?\s+(?:of\s+)?{_YEAR}",
     # 22 July 1992 / 22-JUL-1992 / 22nd of July
     rf"\b{_DAY}(?:\s+of)?[\s\-]+{_MON}\b\.?(?:[\s\-,]+{_YEAR}\b)?",
+    # "nov, 96": a month, a comma and two digits is a year
+    rf"\b{_MON},\s\d\d\b(?!\s*(?:%|:|\d))",
+    # "CVA in 94": two digits from 40 after "in", when no unit follows
+    r"(?i)(?<=\bin )(?:[4-9]\d|0\d)\b(?!'?s\b|\s*(?:%|mg|mcg|cc|ml|min|mins|minutes|hours?|hrs?|sec|seconds|units?|"
+    r"mmhg|beats|bpm|degrees|x\b|l\b|kg|lbs?|breaths|/|-|\.\d))",
+    # "on the 11th", "the 3rd"
+    rf"(?:(?<=\bthe )|(?<=\bon ))(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)\b"
+    rf"(?=\s*(?:$|[.,;:)\n]|of\b|at\b|and\b|to\b|through\b|thru\b|-))",
     # '92 on its own, and 74' as clinicians write it after a history item
     r"(?<![\w'])'\d\d\b",
-    r"(?<![\w.'/])\d\d'(?!\w)",
     # 1960-1999: never a 24-hour time, so a year wherever it stands (also "1980s")
     r"(?<![\w.,/\-])19[6-9]\d(?:'?s)?(?![\w.,/\-]|\.\d|,\d)",
 ]
@@ -67,15 +74,17 @@ PATTERNS: list[tuple[str, str]] = [
 _MONTH_DAY = re.compile(r"(?<![\d/.\-])(0?[1-9]|1[0-2])/([12]\d|3[01]|0?[1-9])(?![\d/]|\.\d)")
 _NOT_DATE_BEFORE = re.compile(r"(?i)(?:\b(?:ps|peep|cpap|psv|ac|simv|imv|bipap|ratio|d5|x|grade|"
                               r"strength|bs|bp|abg|vent|pressure|support|trial|cpap/ps|ps/peep)\s*[:=]?\s*|[@x*/])$")
-_NOT_DATE_AFTER = re.compile(r"(?i)\s*(?:%|ns\b|u\b|units?\b|cc|ml|mg|strength|peep|ps\b|x\s?\d|"
-                             r"[/x]\d|with|w/|and\s+\d)")
+_NOT_DATE_AFTER = re.compile(r"(?i)\s*(?:%|ns\b|u\b|units?\b|cc\b|ml\b|mg\b|strength|peep|ps\b|x\s?\d|[/x]\d|"
+                             r"pain|scale|sem\b|murmur)")
+_PAIN = re.compile(r"(?i)pain|\bcp\b|c/o|scale|discomfort|ache|hurt|angina")
 
 
-_VENT = re.compile(r"(?i)\b(?:cpap|ps|peep|bi-?pap|psv|ips|fio2|ventilation|mask|simv|imv|vt|ac|vent)\b")
+_VENT = re.compile(r"(?i)\b(?:cpap|ps|peep|bi-?pap|psv|ips|fio2|ventilation|simv|imv|vt|vent)\b")
+_VENT_AFTER = re.compile(r"(?i)[\s,.)]*(?:\d\d?\s*%|ips|psv|ps\b|peep|cpap|bi-?pap|fio2)")
 _DATE_CUE = re.compile(r"(?i)\b(?:on|since|from|until|dated|thru|through)\s+$")
 # m/yy ("AVR 8/88") and m-d after a date preposition ("on 7-8").
 _MONTH_YEAR = re.compile(r"(?<![\d/.\-])(?:0?[1-9]|1[0-2])/(?:3[2-9]|[4-9]\d|0\d)(?![\d/]|\.\d)")
-_DASHED = re.compile(r"(?i)\b(?:on|since|from|until|of|dated) ((?:0?[1-9]|1[0-2])-(?:[12]\d|3[01]|0?[1-9]))(?![\d\-])")
+_DASHED = re.compile(r"(?i)\b(?:on|since|until|dated) ((?:0?[1-9]|1[0-2])-(?:[12]\d|3[01]|0?[1-9]))(?![\d\-])")
 
 
 _ABBREV_STREET = re.compile(r"\b\d{1,6}\s+((?:[NSEW]\.?\s+)?(?:[A-Za-z][A-Za-z]+\s+){1,3})(?:St|Ave|Rd|Dr|Ln|Ct|Pl|"
@@ -96,17 +105,20 @@ def _street_spans(text: str) -> list[Span]:
 
 
 def _month_day_spans(text: str) -> list[Span]:
-    out = [Span(m.start(), m.end(), "DATE") for m in _MONTH_YEAR.finditer(text)]
+    out = [Span(m.start(), m.end(), "DATE") for m in _MONTH_YEAR.finditer(text)
+           if not _NOT_DATE_AFTER.match(text, m.end())]
     out += [Span(m.start(1), m.end(1), "DATE") for m in _DASHED.finditer(text)]
     for m in _MONTH_DAY.finditer(text):
         a, b = int(m.group(1)), int(m.group(2))
         cued = _DATE_CUE.search(text, max(0, m.start() - 8), m.start()) is not None
-        if not cued and (a == 1 and b <= 4 or (a, b) in ((3, 4), (2, 3)) or (b == 10 and a <= 10)):
-            continue  # 1/2, 1/3, 3/4: fractions; 3/10: a pain score
+        if not cued and (a == 1 and b <= 4 or (a, b) in ((3, 4), (2, 3))):
+            continue  # 1/2, 1/3, 3/4: fractions
+        if b == 10 and a <= 10 and _PAIN.search(text, max(0, m.start() - 30), min(len(text), m.end() + 30)):
+            continue  # 3/10: a pain score
         if _NOT_DATE_BEFORE.search(text, max(0, m.start() - 12), m.start()):
             continue
-        if _VENT.search(text, max(0, m.start() - 25), min(len(text), m.end() + 20)):
-            continue  # PS/PEEP pairs such as "CPAP 10/5"
+        if _VENT.search(text, max(0, m.start() - 14), m.start()) or _VENT_AFTER.match(text, m.end()):
+            continue  # PS/PEEP pairs such as "CPAP 10/5", "5/5 IPS", "5/5, 40%"
         if _NOT_DATE_AFTER.match(text, m.end()):
             continue
         out.append(Span(m.start(), m.end(), "DATE"))
