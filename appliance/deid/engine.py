@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..domain import Deidentified, KnownIdentifiers, Span
+from .address import extend_addresses
 from .known import KnownMatcher
 from .patterns import pattern_spans
 from .spans import merge
@@ -18,7 +19,7 @@ def find_spans(text: str, known: KnownIdentifiers | None = None,
         spans.extend(matcher.spans(text))
     from .dictionary import dictionary_spans  # local: the dictionaries load lazily
     spans.extend(dictionary_spans(text))
-    return merge(spans)
+    return merge(extend_addresses(text, merge(spans)))
 
 
 def deidentify(text: str, known: KnownIdentifiers, secret: bytes) -> Deidentified:

@@ -25,8 +25,10 @@ DATE_PATTERNS = [
     rf"\b{_DAY}(?:\s+of)?[\s\-]+{_MON}\b\.?(?:[\s\-,]+{_YEAR}\b)?",
     # "nov, 96": a month, a comma and two digits is a year
     rf"\b{_MON},\s\d\d\b(?!\s*(?:%|:|\d))",
+    # years in running text: "in 2017", "during 2004", "a 2010 film"
+    r"(?i)\b(?:in|during|since|until|by|of|year|founded|circa)\s(?P<v>(?:19|20)\d\d)\b(?!\s*(?:-|hrs?\b|h\b|:))",
     # "CVA in 94": two digits from 40 after "in", when no unit follows
-    r"(?i)(?<=\bin )(?:[4-9]\d|0\d)\b(?!'?s\b|\s*(?:%|mg|mcg|cc|ml|min|mins|minutes|hours?|hrs?|sec|seconds|units?|"
+    r"(?i)\bin\s(?P<v>[4-9]\d|0\d)\b(?!'?s\b|\s*(?:%|mg|mcg|cc|ml|min|mins|minutes|hours?|hrs?|sec|seconds|units?|"
     r"mmhg|beats|bpm|degrees|x\b|l\b|kg|lbs?|breaths|/|-|\.\d))",
     # "on the 11th", "the 3rd"
     rf"(?:(?<=\bthe )|(?<=\bon ))(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)\b"
@@ -62,10 +64,32 @@ PATTERNS: list[tuple[str, str]] = [
     ("ID", r"(?<![\w\-.])\d{7,}(?![\w\-]|\.\d)"),
     ("AGE", r"(?i)\b(?:9\d|1[0-1]\d)(?:\s*|-)(?:y/?o\b|yo\b|yrs?\b|years?(?:[\s\-]old)?\b|year-old|-year)"),
     ("AGE", r"(?i)\b(?:aged?|age of)\s+(?:9\d|1[0-1]\d)\b"),
-    ("ZIP", r"(?<=[A-Z]{2}\s)\d{5}(?:-\d{4})?\b"),
-    ("ZIP", r"(?i)(?<=zip\s)\d{5}(?:-\d{4})?\b|(?<=zip:\s)\d{5}(?:-\d{4})?\b"),
+    ("ZIP", r"\b(?:AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|"
+            r"NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY),?\s(?P<v>\d{5}(?:-\d{4})?)\b"),
+    ("ZIP", r"(?i)\b(?:zip(?:\s*code)?|postal\s*code|post\s*code|postcode)\s*(?:is|:|#)?\s*(?P<v>[A-Z0-9]{2,5}(?:[\s\-][A-Z0-9]{2,4})?)\b"),
+    # international phone numbers: a leading + or 0 and several digit groups
+    ("PHONE", r"(?<![\w+])\+\d{1,3}[\s.\-]?(?:\(0\)\s?)?\d[\d\s.\-]{5,14}\d(?![\d])"),
+    ("PHONE", r"(?<![\w.\-/])\(?0\d{1,4}\)?(?:[\s.\-]\d{2,4}){2,4}(?![\w.\-/]|\.\d)"),
+    ("PHONE", r"(?i)\b(?:phone|mobile|desk|office|tel|fax|cell|call|reach|number|registered|at):?\s"
+              r"(?P<v>(?=[\d\s.\-()]{9})\(?\d{2,4}\)?(?:[\s.\-]\d{2,6}){1,4})(?![\w.\-/]|\.\d)"),
+    # "Apt. 946", "Suite 380", "P.O. Box 242"
+    ("ADDRESS", r"\b(?:Apt|APT|Apartment|Suite|SUITE|Ste|STE|Unit|Flat|Bldg|P\.?\s?O\.?\s?Box|PO Box|P\.O\. BOX|Box|BOX)"
+                r"\.?\s*#?\s*\d+[A-Z]?\b(?!\s*%)"),
+    # "Rua Igreja 25", "ul. Północna 73", "Via Roma 12": a street word, a name, a number
+    ("ADDRESS", r"\b(?:Rua|Rue|Via|Calle|Avenida|Avda|Av|ul|Ul|Plac|Carrer|Praça|Strada|Calea|Str|Boulevard|"
+                r"Chemin|Allée|Place)\.?"
+                r"(?:\s+(?:[Dd][aeo]s?|[Dd]el|[Dd]i|[Ll]a|[Ll]e|[Aa]l|[Dd]u)?\s*[A-ZÀ-Ž][\w'\-]+){1,4}\s+\d+[A-Za-z]?\b"),
+    # "Populierenstraat 374", "Trenerys gate 232", "Mekanikusv 11": a street-suffixed word and a number
+    ("ADDRESS", r"\b[A-ZÀ-Ž][\w\-]*(?:straat|strasse|straße|gatan|gata|gate|vej|veien|vegen|vägen|väg|weg|laan|"
+                r"gade|gasse|allee|steig|plein|gracht|kade|utca|katu|polku)\.?\s+\d+[A-Za-z]?\b"),
+    ("ADDRESS", r"\b[A-ZÀ-Ž][\w\-]+\s+(?:gate|vei|veg|vej|gata|gatan|street|str\.?|road|lane)\s+\d+[A-Za-z]?\b"),
+    # "0547 Bygget 91", "91215 Harjukuja 54": numbers around Title-case words
+    ("ADDRESS", r"\b\d{1,6}\s+(?:[A-ZÀ-ÞΑ-ΩΆ-Ώ][a-zß-ÿα-ωά-ώ]+\.?\s+){0,3}[A-ZÀ-ÞΑ-ΩΆ-Ώ][a-zß-ÿα-ωά-ώ'\-]+\.?\s+"
+                r"\d{1,5}[A-Za-z]?\b(?=[ \t]*(?:,|>|\?|\s{2}|$))"),
+    # "lives at ...", "address: ...": the rest of the clause
+    ("ADDRESS", r"(?i)\b(?:lives at|living at|resides at|address is|address:)\s+(?P<v>[^\n.;]{4,80}?)(?=\s*(?:[.;\n]\s|[.;]?$))"),
     ("ADDRESS", r"(?i)\b\d{1,6}\s+(?:[NSEW]\.?\s+)?(?:[A-Z][A-Za-z]+\s+){1,3}(?:street|avenue|road|"
-                r"boulevard|drive|lane|court|way|place|terrace|parkway|circle|highway)\b"
+                r"boulevard|drive|lane|court|way|terrace|parkway|circle|highway)\b"
                 r"(?:\s*(?:apt|suite|ste|unit|#)\.?\s*[\w\-]+)?"),
     ("ADDRESS", r"(?i)\b(?:p\.?\s?o\.?\s+box)\s+\d+"),
 ] + [("DATE", p) for p in DATE_PATTERNS]
@@ -99,7 +123,9 @@ def _street_spans(text: str) -> list[Span]:
     out = []
     for m in _ABBREV_STREET.finditer(text):
         words = [w.lower() for w in m.group(1).split()]
-        if all(w.rstrip(".") in ("n", "s", "e", "w") or w not in english() for w in words):
+        raw = m.group(1).split()
+        if all(w.rstrip(".") in ("n", "s", "e", "w") or (w not in english() and r[0].isupper() and not r.isupper())
+               for w, r in zip(words, raw)):
             out.append(Span(m.start(), m.end(), "ADDRESS"))
     return out
 
@@ -125,14 +151,16 @@ def _month_day_spans(text: str) -> list[Span]:
     return out
 
 
-_COMPILED = [(label, re.compile(p, re.IGNORECASE if label in ("DATE", "ADDRESS", "URL") else 0))
+_COMPILED = [(label, re.compile(p, re.IGNORECASE if label in ("DATE", "URL") else 0))
              for label, p in PATTERNS]
 
 
 def pattern_spans(text: str) -> list[Span]:
     out: list[Span] = []
     for label, rx in _COMPILED:
-        out.extend(Span(m.start(), m.end(), label) for m in rx.finditer(text))
+        # A pattern with a (?P<v>...) group marks only that group; the rest is context.
+        g = "v" if "v" in rx.groupindex else 0
+        out.extend(Span(m.start(g), m.end(g), label) for m in rx.finditer(text) if m.start(g) < m.end(g))
     out.extend(_month_day_spans(text))
     out.extend(_street_spans(text))
     for m in _YEAR_CUED.finditer(text):
