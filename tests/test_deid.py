@@ -1,0 +1,246 @@
+"""De-identification: recogniser tables, declared identifiers, surrogates, the leak gate,
+and recall floors on slices of the shared gold corpora."""
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, timedelta
+
+import pytest
+
+from appliance.deid import deidentify, find_spans
+from appliance.deid.known import KnownMatcher
+from appliance.deid.leakgate import StreamingGate, gate
+from appliance.deid.surrogates import Surrogates, shift_date_text
+from appliance.domain import KnownIdentifiers, PersonName
+from conftest import DATA
+from deid_metrics import score_corpus
+
+SECRET = b"s" * 32
+NOBODY = KnownIdentifiers(patient_key="p1")
+
+
+def covered(text: str, needle: str, known: KnownIdentifiers = NOBODY) -> bool:
+    """Every character of `needle` (first occurrence) lies inside some PHI span."""
+    start = text.index(needle)
+    spans = find_spans(text, known)
+    return all(any(s.start <= i < s.end for s in spans)
+               for i in range(start, start + len(needle)) if text[i].isalnum())
+
+
+# (label, text, the PHI in it) -- positive cases, ALL-CAPS and lower case
+POSITIVE = [
+    ("date", "Admitted on 7/22 with chest pain.", "7/22"),
+    ("date", "SEEN 22-JUL-1992 IN CLINIC", "22-JUL-1992"),
+    ("date", "MI in '92, CABG since", "'92"),
+    ("date", "seen on July 22nd, 2019", "July 22nd, 2019"),
+    ("date", "HISTORY OF MI 1992 AND CHF", "1992"),
+    ("date", "DOB: 03/12/1958", "03/12/1958"),
+    ("date", "returned 2021-04-09 for follow-up", "2021-04-09"),
+    ("date", "PTCA AND STENT TO RCA 12/82.", "12/82"),
+    ("age", "a 94 year old woman", "94 year"),
+    ("age", "PT IS A 101 YO MALE", "101 YO"),
+    ("phone", "call (206) 334-5232 today", "(206) 334-5232"),
+    ("phone", "HOME# 603-960-5357", "603-960-5357"),
+    ("phone", "pager #54321 anytime", "54321"),
+    ("phone", "Desk: +447700 921 916", "+447700 921 916"),
+    ("email", "mail jane.roe@example.com now", "jane.roe@example.com"),
+    ("ssn", "SSN 555-44-4444 on file", "555-44-4444"),
+    ("url", "see https://portal.example.org/p/123", "https://portal.example.org/p/123"),
+    ("ip", "from host 10.20.30.40 at night", "10.20.30.40"),
+    ("card", "card 4111 1111 1111 1111 declined", "4111 1111 1111 1111"),
+    ("mrn", "MRN: 00123456 verified", "00123456"),
+    ("licence", "driver licence # D1234567 checked", "D1234567"),
+    ("zip", "Springfield, IL 62704", "62704"),
+    ("street", "lives at 42 Birchwood Lane with wife", "42 Birchwood Lane"),
+    ("street", "2437 Main St Suite 442", "2437 Main St Suite 442"),
+    ("doctor", "DISCUSSED WITH DR. SHAUGHNESSY AT BEDSIDE", "SHAUGHNESSY"),
+    ("doctor", "spoke with dr brown today", "brown"),
+    ("relative", "SOCIAL: DAUGHTER VERONICA IS PROXY", "VERONICA"),
+    ("relative", "social: son bill called twice", "bill"),
+    ("relative", "Sons Smokey, Morris and Roger in to visit", "Roger"),
+    ("signature", "Ilene Macdonald RN", "Ilene Macdonald"),
+    ("signature", "Q. LANDER RRT", "Q. LANDER"),
+    ("institution", "TRANSFERRED FROM CALVERT HOSPITAL FOR", "CALVERT"),
+    ("institution", "to go to sacred heart hospital today", "sacred heart"),
+    ("place", "lives in Baltimore with her son", "Baltimore"),
+    ("place", "TRANSFERRED TO GH FOR FURTHER MANAGEMENT", "GH"),
+    ("name", "Patient Suzette Przybylo seen", "Suzette Przybylo"),
+]
+
+# Clinical text that must come through untouched
+NEGATIVE = [
+    "PT AFEBRILE, ID: TMAX 99.7",
+    "ON CPAP 10/5 WITH 40% FIO2",
+    "pain 3/10 in the left leg",
+    "GIVEN 1/2 NS AT 100CC/HR",
+    "CVP 11-13 AND PAD 17-20",
+    "RR 12-24, SATS 94-99%",
+    "HR 70-80'S NSR, BP 110/46",
+    "TO OR FOR CABG, TEAM AWARE",
+    "LASIX 40MG IV GIVEN, GOOD DIURESIS",
+    "GU: FOLEY DRAINING CLEAR YELLOW URINE",
+    "plan to go home today with family",
+    "cardiac rehab when appropriate",
+    "SEEN AT 1900 AND 2000 HRS",
+]
+
+
+@pytest.mark.parametrize("label,text,phi", POSITIVE, ids=[f"{p[0]}-{i}" for i, p in enumerate(POSITIVE)])
+def test_recogniser_finds(label, text, phi):
+    assert covered(text, phi), f"{label}: {phi!r} not found"
+
+
+@pytest.mark.parametrize("text", NEGATIVE)
+def test_recogniser_leaves_clinical_text(text):
+    assert find_spans(text, NOBODY) == []
+
+
+def test_age_89_and_under_kept_over_89_becomes_90_plus():
+    d = deidentify("A 45 year old and a 94 year old.", NOBODY, SECRET)
+    assert "45 year old" in d.text and "90+" in d.text and "94" not in d.text
+
+
+KNOWN = KnownIdentifiers(
+    patient_key="GH|MRN4471902",
+    patient_names=(PersonName(family="Whitaker", given="Eleanor", middle="J"),),
+    other_names=(PersonName(family="Okafor", given="Daniel"),),
+    record_numbers=("MRN4471902",),
+    dates=("19580312",),
+    addresses=("42 Birchwood Lane", "Springfield"),
+    postal_codes=("62704",),
+    phones=("2175550143",),
+    birth_date="19580312",
+)
+
+
+@pytest.mark.parametrize("variant", [
+    "WHITAKER, ELEANOR", "Eleanor Whitaker", "whitaker eleanor", "E. Whitaker", "Mrs Whitaker",
+    "Whitakr", "Whittaker", "ELEANOR", "Dr Okafor", "D. Okafor", "MRN4471902", "03/12/1958", "3/12/58",
+    "March 12, 1958", "1958-03-12", "(217) 555-0143", "217.555.0143", "42 BIRCHWOOD LANE", "springfield",
+])
+def test_declared_identifier_variants_are_found(variant):
+    text = f"Note: {variant} was reviewed."
+    spans = KnownMatcher(KNOWN).spans(text)
+    start = text.index(variant)
+    hit = set()
+    for s in spans:
+        hit.update(range(max(s.start, start), min(s.end, start + len(variant))))
+    title = re.match(r"(?:Mrs|Mr|Dr)\.? ", variant)  # a title is not an identifier
+    letters = {i for i in range(start + (title.end() if title else 0), start + len(variant)) if text[i].isalnum()}
+    assert letters <= hit, f"{variant!r} only partly found"
+
+
+def test_short_names_are_not_matched_fuzzily():
+    k = KnownIdentifiers(patient_key="x", patient_names=(PersonName(family="Lee", given="Ann"),))
+    assert KnownMatcher(k).spans("see the knee") == []
+
+
+def test_surrogates_consistent_per_patient_and_differ_across_installations():
+    text = "Eleanor Whitaker seen by Dr Okafor. Whitaker stable."
+    a1 = deidentify(text, KNOWN, SECRET).text
+    a2 = deidentify("Whitaker again, Eleanor.", KNOWN, SECRET).text
+    b = deidentify(text, KNOWN, b"t" * 32).text
+    sur = Surrogates(SECRET, KNOWN.patient_key)
+    fake = sur.name("Whitaker")
+    assert fake != "Whitaker" and a1.count(fake) == 2 and fake in a2
+    assert a1 != b
+    assert "Whitaker" not in a1 and "Okafor" not in a1
+
+
+def test_surrogate_map_points_back_to_the_original():
+    d = deidentify("Eleanor Whitaker, MRN4471902", KNOWN, SECRET)
+    assert set(d.surrogates.values()) >= {"Eleanor", "Whitaker", "MRN4471902"} or \
+        "Eleanor Whitaker" in d.surrogates.values()
+
+
+def test_date_shift_preserves_intervals_and_weekday():
+    sur = Surrogates(SECRET, "patient-7")
+    assert sur.shift_days % 7 == 0 and sur.shift_days < 0
+    a = sur.date("03/01/2020")
+    b = sur.date("03/15/2020")
+    da = date(int(a[6:]), int(a[:2]), int(a[3:5]))
+    db = date(int(b[6:]), int(b[:2]), int(b[3:5]))
+    assert (db - da) == timedelta(days=14)
+    assert da.weekday() == date(2020, 3, 1).weekday()
+    other = Surrogates(SECRET, "patient-8")
+    assert Surrogates(SECRET, "patient-7").shift_days == sur.shift_days
+    assert other.shift_days != sur.shift_days or other.date("03/01/2020") == a
+
+
+@pytest.mark.parametrize("text,days,expected", [
+    ("7/22/1992", -7, "7/15/1992"),
+    ("22-JUL-1992", -7, "15-JUL-1992"),
+    ("July 22nd, 1992", -14, "July 8th, 1992"),
+    ("1992-07-22", -7, "1992-07-15"),
+    ("7/22", -7, "7/15"),
+    ("'92", -365 * 2, "'90"),
+])
+def test_shift_keeps_the_format(text, days, expected):
+    assert shift_date_text(text, days) == expected
+
+
+def test_leak_gate_redacts_planted_identifier_in_model_output():
+    out = "Summary: Mrs Whitaker has an enlarging nodule; call 217-555-0143."
+    g = gate(out, KNOWN)
+    assert g.hits >= 2 and "Whitaker" not in g.text and "555-0143" not in g.text
+
+
+def test_streaming_gate_never_releases_a_split_identifier():
+    sg = StreamingGate(KNOWN)
+    released = ""
+    for piece in ["The patient Wh", "ita", "ker is stable ", "and doing well " * 5]:
+        released += sg.feed(piece)
+    rest, whole = sg.finish()
+    released += rest
+    assert "Whitaker" not in released and "Whitaker" not in whole and sg.hits == 1
+    assert released == whole
+
+
+def _score(path):
+    docs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    pred = {d["id"]: [{"start": s.start, "end": s.end} for s in find_spans(d["text"], NOBODY)] for d in docs}
+    return score_corpus(docs, pred)
+
+
+def test_recall_floor_on_physionet_nursing_notes_slice():
+    m = _score(DATA / "deid" / "physionet-nursing-notes-first300.jsonl")
+    assert m["recall"] >= 0.95
+    assert m["precision"] >= 0.75
+
+
+def test_recall_floor_on_presidio_synthetic_slice():
+    m = _score(DATA / "deid" / "presidio-synthetic-first300.jsonl")
+    by = m["recall_by_label"]
+    for label in ("EMAIL_ADDRESS", "US_SSN", "IP_ADDRESS", "CREDIT_CARD"):
+        assert by[label]["recall"] == 1.0, label
+    assert by["PHONE_NUMBER"]["recall"] >= 0.80
+    assert by["STREET_ADDRESS"]["recall"] >= 0.65
+    assert by["PERSON"]["recall"] >= 0.70
+
+
+def test_deid_is_pure_and_leaves_no_declared_identifier():
+    text = "ELEANOR WHITAKER, DOB 03/12/1958, MRN4471902, of 42 Birchwood Lane, Springfield IL 62704."
+    d = deidentify(text, KNOWN, SECRET)
+    for ident in ("ELEANOR", "WHITAKER", "1958", "MRN4471902", "Birchwood", "Springfield", "62704"):
+        assert not re.search(ident, d.text, re.IGNORECASE), ident
+    assert deidentify(text, KNOWN, SECRET) == d
+
+
+def test_appliancectl_deid_writes_scorable_jsonl(tmp_path):
+    import subprocess
+    import sys
+
+    src = DATA / "deid" / "physionet-nursing-notes-first300.jsonl"
+    out = tmp_path / "pred.jsonl"
+    r = subprocess.run([sys.executable, "-m", "appliance.cli.main", "deid", "--jsonl", str(src), "--out", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    gold = [json.loads(x) for x in src.read_text().splitlines()]
+    pred = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [p["id"] for p in pred] == [g["id"] for g in gold]
+    for g, p in zip(gold, pred):
+        for s in p["spans"]:  # offsets are in the original text
+            assert 0 <= s["start"] < s["end"] <= len(g["text"]) and s["label"]
+    m = score_corpus(gold, {p["id"]: p["spans"] for p in pred})
+    assert m["recall"] >= 0.95
