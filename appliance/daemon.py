@@ -23,6 +23,8 @@ from .errors import ApplianceError
 from .llm.engine import Engine, open_engine
 from .llm.integrity import verify_model
 from .llm.worker import SummaryHub, SummaryWorker
+from .api.mllp import MllpServer
+from .services.commit import CommitQueue
 from .services.intake import IntakeService
 from .store import Store, open_store
 from .store.keys import read_key
@@ -43,6 +45,9 @@ class Daemon:
         self.worker: SummaryWorker | None = None
         self.intake: IntakeService | None = None
         self.grpc_port = 0
+        self.mllp_port = 0
+        self.mllp: MllpServer | None = None
+        self.commits: CommitQueue | None = None
         self._server: grpc.Server | None = None
         self._watchdog = sd.Watchdog(self._healthy)
 
@@ -72,29 +77,40 @@ class Daemon:
         digest = verify_model(cfg.model.path, cfg.model.sha256)
         self.engine = open_engine(cfg.model, digest)
         self.worker = SummaryWorker(self.store, self.engine, cfg.model, self.hub)
-        self.intake = IntakeService(self.store, deid_secret, on_document=lambda _id: self.worker.notify())
+        self.commits = CommitQueue()
+        self.commits.start()
+        self.intake = IntakeService(self.store, deid_secret, on_document=lambda _id: self.worker.notify(),
+                                    commit_queue=self.commits)
         self.servicer.attach(self.store, self.intake, self.hub, self.worker.notify)
+        if cfg.mllp.enabled:
+            self.mllp = MllpServer(cfg.mllp, self.intake)
+            self.mllp_port = self.mllp.start()
         self.worker.start()
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._write_runtime()
-        sd.notify(f"READY=1\nSTATUS=serving grpc={cfg.grpc.host}:{self.grpc_port} device={self.engine.info.device}")
+        sd.notify(f"READY=1\nSTATUS=serving grpc={cfg.grpc.host}:{self.grpc_port} mllp={cfg.mllp.host}:"
+                  f"{self.mllp_port} device={self.engine.info.device}")
         self._watchdog.start()
-        log.info("ready grpc=%s:%d device=%s model=%s", cfg.grpc.host, self.grpc_port, self.engine.info.device,
-                 self.engine.info.name)
+        log.info("ready grpc=%s:%d mllp=%s:%d device=%s model=%s", cfg.grpc.host, self.grpc_port, cfg.mllp.host,
+                 self.mllp_port, self.engine.info.device, self.engine.info.name)
 
     def _write_runtime(self) -> None:
         run = self.cfg.state_dir / "run"
         run.mkdir(parents=True, exist_ok=True)
-        (run / "ports.json").write_text(json.dumps({"grpc": self.grpc_port}))
+        (run / "ports.json").write_text(json.dumps({"grpc": self.grpc_port, "mllp": self.mllp_port}))
 
     def stop(self) -> None:
         sd.notify("STOPPING=1")
         self._watchdog.stop()
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.mllp is not None:
+            self.mllp.stop()
         if self._server is not None:
             self._server.stop(grace=5).wait()
+        if self.commits is not None:
+            self.commits.stop()
         if self.worker is not None:
             self.worker.stop()
         if self.engine is not None:

@@ -18,7 +18,7 @@ from appliance.ingest.hl7.parse import parse
 from appliance.v1 import appliance_pb2 as pb
 from conftest import DATA, SAMPLE, start_daemon, stop_daemon
 
-ORU = DATA / "nextgen-connect" / "donkey_large.hl7"
+ORU = DATA / "hl7corpus" / "nextgen-connect" / "donkey_large.hl7"
 
 
 def _pid_identifiers(path) -> list[str]:
@@ -82,7 +82,7 @@ def test_health_and_reflection_list_the_service(daemon):
 
 def test_malformed_hl7_is_invalid_argument_and_nothing_stored(daemon):
     stub = daemon.stub()
-    bad = (DATA / "cdc-trusted-intermediary" / "Message" / "msh_present_but_missing_msh-9.hl7").read_bytes()
+    bad = (DATA / "hl7corpus" / "cdc-trusted-intermediary" / "Test" / "Message" / "msh_present_but_missing_msh-9.hl7").read_bytes()
     with pytest.raises(grpc.RpcError) as err:
         stub.SubmitHL7(pb.SubmitHL7Request(message=bad), timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -1,23 +1,26 @@
 """Intake: raw HL7 -> de-identified document committed with its job, or a dead letter.
 
-Whatever the transport, a message is either committed whole or kept raw as a dead
-letter with the reason; nothing is stored half."""
+Whatever the transport, a message is either committed whole or kept raw as a dead letter
+with the reason; nothing is stored half. `prepare` does the CPU work (parse, de-identify,
+build the ACK) outside any transaction; `CommitQueue` commits many prepared messages in one
+transaction (group commit), and only then are their acknowledgements released."""
 from __future__ import annotations
 
 import hashlib
 import hmac
 import logging
+from concurrent.futures import Future
 from dataclasses import dataclass
-
-import sqlcipher3
 
 from ..deid import deidentify
 from ..domain import MessageHeader
 from ..errors import InvalidMessage
-from ..ingest.hl7.er7 import decode_message, is_batch, split_batch, split_segments
+from ..ingest.hl7.ack import acks_for
+from ..ingest.hl7.er7 import decode_message, split_batch, split_segments
 from ..ingest.hl7.header import read_header
-from ..ingest.hl7.parse import parse
+from ..ingest.hl7.parse import ParsedMessage, parse
 from ..store.db import NewDocument, Store
+from .commit import CommitQueue
 
 log = logging.getLogger(__name__)
 
@@ -30,21 +33,48 @@ class IntakeResult:
     reason: str = ""
     dead_letter_id: str = ""
     error: InvalidMessage | None = None
+    acks: tuple[bytes, ...] = ()  # what to send back over MLLP, in order
 
     @property
     def ok(self) -> bool:
         return self.outcome in ("ACCEPTED", "DUPLICATE", "UPDATED")
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A message ready to commit: everything computed, nothing written."""
+
+    raw: bytes
+    transport: str
+    header: MessageHeader | None
+    key: str = ""
+    document: NewDocument | None = None
+    parsed: ParsedMessage | None = None
+    patient_ref: str = ""
+    merged_from: str = ""
+    error: InvalidMessage | None = None
+    acks: tuple[bytes, ...] = ()
+
+
 def message_key(h: MessageHeader) -> str:
     return f"{h.sending_app}|{h.sending_facility}|{h.control_id}"
 
 
+def _join(acks: list[bytes]) -> bytes:
+    return b"\x00".join(acks)
+
+
+def _split(stored: bytes | None) -> tuple[bytes, ...]:
+    return tuple(stored.split(b"\x00")) if stored else ()
+
+
 class IntakeService:
-    def __init__(self, store: Store, deid_secret: bytes, on_document=None) -> None:
+    def __init__(self, store: Store, deid_secret: bytes, on_document=None, commit_queue: CommitQueue | None = None
+                 ) -> None:
         self._store = store
         self._secret = deid_secret
         self._on_document = on_document or (lambda doc_id: None)
+        self._queue = commit_queue
         self.accepted = 0
         self.duplicates = 0
         self.rejected = 0
@@ -52,64 +82,112 @@ class IntakeService:
     def patient_ref(self, patient_key: str) -> str:
         return hmac.new(self._secret, b"ref:" + patient_key.encode(), hashlib.sha256).hexdigest()[:32]
 
+    # -- entry points ---------------------------------------------------------------------
     def submit(self, raw: bytes, *, transport: str, source: str = "") -> list[IntakeResult]:
         """Bytes that may hold one message or a batch file -> one result per message."""
+        return [f.result() for f in self.submit_async(raw, transport=transport, source=source)]
+
+    def submit_async(self, raw: bytes, *, transport: str, source: str = "") -> list[Future]:
+        return [self.commit_async(p) for p in self.prepare_all(raw, transport=transport, source=source)]
+
+    def prepare_all(self, raw: bytes, *, transport: str, source: str = "") -> list[Prepared]:
         try:
             text = decode_message(raw)
-            messages = split_batch(text) if is_batch(text) else [text]
+            messages = split_batch(text)  # a batch, a file of messages, or one message
         except InvalidMessage as e:
-            return [self._dead(raw, e, transport, None)]
+            return [self._refused(raw, e, transport, None)]
         if not messages:
-            return [self._dead(raw, InvalidMessage("no MSH segment found: not an HL7 v2 message",
-                                                   segment="MSH", hl7_error_code="100"), transport, None)]
-        return [self.submit_one(m, transport=transport, source=source) for m in messages]
+            return [self._refused(raw, InvalidMessage("no MSH segment found: not an HL7 v2 message",
+                                                      segment="MSH", hl7_error_code="100"), transport, None)]
+        return [self.prepare(m, transport=transport, source=source) for m in messages]
 
-    def submit_one(self, text: str, *, transport: str, source: str = "") -> IntakeResult:
+    def prepare(self, text: str, *, transport: str, source: str = "") -> Prepared:
         raw = text.encode("utf-8")
         header = None
         try:
             header = read_header(split_segments(text)[0])
             key = message_key(header)
             seen = self._store.find_message(key)
-            if seen is not None:
-                self.duplicates += 1
-                return IntakeResult("DUPLICATE", header, document_id=seen[0] or "")
+            if seen is not None:  # fast path; the commit checks again under the write lock
+                return Prepared(raw, transport, header, key=key, acks=_split(seen[1]))
             parsed = parse(text, source=source)
         except InvalidMessage as e:
-            return self._dead(raw, e, transport, header)
+            return self._refused(raw, e, transport, header)
         pref = self.patient_ref(parsed.known.patient_key)
-        try:
-            if parsed.document is None:
-                merged_from = self.patient_ref(parsed.prior_patient_key) if parsed.prior_patient_key else ""
-                self._store.record_message(key, transport, raw, transport, f"patient.{parsed.action}", pref,
-                                           parsed.known, merged_from=merged_from)
-                self.accepted += 1
-                return IntakeResult("UPDATED", header)
-            doc = parsed.document
-            # Identifiers learnt earlier (ADT) for this patient seed the scrubber too.
-            known = doc.known
-            stored = self._store.patient_known(pref)
-            if stored is not None:
-                known = known.merged(stored)
-            deid = deidentify(doc.text, known, self._secret)
-            doc_id = self._store.commit_document(NewDocument(
-                kind=doc.kind, source=doc.source, transport=transport, patient_ref=pref, deid_text=deid.text,
-                phi_spans=len(deid.spans), document_ref=doc.document_ref, surrogates=deid.surrogates, raw=raw,
-                message_key=key, known=doc.known, replaces_ref=doc.replaces_control_id), transport)
-        except sqlcipher3.IntegrityError:
-            # The same message committed concurrently on another connection: a duplicate.
-            seen = self._store.find_message(key)
-            self.duplicates += 1
-            return IntakeResult("DUPLICATE", header, document_id=(seen[0] or "") if seen else "")
-        self.accepted += 1
-        log.info("document accepted id=%s kind=%s transport=%s phi_spans=%d", doc_id, doc.kind, transport,
-                 len(deid.spans))
-        self._on_document(doc_id)
-        return IntakeResult("ACCEPTED", header, document_id=doc_id)
+        acks = tuple(acks_for(header, True, None))
+        if parsed.document is None:
+            merged_from = self.patient_ref(parsed.prior_patient_key) if parsed.prior_patient_key else ""
+            return Prepared(raw, transport, header, key=key, parsed=parsed, patient_ref=pref,
+                            merged_from=merged_from, acks=acks)
+        doc = parsed.document
+        known = doc.known
+        stored = self._store.patient_known(pref)  # identifiers learnt earlier (ADT) seed the scrubber
+        if stored is not None:
+            known = known.merged(stored)
+        deid = deidentify(doc.text, known, self._secret)
+        new = NewDocument(kind=doc.kind, source=doc.source, transport=transport, patient_ref=pref,
+                          deid_text=deid.text, phi_spans=len(deid.spans), document_ref=doc.document_ref,
+                          surrogates=deid.surrogates, raw=raw, message_key=key, known=doc.known,
+                          replaces_ref=doc.replaces_control_id)
+        return Prepared(raw, transport, header, key=key, document=new, parsed=parsed, patient_ref=pref, acks=acks)
 
-    def _dead(self, raw: bytes, e: InvalidMessage, transport: str, header: MessageHeader | None) -> IntakeResult:
-        dl = self._store.add_dead_letter(transport, e.reason, raw, transport)
-        self.rejected += 1
-        outcome = "ERROR" if e.ack_code == "AE" else "REJECTED"
-        log.warning("message refused dead_letter=%s transport=%s reason=%s", dl, transport, e.reason)
-        return IntakeResult(outcome, header, reason=e.reason, dead_letter_id=dl, error=e)
+    def _refused(self, raw: bytes, e: InvalidMessage, transport: str, header: MessageHeader | None) -> Prepared:
+        return Prepared(raw, transport, header, error=e, acks=tuple(acks_for(header, False, e)))
+
+    # -- commit ---------------------------------------------------------------------------
+    def commit_async(self, p: Prepared) -> Future:
+        if self._queue is not None:
+            return self._queue.submit(self, p)
+        f: Future = Future()
+        f.set_result(self.commit_many([p])[0])
+        return f
+
+    def commit_many(self, items: list[Prepared]) -> list[IntakeResult]:
+        ops = [self._op(p) for p in items]
+        results = self._store.commit_batch(ops)
+        out = []
+        for p, r in zip(items, results):
+            if isinstance(r, Exception):
+                # A database fault on one message: answer AE; the message is not stored.
+                log.error("commit failed transport=%s error=%s", p.transport, type(r).__name__)
+                err = InvalidMessage("could not be stored; resend later", ack_code="AE", hl7_error_code="207")
+                r = IntakeResult("ERROR", p.header, reason=err.reason, error=err,
+                                 acks=tuple(acks_for(p.header, False, err)))
+            out.append(r)
+            self._after(r)
+        return out
+
+    def _op(self, p: Prepared):
+        def op(cur) -> IntakeResult:
+            if p.error is not None:
+                dl = self._store.insert_dead_letter(cur, p.transport, p.error.reason, p.raw, p.transport)
+                outcome = "ERROR" if p.error.ack_code == "AE" else "REJECTED"
+                return IntakeResult(outcome, p.header, reason=p.error.reason, dead_letter_id=dl, error=p.error,
+                                    acks=p.acks)
+            seen = self._store.seen(cur, p.key)
+            if seen is not None:  # committed before: the same answer again, nothing stored
+                return IntakeResult("DUPLICATE", p.header, document_id=seen[0] or "", acks=_split(seen[1]) or p.acks)
+            if p.document is None and p.parsed is None:  # prepared as a duplicate that has since vanished
+                raise RuntimeError("duplicate without a stored message")
+            stored_ack = _join(list(p.acks))
+            if p.document is not None:
+                doc_id = self._store.insert_document(cur, p.document, p.transport, stored_ack)
+                return IntakeResult("ACCEPTED", p.header, document_id=doc_id, acks=p.acks)
+            self._store.insert_update(cur, p.key, p.transport, p.raw, p.transport, f"patient.{p.parsed.action}",
+                                      p.patient_ref, p.parsed.known, p.merged_from, stored_ack)
+            return IntakeResult("UPDATED", p.header, acks=p.acks)
+        return op
+
+    def _after(self, r: IntakeResult) -> None:
+        if r.outcome == "ACCEPTED":
+            self.accepted += 1
+            log.info("document accepted id=%s kind=%s", r.document_id, r.header.message_type if r.header else "")
+            self._on_document(r.document_id)
+        elif r.outcome == "DUPLICATE":
+            self.duplicates += 1
+        elif r.outcome in ("REJECTED", "ERROR"):
+            self.rejected += 1
+            log.warning("message refused dead_letter=%s reason=%s", r.dead_letter_id, r.reason)
+
+
+__all__ = ["IntakeResult", "IntakeService", "Prepared", "message_key"]

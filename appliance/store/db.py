@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import sqlcipher3
 
@@ -20,6 +21,9 @@ from ..domain import KnownIdentifiers, PersonName
 from ..errors import NotFound, StoreKeyError
 from .keys import describe, read_key
 from .schema import MIGRATIONS
+
+
+T = TypeVar("T")
 
 
 def now_ms() -> int:
@@ -96,9 +100,14 @@ def known_from_json(s: str) -> KnownIdentifiers:
 
 
 class Store:
-    def __init__(self, conn: sqlcipher3.Connection, path: Path) -> None:
+    """`_conn` writes (one transaction at a time, group commits); `_rconn` reads, so readers
+    never wait behind a commit's fsync (WAL lets them see the last committed state)."""
+
+    def __init__(self, conn: sqlcipher3.Connection, rconn: sqlcipher3.Connection, path: Path) -> None:
         self._conn = conn
+        self._rconn = rconn
         self._lock = threading.RLock()
+        self._rlock = threading.Lock()
         self.path = path
 
     # -- plumbing -------------------------------------------------------------------------
@@ -116,12 +125,28 @@ class Store:
                 self._conn.commit()
 
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
-        with self._lock:
-            return self._conn.execute(sql, args).fetchall()
+        with self._rlock:
+            return self._rconn.execute(sql, args).fetchall()
+
+    def commit_batch(self, ops: list[Callable[[sqlcipher3.Cursor], T]]) -> list[T | Exception]:
+        """Run each op in its own savepoint inside ONE transaction (one fsync for all): an op
+        that fails is rolled back alone and its exception returned in its place."""
+        results: list[T | Exception] = []
+        with self.transaction() as cur:
+            for op in ops:
+                cur.execute("SAVEPOINT op")
+                try:
+                    results.append(op(cur))
+                except Exception as e:  # returned to the caller of that op
+                    cur.execute("ROLLBACK TO op")
+                    results.append(e)
+                cur.execute("RELEASE op")
+        return results
 
     def close(self) -> None:
         with self._lock:
             try:
+                self._rconn.close()
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
                 self._conn.close()
@@ -131,7 +156,7 @@ class Store:
 
     def migrate(self) -> None:
         with self._lock:
-            version = self.schema_version()
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
             for i, sql in enumerate(MIGRATIONS[version:], start=version + 1):
                 self._conn.executescript("BEGIN IMMEDIATE;" + sql + f";PRAGMA user_version={i};COMMIT;")
 
@@ -164,46 +189,66 @@ class Store:
         rows = self._query("SELECT document_id, ack FROM raw_messages WHERE message_key=?", (message_key,))
         return (rows[0][0], rows[0][1]) if rows else None
 
-    def commit_document(self, doc: NewDocument, actor: str) -> str:
+    @staticmethod
+    def seen(cur: sqlcipher3.Cursor, message_key: str) -> tuple[str | None, bytes | None] | None:
+        row = cur.execute("SELECT document_id, ack FROM raw_messages WHERE message_key=?", (message_key,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def insert_document(self, cur: sqlcipher3.Cursor, doc: NewDocument, actor: str, ack: bytes | None) -> str:
         doc_id = new_id()
         ts = now_ms()
-        with self.transaction() as cur:
-            cur.execute("INSERT INTO raw_messages(message_key, document_id, transport, raw, received_ms) "
-                        "VALUES (?,?,?,?,?)", (doc.message_key, doc_id, doc.transport, doc.raw, ts))
-            cur.execute("INSERT INTO documents(id, kind, source, transport, status, patient_ref, deid_text, "
-                        "phi_spans, message_key, document_ref, received_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                        (doc_id, doc.kind, doc.source, doc.transport, "RECEIVED", doc.patient_ref,
-                         doc.deid_text, doc.phi_spans, doc.message_key, doc.document_ref, ts))
-            cur.executemany("INSERT OR IGNORE INTO surrogates(document_id, surrogate, original) VALUES (?,?,?)",
-                            [(doc_id, s, o) for s, o in doc.surrogates.items()])
-            self._merge_patient(cur, doc.patient_ref, doc.known)
-            if doc.replaces_ref:
-                for (old_id,) in cur.execute(
-                        "SELECT id FROM documents WHERE patient_ref=? AND document_ref=? AND id<>? "
-                        "AND superseded_by IS NULL", (doc.patient_ref, doc.replaces_ref, doc_id)).fetchall():
-                    cur.execute("UPDATE documents SET status='SUPERSEDED', superseded_by=? WHERE id=?", (doc_id, old_id))
-                    cur.execute("DELETE FROM jobs WHERE document_id=? AND state='PENDING'", (old_id,))
-                    self._audit(cur, actor, "document.superseded", old_id, f"by={doc_id}")
-            cur.execute("INSERT INTO jobs(document_id, priority, state, enqueued_ms, updated_ms) VALUES (?,?,?,?,?)",
-                        (doc_id, doc.priority, "PENDING", ts, ts))
-            self._audit(cur, actor, "document.received", doc_id,
-                        f"kind={doc.kind} transport={doc.transport} phi_spans={doc.phi_spans}")
+        cur.execute("INSERT INTO raw_messages(message_key, document_id, transport, raw, ack, received_ms) "
+                    "VALUES (?,?,?,?,?,?)", (doc.message_key, doc_id, doc.transport, doc.raw, ack, ts))
+        cur.execute("INSERT INTO documents(id, kind, source, transport, status, patient_ref, deid_text, "
+                    "phi_spans, message_key, document_ref, received_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (doc_id, doc.kind, doc.source, doc.transport, "RECEIVED", doc.patient_ref,
+                     doc.deid_text, doc.phi_spans, doc.message_key, doc.document_ref, ts))
+        cur.executemany("INSERT OR IGNORE INTO surrogates(document_id, surrogate, original) VALUES (?,?,?)",
+                        [(doc_id, s, o) for s, o in doc.surrogates.items()])
+        self._merge_patient(cur, doc.patient_ref, doc.known)
+        if doc.replaces_ref:
+            for (old_id,) in cur.execute(
+                    "SELECT id FROM documents WHERE patient_ref=? AND document_ref=? AND id<>? "
+                    "AND superseded_by IS NULL", (doc.patient_ref, doc.replaces_ref, doc_id)).fetchall():
+                cur.execute("UPDATE documents SET status='SUPERSEDED', superseded_by=? WHERE id=?", (doc_id, old_id))
+                cur.execute("DELETE FROM jobs WHERE document_id=?", (old_id,))
+                self._audit(cur, actor, "document.superseded", old_id, f"by={doc_id}")
+        cur.execute("INSERT INTO jobs(document_id, priority, state, enqueued_ms, updated_ms) VALUES (?,?,?,?,?)",
+                    (doc_id, doc.priority, "PENDING", ts, ts))
+        self._audit(cur, actor, "document.received", doc_id,
+                    f"kind={doc.kind} transport={doc.transport} phi_spans={doc.phi_spans}")
         return doc_id
 
-    def record_message(self, message_key: str, transport: str, raw: bytes, actor: str, action: str,
-                       patient_ref: str, known: KnownIdentifiers, merged_from: str = "") -> None:
+    def insert_update(self, cur: sqlcipher3.Cursor, message_key: str, transport: str, raw: bytes, actor: str,
+                      action: str, patient_ref: str, known: KnownIdentifiers, merged_from: str,
+                      ack: bytes | None) -> None:
         """Non-document messages (ADT): update demographics and remember the message."""
-        with self.transaction() as cur:
-            cur.execute("INSERT INTO raw_messages(message_key, document_id, transport, raw, received_ms) "
-                        "VALUES (?,?,?,?,?)", (message_key, None, transport, raw, now_ms()))
-            self._merge_patient(cur, patient_ref, known)
-            if merged_from:
-                row = cur.execute("SELECT known_json FROM patients WHERE patient_ref=?", (merged_from,)).fetchone()
-                if row:
-                    self._merge_patient(cur, patient_ref, known_from_json(row[0]))
-                cur.execute("UPDATE patients SET merged_into=? WHERE patient_ref=?", (patient_ref, merged_from))
-                cur.execute("UPDATE documents SET patient_ref=? WHERE patient_ref=?", (patient_ref, merged_from))
-            self._audit(cur, actor, action, patient_ref[:16], f"transport={transport}")
+        cur.execute("INSERT INTO raw_messages(message_key, document_id, transport, raw, ack, received_ms) "
+                    "VALUES (?,?,?,?,?,?)", (message_key, None, transport, raw, ack, now_ms()))
+        self._merge_patient(cur, patient_ref, known)
+        if merged_from:
+            row = cur.execute("SELECT known_json FROM patients WHERE patient_ref=?", (merged_from,)).fetchone()
+            if row:
+                self._merge_patient(cur, patient_ref, known_from_json(row[0]))
+            cur.execute("UPDATE patients SET merged_into=? WHERE patient_ref=?", (patient_ref, merged_from))
+            cur.execute("UPDATE documents SET patient_ref=? WHERE patient_ref=?", (patient_ref, merged_from))
+        self._audit(cur, actor, action, patient_ref[:16], f"transport={transport}")
+
+    def insert_dead_letter(self, cur: sqlcipher3.Cursor, transport: str, reason: str, raw: bytes, actor: str) -> str:
+        dl_id = new_id()
+        cur.execute("INSERT INTO dead_letters(id, transport, reason, raw, received_ms) VALUES (?,?,?,?,?)",
+                    (dl_id, transport, reason, raw, now_ms()))
+        self._audit(cur, actor, "message.dead_lettered", dl_id, f"transport={transport}")
+        return dl_id
+
+    def commit_document(self, doc: NewDocument, actor: str, ack: bytes | None = None) -> str:
+        return self._one(lambda cur: self.insert_document(cur, doc, actor, ack))
+
+    def _one(self, op: Callable[[sqlcipher3.Cursor], T]) -> T:
+        r = self.commit_batch([op])[0]
+        if isinstance(r, Exception):
+            raise r
+        return r
 
     def set_ack(self, message_key: str, ack: bytes) -> None:
         with self.transaction() as cur:
@@ -288,12 +333,7 @@ class Store:
 
     # -- dead letters ---------------------------------------------------------------------
     def add_dead_letter(self, transport: str, reason: str, raw: bytes, actor: str) -> str:
-        dl_id = new_id()
-        with self.transaction() as cur:
-            cur.execute("INSERT INTO dead_letters(id, transport, reason, raw, received_ms) VALUES (?,?,?,?,?)",
-                        (dl_id, transport, reason, raw, now_ms()))
-            self._audit(cur, actor, "message.dead_lettered", dl_id, f"transport={transport}")
-        return dl_id
+        return self._one(lambda cur: self.insert_dead_letter(cur, transport, reason, raw, actor))
 
     def list_dead_letters(self, limit: int = 50, include_resolved: bool = False) -> list[DeadLetterRow]:
         where = "" if include_resolved else "WHERE resolved_ms IS NULL"
@@ -314,9 +354,7 @@ class Store:
             self._audit(cur, actor, "dead_letter.resolved", dl_id)
 
 
-def open_store(path: Path, key_file: Path) -> Store:
-    key = read_key(key_file, "store")
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _connect(path: Path, key: bytes, key_file: Path) -> sqlcipher3.Connection:
     conn = sqlcipher3.connect(str(path), check_same_thread=False, isolation_level=None)
     conn.execute("PRAGMA cipher_log_level = NONE")  # its own stderr lines are not for journald
     conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
@@ -330,6 +368,14 @@ def open_store(path: Path, key_file: Path) -> Store:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")  # an ACK promises the commit survives power loss
     conn.execute("PRAGMA foreign_keys=ON")
-    store = Store(conn, path)
-    store.migrate()
+    return conn
+
+
+def open_store(path: Path, key_file: Path) -> Store:
+    key = read_key(key_file, "store")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = _connect(path, key, key_file)
+    store = Store(writer, writer, path)
+    store.migrate()  # before the reader opens, so it sees the schema
+    store._rconn = _connect(path, key, key_file)
     return store

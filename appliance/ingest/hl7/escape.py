@@ -49,3 +49,12 @@ def unescape(value: str, encoding_chars: str = "^~\\&") -> str:
         return ""
 
     return pattern.sub(repl, value)
+
+
+def escape(value: str, field_sep: str = "|", encoding_chars: str = "^~\\&") -> str:
+    """Text -> a field value safe in the message's own delimiters."""
+    esc = encoding_chars[2]
+    out = value.replace(esc, f"{esc}E{esc}")
+    for ch, code in ((field_sep, "F"), (encoding_chars[0], "S"), (encoding_chars[1], "R"), (encoding_chars[3], "T")):
+        out = out.replace(ch, f"{esc}{code}{esc}")
+    return out.replace("\r", " ").replace("\n", " ")

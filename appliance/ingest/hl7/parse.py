@@ -14,6 +14,7 @@ from .escape import unescape
 from .header import read_header
 from .identifiers import extract
 from .text import report_text
+from .validate import check_structure
 
 DOCUMENT_TYPES = {"ORU^R01", "MDM^T02", "MDM^T06", "MDM^T08", "MDM^T10"}
 DEMOGRAPHIC_TYPES = {"ADT^A01", "ADT^A04", "ADT^A08", "ADT^A31"}
@@ -30,8 +31,8 @@ class ParsedMessage:
     prior_patient_key: str = ""  # ADT^A40: the identity merged away (MRG-1)
 
 
-def _validate_structure(text: str) -> None:
-    """hl7apy's parse checks segment and field structure for the declared version."""
+def deep_validate(text: str) -> None:
+    """hl7apy's full parse (~9 ms): for offline checks, not the ACK path."""
     try:
         hl7apy_parse(text, find_groups=False, validation_level=VALIDATION_LEVEL.TOLERANT)
     except HL7apyException as e:
@@ -51,7 +52,7 @@ def parse(text: str, *, source: str = "") -> ParsedMessage:
         raise InvalidMessage(f"message type {header.message_type} not supported; accepted: "
                              + ", ".join(sorted(SUPPORTED_TYPES)), segment="MSH", field=9,
                              hl7_error_code="200")
-    _validate_structure(text)
+    check_structure(segments, header.version)
     enc = header.encoding_chars
     names = {s.name for s in segments}
     if "PID" not in names:

@@ -1,0 +1,128 @@
+"""The MLLP listener (HL7 v2 over TCP): persistent connections, many messages each.
+
+Framing: <VT> message <FS><CR>. Each message is prepared on the event loop, committed by
+the group-commit writer, and only then acknowledged. A connection that sends data outside a
+frame, or a frame larger than mllp.max_frame_bytes, gets an AR naming the problem and is
+closed; other connections carry on."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+from ..config import MllpConfig
+from ..errors import InvalidMessage
+from ..services.intake import IntakeService
+
+log = logging.getLogger(__name__)
+VT, FS, CR = b"\x0b", b"\x1c", b"\x0d"
+
+
+def frame(payload: bytes) -> bytes:
+    return VT + payload + FS + CR
+
+
+class MllpServer:
+    def __init__(self, cfg: MllpConfig, intake: IntakeService) -> None:
+        self._cfg = cfg
+        self._intake = intake
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.base_events.Server | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name="mllp", daemon=True)
+        self._conns: set[asyncio.StreamWriter] = set()
+        self.port = 0
+        self.connections = 0
+
+    def start(self) -> int:
+        self._thread.start()
+        fut = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
+        self.port = fut.result(10)
+        log.info("MLLP listening on %s:%d", self._cfg.host, self.port)
+        return self.port
+
+    async def _start(self) -> int:
+        try:
+            self._server = await asyncio.start_server(self._handle, self._cfg.host, self._cfg.port,
+                                                      reuse_address=True)
+        except OSError as e:
+            raise OSError(f"cannot bind MLLP to {self._cfg.host}:{self._cfg.port} (config key mllp.port): "
+                          f"{e.strerror}") from None
+        return self._server.sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        """Stop accepting, let messages in flight be acknowledged, close connections."""
+        async def _stop() -> None:
+            if self._server is not None:
+                self._server.close()
+            for w in list(self._conns):
+                w.close()
+            await asyncio.sleep(0)
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    async def _refuse(self, writer: asyncio.StreamWriter, raw: bytes, reason: str) -> None:
+        """Answer a framing error with an AR, keep the bytes as a dead letter, close."""
+        err = InvalidMessage(reason, hl7_error_code="100")
+        prepared = self._intake._refused(raw[:1 << 20], err, "mllp", None)
+        result = await asyncio.wrap_future(self._intake.commit_async(prepared))
+        for ack in result.acks:
+            writer.write(frame(ack))
+        await writer.drain()
+        log.warning("MLLP connection closed: %s (dead letter %s)", reason.split(";")[0], result.dead_letter_id)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        self._conns.add(writer)
+        self.connections += 1
+        log.info("MLLP connection from %s", peer[0] if peer else "?")
+        buf = bytearray()
+        limit = self._cfg.max_frame_bytes
+        try:
+            while True:
+                data = await reader.read(1 << 16)
+                if not data:
+                    break
+                buf += data
+                while buf:
+                    # Whitespace between frames is tolerated; anything else outside a frame is not.
+                    stripped = buf.lstrip(b"\r\n\t ")
+                    if len(stripped) != len(buf):
+                        del buf[:len(buf) - len(stripped)]
+                        if not buf:
+                            break
+                    if buf[:1] != VT:
+                        await self._refuse(writer, bytes(buf), "data outside an MLLP frame (expected the 0x0B "
+                                                               "start block); closing the connection")
+                        return
+                    end = buf.find(FS)
+                    if end < 0:
+                        if len(buf) > limit + 2:
+                            await self._refuse(writer, bytes(buf[:4096]),
+                                               f"MLLP frame larger than mllp.max_frame_bytes ({limit} bytes); "
+                                               "closing the connection")
+                            return
+                        break
+                    if end - 1 > limit:
+                        await self._refuse(writer, bytes(buf[:4096]),
+                                           f"MLLP frame larger than mllp.max_frame_bytes ({limit} bytes); "
+                                           "closing the connection")
+                        return
+                    payload = bytes(buf[1:end])
+                    cut = end + 2 if buf[end + 1:end + 2] == CR else end + 1
+                    if cut > len(buf) or (cut == end + 1 and len(buf) == end + 1):
+                        break  # wait for the trailing CR
+                    del buf[:cut]
+                    for fut in self._intake.submit_async(payload, transport="mllp"):
+                        result = await asyncio.wrap_future(fut)
+                        for ack in result.acks:
+                            writer.write(frame(ack))
+                    await writer.drain()
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        except Exception as e:  # one connection's fault never stops the listener
+            log.error("MLLP connection error: %s", type(e).__name__)
+        finally:
+            self._conns.discard(writer)
+            writer.close()

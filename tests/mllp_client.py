@@ -1,0 +1,40 @@
+"""A minimal blocking MLLP client for tests that must see each acknowledgement (the
+third-party mllp_send prints ACKs but cannot be stopped between messages)."""
+from __future__ import annotations
+
+import socket
+
+VT, FS, CR = b"\x0b", b"\x1c", b"\x0d"
+
+
+class MllpClient:
+    def __init__(self, port: int, timeout: float = 30.0) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+
+    def send(self, payload: bytes) -> None:
+        self.sock.sendall(VT + payload + FS + CR)
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read_frame(self) -> bytes | None:
+        while FS + CR not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+        frame, _, self.buf = self.buf.partition(FS + CR)
+        return frame.lstrip(VT)
+
+    def request(self, payload: bytes) -> bytes | None:
+        self.send(payload)
+        return self.read_frame()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def msa(ack: bytes) -> list[str]:
+    seg = next(s for s in ack.decode().split("\r") if s.startswith("MSA"))
+    return seg.split("|")

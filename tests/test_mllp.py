@@ -1,0 +1,202 @@
+"""HL7 v2 over MLLP against the real daemon: a third-party sender (python-hl7's mllp_send),
+ACK after commit, duplicates, refusals, framing errors, and kill -9 in mid-stream."""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from appliance.config import load_config
+from appliance.store import open_store
+from conftest import DATA, SAMPLE, start_daemon, stop_daemon
+from mllp_client import MllpClient, msa
+
+CORPUS = DATA / "hl7corpus"
+ADT_STREAM = CORPUS / "nextgen-connect" / "simplesender_TestADT.txt"
+MLLP_SEND = shutil.which("mllp_send") or str(Path(sys.executable).parent / "mllp_send")
+
+
+def mllp_port(run) -> int:
+    return load_config(run.config).mllp.port
+
+
+def mllp_send(port: int, path: Path) -> list[str]:
+    r = subprocess.run([MLLP_SEND, "-p", str(port), "--loose", "-f", str(path), "127.0.0.1"],
+                       capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return [seg for seg in r.stdout.decode().replace("\n", "\r").split("\r") if seg.startswith("MSA")]
+
+
+def stored_keys(config: Path) -> list[str]:
+    cfg = load_config(config)
+    store = open_store(cfg.store.path, cfg.store.key_file)
+    try:
+        return [r[0] for r in store._query("SELECT message_key FROM raw_messages")]
+    finally:
+        store.close()
+
+
+def test_mllp_send_adt_stream_all_acknowledged_and_stored_once(daemon):
+    port = mllp_port(daemon)
+    first = mllp_send(port, ADT_STREAM)
+    assert len(first) == 124 and all(m.startswith("MSA|AA|") for m in first)
+    again = mllp_send(port, ADT_STREAM)
+    assert again == first  # duplicates are acknowledged again, identically
+    stop_daemon(daemon)
+    keys = stored_keys(daemon.config)
+    assert len(keys) == len(set(keys)) == 15  # the stream repeats 15 distinct MSH-10 values
+
+
+@pytest.mark.parametrize("name", [
+    "hl7corpus/nextgen-connect/donkey_large.hl7",
+    "hl7corpus/fhir-converter-hl7v2/Hl7v2/ORU-R01-01.hl7",
+    "hl7corpus/node-hl7-complete/valid_nist_ORU_R01_2.5.1_SampleTestCase1.hl7",
+    "hl7corpus/fhir-converter-hl7v2/Hl7v2/MDM-T02-03.hl7",
+    "hl7corpus/cdc-trusted-intermediary/CA/002_CA_ORU_R01.hl7",
+])
+def test_mllp_send_reports_are_accepted_and_readable(daemon, name):
+    from appliance.v1 import appliance_pb2 as pb
+
+    acks = mllp_send(mllp_port(daemon), DATA / name)
+    assert len(acks) == 1 and acks[0].split("|")[1] in ("AA", "CA")
+    docs = daemon.stub().ListDocuments(pb.ListDocumentsRequest(), timeout=10).documents
+    assert len(docs) == 1 and len(docs[0].deidentified_text) > 20
+
+
+def test_unsupported_type_gets_ar_with_err_naming_msh9(daemon):
+    c = MllpClient(mllp_port(daemon))
+    ack = c.request((CORPUS / "fhir-converter-hl7v2" / "Hl7v2" / "SIU-S12-01.hl7").read_bytes())
+    c.close()
+    segs = ack.decode().split("\r")
+    assert msa(ack)[1] == "AR" and msa(ack)[2] == "MSG00012"
+    err = next(s for s in segs if s.startswith("ERR"))
+    assert "MSH^1^9" in err and "200" in err and "not supported" in err
+    msh = segs[0].split("|")
+    assert msh[2] == "EHRApp^1.Aux^ISO" and msh[4] == "SCHApp"  # sending and receiving swapped
+    assert msh[11] == "2.8"  # the sender's version
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("msh_present_but_missing_msh-9.hl7", "MSH-9"),
+    ("msh_present_but_missing_msh-10.hl7", "MSH-10"),
+    ("msh_present_but_missing_msh-2.hl7", "MSH-2"),
+    ("msh_present_but_missing_all_fields.hl7", "MSH"),
+])
+def test_malformed_msh_gets_ar_with_reason_and_dead_letter(daemon, name, expected):
+    from appliance.v1 import appliance_pb2 as pb
+
+    c = MllpClient(mllp_port(daemon))
+    ack = c.request((CORPUS / "cdc-trusted-intermediary" / "Test" / "Message" / name).read_bytes())
+    c.close()
+    assert msa(ack)[1] == "AR" and expected in ack.decode()
+    dead = daemon.stub().ListDeadLetters(pb.ListDeadLettersRequest(), timeout=10).dead_letters
+    assert len(dead) == 1 and expected in dead[0].reason
+
+
+def _with_ack_types(raw: bytes, accept: str, app: str) -> bytes:
+    lines = raw.decode().replace("\n", "\r").split("\r")
+    f = lines[0].split("|")
+    f += [""] * (17 - len(f))
+    f[14], f[15] = accept, app
+    lines[0] = "|".join(f)
+    return "\r".join(lines).encode()
+
+
+def test_enhanced_mode_sends_commit_then_application_ack(daemon):
+    c = MllpClient(mllp_port(daemon))
+    c.send(_with_ack_types(SAMPLE.read_bytes(), "AL", "AL"))
+    first, second = c.read_frame(), c.read_frame()
+    c.close()
+    assert msa(first)[1] == "CA" and msa(second)[1] == "AA"
+    assert msa(first)[2] == msa(second)[2] == "DEMO-0001"
+
+
+def test_garbage_closes_only_that_connection(daemon):
+    port = mllp_port(daemon)
+    good = MllpClient(port)
+    bad = MllpClient(port)
+    bad.send_raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    ack = bad.read_frame()
+    assert msa(ack)[1] == "AR" and "outside an MLLP frame" in ack.decode()
+    assert bad.read_frame() is None  # closed
+    assert msa(good.request(SAMPLE.read_bytes()))[1] in ("AA", "CA")
+    good.close()
+
+
+def test_oversized_frame_is_refused_and_closed(state, tmp_path):
+    text = state.read_text().replace("max_frame_bytes = 16777216", "max_frame_bytes = 4096")
+    state.write_text(text)
+    run = start_daemon(state, tmp_path / "d.log")
+    try:
+        c = MllpClient(mllp_port(run))
+        c.send_raw(b"\x0bMSH|^~\\&|" + b"X" * 10000)
+        ack = c.read_frame()
+        assert msa(ack)[1] == "AR" and "mllp.max_frame_bytes" in ack.decode()
+        assert c.read_frame() is None
+        c2 = MllpClient(mllp_port(run))
+        assert msa(c2.request(SAMPLE.read_bytes()))[1] in ("AA", "CA")
+        c2.close()
+    finally:
+        stop_daemon(run)
+
+
+def _adt(i: int) -> bytes:
+    return ("MSH|^~\\&|CRASHTEST|FAC|APPLIANCE|FAC|20260101120000||ADT^A08^ADT_A01|CT{:06d}|P|2.5\r"
+            "EVN|A08|20260101120000\r"
+            "PID|1||{:07d}^^^HOSP^MR||Testperson^Pat||19700101|F\r"
+            "PV1|1|I\r").format(i, 1000000 + i % 997).encode()
+
+
+def _stream(port: int, messages: list[bytes], start: int, acked: set[int], stop_at: float | None) -> int:
+    """Send in order from `start`; return the index of the first message without an AA."""
+    c = MllpClient(port, timeout=10)
+    i = start
+    try:
+        while i < len(messages):
+            c.send(messages[i])
+            ack = c.read_frame()
+            if ack is None:
+                return i
+            if msa(ack)[1] == "AA":
+                acked.add(i)
+            i += 1
+    except OSError:
+        return i
+    finally:
+        c.close()
+    return i
+
+
+@pytest.mark.timeout(900)
+def test_kill_9_mid_stream_loses_no_acked_message_and_stores_none_twice(state, tmp_path):
+    messages = [_adt(i) for i in range(5000)]
+    rng = random.Random(4)
+    acked: set[int] = set()
+    position = 0
+    for attempt in range(3):
+        run = start_daemon(state, tmp_path / f"d{attempt}.log")
+        port = mllp_port(run)
+        delay = rng.uniform(0.3, 2.5)
+        killer = threading.Timer(delay, lambda p=run.proc: os.kill(p.pid, signal.SIGKILL))
+        killer.start()
+        position = _stream(port, messages, position, acked, None)
+        killer.join()
+        run.proc.wait()
+        assert position < len(messages), "the kill came after the stream ended; lower the delay"
+    run = start_daemon(state, tmp_path / "final.log")
+    position = _stream(mllp_port(run), messages, position, acked, None)
+    assert position == len(messages)
+    assert stop_daemon(run) == 0
+    keys = stored_keys(state)
+    assert len(keys) == len(set(keys)), "a message was stored twice"
+    stored = {k.split("|")[2] for k in keys}
+    assert {f"CT{i:06d}" for i in acked} <= stored, "a message that received AA was lost"
+    assert len(stored) == 5000
