@@ -45,6 +45,7 @@ class ModelConfig:
     max_tokens: int = 192
     temperature: float = 0.0
     repeat_penalty: float = 1.15
+    summarize_on_arrival: bool = True  # false: only when a clinician asks (StreamSummary)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from .llm.integrity import verify_model
 from .llm.worker import SummaryHub, SummaryWorker
 from .api.mllp import MllpServer
 from .services.commit import CommitQueue
+from .services.deid_stage import DeidStage
 from .services.intake import IntakeService
 from .store import Store, open_store
 from .store.keys import read_key
@@ -48,6 +49,7 @@ class Daemon:
         self.mllp_port = 0
         self.mllp: MllpServer | None = None
         self.commits: CommitQueue | None = None
+        self.deid_stage: DeidStage | None = None
         self._server: grpc.Server | None = None
         self._watchdog = sd.Watchdog(self._healthy)
 
@@ -79,8 +81,12 @@ class Daemon:
         self.worker = SummaryWorker(self.store, self.engine, cfg.model, self.hub)
         self.commits = CommitQueue()
         self.commits.start()
-        self.intake = IntakeService(self.store, deid_secret, on_document=lambda _id: self.worker.notify(),
-                                    commit_queue=self.commits)
+        self.intake = IntakeService(self.store, deid_secret, commit_queue=self.commits,
+                                    on_document=lambda _id: (self.deid_stage.notify(), self.worker.notify()))
+        self.worker._busy = self.intake.busy
+        self.deid_stage = DeidStage(self.store, deid_secret, on_ready=lambda _id: self.worker.notify(),
+                                    busy=self.intake.busy)
+        self.deid_stage.start()
         self.servicer.attach(self.store, self.intake, self.hub, self.worker.notify)
         if cfg.mllp.enabled:
             self.mllp = MllpServer(cfg.mllp, self.intake)
@@ -111,6 +117,8 @@ class Daemon:
             self._server.stop(grace=5).wait()
         if self.commits is not None:
             self.commits.stop()
+        if self.deid_stage is not None:
+            self.deid_stage.stop()
         if self.worker is not None:
             self.worker.stop()
         if self.engine is not None:

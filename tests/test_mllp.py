@@ -35,6 +35,19 @@ def mllp_send(port: int, path: Path) -> list[str]:
     return [seg for seg in r.stdout.decode().replace("\n", "\r").split("\r") if seg.startswith("MSA")]
 
 
+def wait_deidentified(run, doc_id: str, timeout: float = 30.0):
+    from appliance.v1 import appliance_pb2 as pb
+
+    deadline = time.monotonic() + timeout
+    while True:
+        doc = run.stub().GetDocument(pb.GetDocumentRequest(document_id=doc_id), timeout=10)
+        if doc.status != pb.PARSED:
+            return doc
+        assert doc.deidentified_text == ""
+        assert time.monotonic() < deadline, "document still waiting for de-identification"
+        time.sleep(0.1)
+
+
 def stored_keys(config: Path) -> list[str]:
     cfg = load_config(config)
     store = open_store(cfg.store.path, cfg.store.key_file)
@@ -68,7 +81,10 @@ def test_mllp_send_reports_are_accepted_and_readable(daemon, name):
     acks = mllp_send(mllp_port(daemon), DATA / name)
     assert len(acks) == 1 and acks[0].split("|")[1] in ("AA", "CA")
     docs = daemon.stub().ListDocuments(pb.ListDocumentsRequest(), timeout=10).documents
-    assert len(docs) == 1 and len(docs[0].deidentified_text) > 20
+    assert len(docs) == 1
+    # Acknowledged once parsed and committed; de-identified moments later, never shown before.
+    doc = wait_deidentified(daemon, docs[0].id)
+    assert doc.status in (pb.RECEIVED, pb.SUMMARIZING, pb.SUMMARIZED) and len(doc.deidentified_text) > 20
 
 
 def test_unsupported_type_gets_ar_with_err_naming_msh9(daemon):

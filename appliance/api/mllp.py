@@ -114,7 +114,7 @@ class MllpServer:
                     if cut > len(buf) or (cut == end + 1 and len(buf) == end + 1):
                         break  # wait for the trailing CR
                     del buf[:cut]
-                    for fut in self._intake.submit_async(payload, transport="mllp"):
+                    for fut in self._intake.submit_async(payload, transport="mllp", deid_now=False):
                         result = await asyncio.wrap_future(fut)
                         for ack in result.acks:
                             writer.write(frame(ack))

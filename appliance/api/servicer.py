@@ -98,6 +98,7 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
             if doc.status == "SUPERSEDED":
                 raise SummaryFailed(f"document {doc_id} was superseded by {doc.superseded_by}; "
                                     "follow that document instead")
+            self._store.request_summary(doc_id)
             self._wake()
             while context.is_active():
                 try:

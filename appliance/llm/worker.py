@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ..config import ModelConfig
 from ..deid.leakgate import StreamingGate, gate
 from ..domain import KnownIdentifiers
+from ..services.priority import lower_priority
 from ..store.db import Store, SummaryRow, now_ms
 from .engine import Engine
 from .prompt import SYSTEM, fit_prompt
@@ -70,11 +71,12 @@ class SummaryHub:
 
 
 class SummaryWorker:
-    def __init__(self, store: Store, engine: Engine, cfg: ModelConfig, hub: SummaryHub) -> None:
+    def __init__(self, store: Store, engine: Engine, cfg: ModelConfig, hub: SummaryHub, busy=lambda: False) -> None:
         self._store = store
         self._engine = engine
         self._cfg = cfg
         self._hub = hub
+        self._busy = busy  # intake acknowledging a burst: start no new generation meanwhile
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._cancel = threading.Event()
@@ -101,8 +103,13 @@ class SummaryWorker:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        lower_priority()
         while not self._stop.is_set():
-            doc_id = self._store.claim_next_job()
+            waited = 0.0
+            while self._busy() and waited < 30.0 and not self._stop.is_set():
+                self._stop.wait(0.05)
+                waited += 0.05
+            doc_id = self._store.claim_next_job(requested_only=not self._cfg.summarize_on_arrival)
             if doc_id is None:
                 self._wake.wait(1.0)
                 self._wake.clear()

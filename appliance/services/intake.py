@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -78,6 +79,10 @@ class IntakeService:
         self.accepted = 0
         self.duplicates = 0
         self.rejected = 0
+        self.last_prepare = 0.0  # monotonic time of the last message prepared
+
+    def busy(self, window: float = 0.25) -> bool:
+        return time.monotonic() - self.last_prepare < window
 
     def patient_ref(self, patient_key: str) -> str:
         return hmac.new(self._secret, b"ref:" + patient_key.encode(), hashlib.sha256).hexdigest()[:32]
@@ -87,10 +92,11 @@ class IntakeService:
         """Bytes that may hold one message or a batch file -> one result per message."""
         return [f.result() for f in self.submit_async(raw, transport=transport, source=source)]
 
-    def submit_async(self, raw: bytes, *, transport: str, source: str = "") -> list[Future]:
-        return [self.commit_async(p) for p in self.prepare_all(raw, transport=transport, source=source)]
+    def submit_async(self, raw: bytes, *, transport: str, source: str = "", deid_now: bool = True) -> list[Future]:
+        return [self.commit_async(p) for p in self.prepare_all(raw, transport=transport, source=source,
+                                                               deid_now=deid_now)]
 
-    def prepare_all(self, raw: bytes, *, transport: str, source: str = "") -> list[Prepared]:
+    def prepare_all(self, raw: bytes, *, transport: str, source: str = "", deid_now: bool = True) -> list[Prepared]:
         try:
             text = decode_message(raw)
             messages = split_batch(text)  # a batch, a file of messages, or one message
@@ -99,10 +105,13 @@ class IntakeService:
         if not messages:
             return [self._refused(raw, InvalidMessage("no MSH segment found: not an HL7 v2 message",
                                                       segment="MSH", hl7_error_code="100"), transport, None)]
-        return [self.prepare(m, transport=transport, source=source) for m in messages]
+        return [self.prepare(m, transport=transport, source=source, deid_now=deid_now) for m in messages]
 
-    def prepare(self, text: str, *, transport: str, source: str = "") -> Prepared:
+    def prepare(self, text: str, *, transport: str, source: str = "", deid_now: bool = True) -> Prepared:
+        """`deid_now` False: commit the parsed document and let the de-identification stage
+        finish it (MLLP, where the sender waits for each ACK)."""
         raw = text.encode("utf-8")
+        self.last_prepare = time.monotonic()
         header = None
         try:
             header = read_header(split_segments(text)[0])
@@ -120,15 +129,19 @@ class IntakeService:
             return Prepared(raw, transport, header, key=key, parsed=parsed, patient_ref=pref,
                             merged_from=merged_from, acks=acks)
         doc = parsed.document
+        common = dict(kind=doc.kind, source=doc.source, transport=transport, patient_ref=pref,
+                      document_ref=doc.document_ref, raw=raw, message_key=key, known=doc.known,
+                      replaces_ref=doc.replaces_control_id)
+        if not deid_now:
+            new = NewDocument(deid_text=None, phi_spans=0, surrogates={}, original_text=doc.text, **common)
+            return Prepared(raw, transport, header, key=key, document=new, parsed=parsed, patient_ref=pref,
+                            acks=acks)
         known = doc.known
         stored = self._store.patient_known(pref)  # identifiers learnt earlier (ADT) seed the scrubber
         if stored is not None:
             known = known.merged(stored)
         deid = deidentify(doc.text, known, self._secret)
-        new = NewDocument(kind=doc.kind, source=doc.source, transport=transport, patient_ref=pref,
-                          deid_text=deid.text, phi_spans=len(deid.spans), document_ref=doc.document_ref,
-                          surrogates=deid.surrogates, raw=raw, message_key=key, known=doc.known,
-                          replaces_ref=doc.replaces_control_id)
+        new = NewDocument(deid_text=deid.text, phi_spans=len(deid.spans), surrogates=deid.surrogates, **common)
         return Prepared(raw, transport, header, key=key, document=new, parsed=parsed, patient_ref=pref, acks=acks)
 
     def _refused(self, raw: bytes, e: InvalidMessage, transport: str, header: MessageHeader | None) -> Prepared:

@@ -75,7 +75,7 @@ class NewDocument:
     source: str
     transport: str
     patient_ref: str
-    deid_text: str
+    deid_text: str | None  # None: de-identify later (status PARSED)
     phi_spans: int
     document_ref: str
     surrogates: dict[str, str]
@@ -84,6 +84,7 @@ class NewDocument:
     known: KnownIdentifiers
     priority: int = 0
     replaces_ref: str = ""
+    original_text: str = ""  # kept (encrypted) only while deid_text is None
 
 
 def known_to_json(k: KnownIdentifiers) -> str:
@@ -199,10 +200,13 @@ class Store:
         ts = now_ms()
         cur.execute("INSERT INTO raw_messages(message_key, document_id, transport, raw, ack, received_ms) "
                     "VALUES (?,?,?,?,?,?)", (doc.message_key, doc_id, doc.transport, doc.raw, ack, ts))
+        parsed_only = doc.deid_text is None
         cur.execute("INSERT INTO documents(id, kind, source, transport, status, patient_ref, deid_text, "
-                    "phi_spans, message_key, document_ref, received_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (doc_id, doc.kind, doc.source, doc.transport, "RECEIVED", doc.patient_ref,
-                     doc.deid_text, doc.phi_spans, doc.message_key, doc.document_ref, ts))
+                    "phi_spans, message_key, document_ref, received_ms, original_text, known_json) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (doc_id, doc.kind, doc.source, doc.transport, "PARSED" if parsed_only else "RECEIVED",
+                     doc.patient_ref, doc.deid_text or "", doc.phi_spans, doc.message_key, doc.document_ref, ts,
+                     doc.original_text if parsed_only else None, known_to_json(doc.known) if parsed_only else None))
         cur.executemany("INSERT OR IGNORE INTO surrogates(document_id, surrogate, original) VALUES (?,?,?)",
                         [(doc_id, s, o) for s, o in doc.surrogates.items()])
         self._merge_patient(cur, doc.patient_ref, doc.known)
@@ -213,11 +217,34 @@ class Store:
                 cur.execute("UPDATE documents SET status='SUPERSEDED', superseded_by=? WHERE id=?", (doc_id, old_id))
                 cur.execute("DELETE FROM jobs WHERE document_id=?", (old_id,))
                 self._audit(cur, actor, "document.superseded", old_id, f"by={doc_id}")
-        cur.execute("INSERT INTO jobs(document_id, priority, state, enqueued_ms, updated_ms) VALUES (?,?,?,?,?)",
-                    (doc_id, doc.priority, "PENDING", ts, ts))
+        if not parsed_only:
+            cur.execute("INSERT INTO jobs(document_id, priority, state, enqueued_ms, updated_ms) VALUES (?,?,?,?,?)",
+                        (doc_id, doc.priority, "PENDING", ts, ts))
         self._audit(cur, actor, "document.received", doc_id,
                     f"kind={doc.kind} transport={doc.transport} phi_spans={doc.phi_spans}")
         return doc_id
+
+    def claim_parsed(self, limit: int = 64) -> list[tuple[str, str, str, KnownIdentifiers]]:
+        """Documents waiting for de-identification: (id, patient_ref, original text, declared ids)."""
+        rows = self._query("SELECT id, patient_ref, original_text, known_json FROM documents WHERE status='PARSED' "
+                           "ORDER BY received_ms LIMIT ?", (limit,))
+        return [(r[0], r[1], r[2] or "", known_from_json(r[3])) for r in rows]
+
+    def complete_deid(self, items: list[tuple[str, str, int, dict[str, str]]], actor: str) -> None:
+        """(doc id, de-identified text, spans, surrogate map) -> RECEIVED with a summary job;
+        the original text is dropped from the row (the raw message keeps it)."""
+        ts = now_ms()
+        with self.transaction() as cur:
+            for doc_id, text, spans, surrogates in items:
+                cur.execute("UPDATE documents SET deid_text=?, phi_spans=?, original_text=NULL, known_json=NULL, "
+                            "status='RECEIVED' WHERE id=? AND status='PARSED'", (text, spans, doc_id))
+                if cur.rowcount != 1:
+                    continue  # superseded meanwhile
+                cur.executemany("INSERT OR IGNORE INTO surrogates(document_id, surrogate, original) VALUES (?,?,?)",
+                                [(doc_id, s, o) for s, o in surrogates.items()])
+                cur.execute("INSERT OR IGNORE INTO jobs(document_id, priority, state, enqueued_ms, updated_ms) "
+                            "VALUES (?,?,?,?,?)", (doc_id, 0, "PENDING", ts, ts))
+                self._audit(cur, actor, "document.deidentified", doc_id, f"phi_spans={spans}")
 
     def insert_update(self, cur: sqlcipher3.Cursor, message_key: str, transport: str, raw: bytes, actor: str,
                       action: str, patient_ref: str, known: KnownIdentifiers, merged_from: str,
@@ -287,10 +314,17 @@ class Store:
         return dict(self._query("SELECT surrogate, original FROM surrogates WHERE document_id=?", (doc_id,)))
 
     # -- jobs and summaries ---------------------------------------------------------------
-    def claim_next_job(self) -> str | None:
+    def request_summary(self, doc_id: str) -> None:
+        """A clinician is waiting: that document's job goes to the front of the queue."""
         with self.transaction() as cur:
-            row = cur.execute("SELECT document_id FROM jobs WHERE state='PENDING' "
-                              "ORDER BY priority DESC, enqueued_ms LIMIT 1").fetchone()
+            cur.execute("UPDATE jobs SET priority=10 WHERE document_id=? AND state='PENDING' AND priority<10",
+                        (doc_id,))
+
+    def claim_next_job(self, requested_only: bool = False) -> str | None:
+        with self.transaction() as cur:
+            row = cur.execute("SELECT document_id FROM jobs WHERE state='PENDING' AND priority >= ? "
+                              "ORDER BY priority DESC, enqueued_ms LIMIT 1", (10 if requested_only else -1000,)
+                              ).fetchone()
             if row is None:
                 return None
             cur.execute("UPDATE jobs SET state='RUNNING', attempts=attempts+1, updated_ms=? WHERE document_id=?",

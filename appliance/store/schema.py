@@ -77,4 +77,12 @@ MIGRATIONS: list[str] = [
         hash TEXT NOT NULL
     );
     """,
+    # 2: de-identification off the MLLP acknowledgement path. A document may be committed
+    #    PARSED (its text and declared identifiers kept, encrypted like the raw message) and
+    #    de-identified moments later; the original text is cleared once it is.
+    """
+    ALTER TABLE documents ADD COLUMN original_text TEXT;
+    ALTER TABLE documents ADD COLUMN known_json TEXT;
+    CREATE INDEX documents_status ON documents(status);
+    """,
 ]
