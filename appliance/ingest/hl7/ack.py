@@ -53,7 +53,7 @@ def build_ack(h: MessageHeader | None, code: str, *, error: InvalidMessage | Non
     trigger = h.message_type.split("^")[1] if h and "^" in h.message_type else ""
     msh = ["MSH", enc, h.receiving_app if h else "APPLIANCE", h.receiving_facility if h else "",
            h.sending_app if h else "", h.sending_facility if h else "", _ts(), "",
-           f"ACK^{trigger}^ACK" if trigger else "ACK", _control_id(), h.processing_id or "P" if h else "P", version]
+           f"ACK{enc[0]}{trigger}{enc[0]}ACK" if trigger else "ACK", _control_id(), h.processing_id or "P" if h else "P", version]
     if h and h.charset:
         msh += ["", "", "", "", "", h.charset]
     msa = ["MSA", code, h.control_id if h else ""]
