@@ -216,3 +216,21 @@ def test_kill_9_mid_stream_loses_no_acked_message_and_stores_none_twice(state, t
     stored = {k.split("|")[2] for k in keys}
     assert {f"CT{i:06d}" for i in acked} <= stored, "a message that received AA was lost"
     assert len(stored) == 5000
+
+
+def test_dead_letter_listed_and_resubmitted_after_a_fix(daemon, tmp_path):
+    ctl = [sys.executable, "-m", "appliance.cli.main", "--config", str(daemon.config)]
+    broken = SAMPLE.read_bytes().replace(b"|2.5.1|", b"||")  # MSH-12 lost on the way
+    c = MllpClient(mllp_port(daemon))
+    ack = c.request(broken)
+    c.close()
+    assert msa(ack)[1] == "AR" and "MSH-12" in ack.decode()
+    listing = subprocess.run(ctl + ["deadletters"], capture_output=True, text=True, timeout=60)
+    assert listing.returncode == 0 and "MSH-12" in listing.stdout and "mllp" in listing.stdout
+    dl_id = listing.stdout.split("\t")[0]
+    fixed = tmp_path / "fixed.hl7"
+    fixed.write_bytes(SAMPLE.read_bytes())
+    r = subprocess.run(ctl + ["resubmit", dl_id, "--file", str(fixed)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("ACCEPTED"), r.stdout + r.stderr
+    after = subprocess.run(ctl + ["deadletters"], capture_output=True, text=True, timeout=60)
+    assert dl_id not in after.stdout  # resolved

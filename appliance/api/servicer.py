@@ -81,6 +81,19 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
             pb.DeadLetter(id=r.id, reason=r.reason, transport=r.transport, received_unix_ms=r.received_ms,
                           size_bytes=len(r.raw)) for r in rows])
 
+    def ResubmitDeadLetter(self, request: pb.ResubmitDeadLetterRequest, context) -> pb.SubmitHL7Response:
+        self._check()
+        if not request.dead_letter_id:
+            raise InvalidRequest("dead_letter_id is required")
+        dead = self._store.get_dead_letter(request.dead_letter_id)
+        if dead.resolved_ms is not None:
+            raise InvalidRequest(f"dead letter {dead.id} is already resolved")
+        results = self._intake.submit(request.corrected_message or dead.raw, transport=dead.transport,
+                                      source="resubmitted")
+        if all(r.ok for r in results):
+            self._store.resolve_dead_letter(dead.id, "api")
+        return pb.SubmitHL7Response(results=[_result(r) for r in results])
+
     def StreamSummary(self, request: pb.StreamSummaryRequest, context: grpc.ServicerContext):
         self._check()
         doc_id = request.document_id

@@ -116,6 +116,19 @@ def cmd_deadletters(args) -> int:
     return 0
 
 
+def cmd_resubmit(args) -> int:
+    from ..v1 import appliance_pb2 as pb
+
+    fixed = args.file.read_bytes() if args.file else b""
+    resp = _stub(args).ResubmitDeadLetter(pb.ResubmitDeadLetterRequest(dead_letter_id=args.dead_letter_id,
+                                                                       corrected_message=fixed), timeout=60)
+    rc = 0
+    for r in resp.results:
+        print(f"{pb.Outcome.Name(r.outcome)}\t{r.message_control_id}\t{r.document_id or r.dead_letter_id}\t{r.reason}")
+        rc = rc or (1 if r.outcome in (pb.REJECTED, pb.ERROR) else 0)
+    return rc
+
+
 def cmd_deid(args) -> int:
     from .deid import run_deid_jsonl
 
@@ -161,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("deadletters", help="list messages that were refused, with the reason")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(fn=cmd_deadletters)
+
+    p = sub.add_parser("resubmit", help="run a dead letter through intake again (optionally corrected)")
+    p.add_argument("dead_letter_id")
+    p.add_argument("--file", type=Path, help="the corrected message; default: the stored bytes")
+    p.set_defaults(fn=cmd_resubmit)
 
     p = sub.add_parser("deid", help="de-identify a JSONL corpus offline (no daemon)")
     p.add_argument("--jsonl", type=Path, required=True)
