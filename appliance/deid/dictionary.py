@@ -17,7 +17,7 @@ from . import vocab
 _WORD = re.compile(r"(?<![0-9'])[A-Za-z][A-Za-z']*")  # "300's" and "120s" hold no word
 TITLES = frozenset("dr drs doctor mr mrs ms miss mister madam prof dr's".split())
 # Doctors' names are often ordinary words (Dr. Small, dr brown); "MS:" is also mental status.
-DOCTOR_TITLES = frozenset("dr drs doctor dr's prof".split())
+DOCTOR_TITLES = frozenset("dr drs doctor dr's prof mr mrs mister miss madam".split())
 CREDENTIALS = frozenset("rn rrt crt md np lpn licsw lcsw cna msw pharmd bsn cnm crna aprn pa-c".split())
 SAINTS = frozenset("st saint ste".split())
 RELATIONS = frozenset("""son sons daughter daughters dtr dtrs wife husband hubby spouse sister sisters brother
@@ -32,15 +32,16 @@ their it its this that these those who whom which what when where why how here t
 aware notified called paged spoke updated informed at bedside in to visit visited re regarding about
 re: per please pls came come comes went left via w wt x q""".split())
 INSTITUTION_WORDS = frozenset("""hospital hosp hospitals rehab rehabilitation manor clinic infirmary
-sanitarium hospice healthcare center centre""".split())
+sanitarium hospice healthcare center centre ctr""".split())
 # "center"/"home" name an institution only after these.
 _INSTITUTION_QUALIFIER = {"center": {"medical", "med", "health", "rehab", "rehabilitation", "cancer"},
+                          "ctr": {"medical", "med", "health"},
                           "centre": {"medical", "health"}, "home": {"nursing"}}
 MOVEMENT = frozenset("to from into at in by".split())
 MOVERS = frozenset("""transferred transfered transfer transferring xfer xferred admitted admit came come taken
 lives live living returned return returning sent discharged brought moved arrived going go went trans
 readmitted presented adm admitting tx medflight flown arrival enroute followed seen c'd dc'd discharge
-dispo back transport transported""".split())
+dispo back transport transported referred refer adm'd sent""".split())
 # Words that are part of a hospital's own name ("Union Memorial", "Harbor", "Mercy").
 HOSPITAL_WORDS = frozenset("memorial regional harbor mercy samaritan presbyterian baptist methodist adventist".split())
 HOSPITAL_PHRASES = frozenset({("sacred", "heart"), ("holy", "cross"), ("good", "samaritan"), ("holy", "family"),
@@ -116,6 +117,9 @@ def dictionary_spans(text: str) -> list[Span]:
         raw = text[toks[i][0]:toks[i][1]]
         return len(raw) == 1 and raw.isupper() and text[toks[i][1]:toks[i][1] + 1] == "."
 
+    def _upper(i: int) -> bool:
+        return text[toks[i][0]:toks[i][1]].isupper()
+
     def _sentence_start(i: int) -> bool:
         before = text[max(0, toks[i][0] - 3):toks[i][0]]
         return i == 0 or any(c in before for c in ".!?:\n")
@@ -128,8 +132,10 @@ def dictionary_spans(text: str) -> list[Span]:
         if w in TITLES and i + 1 < n and adjacent(i):
             j = i + 1
             cand = toks[j][2]
+            # "MS:" is also mental status: "ms" needs its full stop or a name-like word.
+            lenient = w in DOCTOR_TITLES or text[toks[i][1]:toks[i][1] + 1] == "."
             if cand not in STOP and (cand not in vocab.clinical() or _title_case(j)) and \
-                    (w in DOCTOR_TITLES or _is_namey(cand) or _unknown(cand) or cand in vocab.first_names()):
+                    (lenient or _is_namey(cand) or _unknown(cand) or cand in vocab.first_names()):
                 label[j] = "NAME"
                 # "Drs X and Y", "dr x, dr y"
                 if j + 2 < n and toks[j + 1][2] == "and" and toks[j + 2][2] not in STOP:
@@ -170,13 +176,17 @@ def dictionary_spans(text: str) -> list[Span]:
                 label[j] = "INSTITUTION"
                 j -= 1
         elif w in MOVEMENT and i + 1 < n and adjacent(i):
-            cand = toks[i + 1][2]
+            if toks[i + 1][2] == "the" and i + 2 < n and adjacent(i + 1):
+                i_next = i + 2  # "admitted to the GH"
+            else:
+                i_next = i + 1
+            cand = toks[i_next][2]
             moved = i > 0 and toks[i - 1][2] in MOVERS
             # "to" also makes infinitives ("to diurese"): an unknown word after it needs a mover.
             if len(cand) >= 2 and ((_unknown(cand) and (moved or w != "to"))
                                    or (moved and (_is_namey(cand) or cand in single_places))
-                                   or (cand in HOSPITAL_WORDS and _title_case(i + 1))):
-                label[i + 1] = label[i + 1] or "LOCATION"
+                                   or cand in HOSPITAL_WORDS):
+                label[i_next] = label[i_next] or "LOCATION"
         elif w in CREDENTIALS and i + 1 < n and adjacent(i) and toks[i + 1][2] in vocab.first_names() \
                 and toks[i + 1][2] not in STOP and toks[i + 1][2] not in vocab.clinical():
             label[i + 1] = "NAME"  # "NP Carol", "per RN Mary"
@@ -199,15 +209,23 @@ def dictionary_spans(text: str) -> list[Span]:
                 and toks[i + 1][2] not in STOP:
             label[i] = label[i + 1] = "INSTITUTION"
         elif len(w) == 1 and i + 1 < n and text[toks[i][1]:toks[i][1] + 2] == ". " and w not in ("a", "i") \
-                and (_is_namey(toks[i + 1][2]) or (_unknown(toks[i + 1][2]) and _title_case(i + 1))):
+                and (_is_namey(toks[i + 1][2]) or (_unknown(toks[i + 1][2]) and not _upper(i + 1))):
             label[i] = label[i + 1] = "NAME"  # "D. Phyl", "j. o'brien"
-        if label[i] is None and len(w) >= 4 and _unknown(w) and re.match(r" \d(?![\d.%/])", text[toks[i][1]:toks[i][1] + 3]):
+        if label[i] is None and len(w) >= 4 and _unknown(w) and re.match(r" \d(?![\d%/]|\.\d)", text[toks[i][1]:toks[i][1] + 4]):
             label[i] = "LOCATION"  # a ward or building with its floor: "Quartermain 2"
+        if label[i] is None and i + 1 < n and _unknown(w) and toks[i + 1][2] in ("ew", "er", "ed") and adjacent(i):
+            label[i] = "LOCATION"  # "GH EW": a hospital's emergency department
         if label[i] is None and len(w) >= 2:
             if _is_namey(w):
                 label[i] = "NAME"
             elif w in single_places and w not in common:
                 label[i] = "LOCATION"
+    # "Suzette and Hank": a first name joined by "and" to a name is a name too.
+    for i in range(n - 2):
+        if label[i] == "NAME" and toks[i + 1][2] == "and" and label[i + 2] is None \
+                and toks[i + 2][2] in vocab.first_names() and toks[i + 2][2] not in STOP \
+                and toks[i + 2][2] not in vocab.clinical() and toks[i][2] in vocab.first_names():
+            label[i + 2] = "NAME"
     # Two unknown capitalised words in a row, in mixed-case text, are a person's name.
     if mixed:
         for i in range(n - 1):
@@ -246,6 +264,12 @@ def dictionary_spans(text: str) -> list[Span]:
                 raw = text[toks[j][0]:toks[j][1]]
                 initial = len(w) == 1 and w not in ("a", "i") and text[toks[j][1]:toks[j][1] + 1] == "."
                 if w in CUES:
+                    continue
+                given_before = j < i and w in vocab.first_names() and w not in STOP \
+                    and w not in vocab.clinical() and (_is_namey(toks[i][2]) or _unknown(toks[i][2]))
+                if given_before:
+                    label[j] = "NAME"
+                    changed = True
                     continue
                 if initial or _unknown(w) or (mixed and _title_case(j) and w not in vocab.english()
                                               and w not in STOP and w.isalpha()) or \

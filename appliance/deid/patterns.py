@@ -36,7 +36,7 @@ DATE_PATTERNS = [
     # '92 on its own, and 74' as clinicians write it after a history item
     r"(?<![\w'])'\d\d\b",
     # 1960-1999: never a 24-hour time, so a year wherever it stands (also "1980s")
-    r"(?<![\w.,/\-])19[6-9]\d(?:'?s)?(?![\w.,/\-]|\.\d|,\d)",
+    r"(?<![\w.,/\-])19[6-9]\d(?:'?s)?(?![\w/\-]|\.\d|,\d)",
 ]
 
 # 1900-1959 and 2000-2059 read as times too ("1900 - 0700"): a year only after a cue.
@@ -53,8 +53,8 @@ PATTERNS: list[tuple[str, str]] = [
     ("PHONE", r"(?<![\d\-])(?:\+?1[\s.\-]?)?\(?\d{3}\)?[\s.\-]?\d{3}[\s.\-]\d{4}(?:\s*(?:x|ext\.?)\s*\d{1,5})?(?!\d)"),
     ("PHONE", r"(?<![\d\-./])\(\d{3}\)\s*\d{3}\d{4}(?!\d)"),
     ("PHONE", r"(?<![\d\-./:])(?!\d00-\d?000)\d{3}-\d{4}(?![\d\-])"),
-    ("PHONE", r"(?i)\b(?:pager|beeper|pgr|bpr|page|cell|mobile|home|work|tel|telephone|phone|ph|fax|ext|"
-              r"extension|beep)\s*(?:#|no\.?|number|num)?\s*[:#]?\s*(\d[\d\s\-.()]{3,14}\d)"),
+    ("PHONE", r"(?i)\b(?:pager|beeper|pgr|pg|bpr|page|cell|mobile|home|work|tel|telephone|phone|ph|fax|ext|"
+              r"extension|beep)\s*(?:#|no\.?|number|num)?\s*[:#]?\s*(?P<v>\d[\d\s\-.()]{3,14}\d)"),
     ("PHONE", r"(?<![\d\-])\(?\d{3}\)?[\s\-]\d{3}[\s\-]\d{4,5}(?![\d\-])"),
     ("ID", r"(?<![\w\-])(?:\d[\s\-]?){13,19}(?![\w\-])"),  # card and account numbers
     ("ID", r"(?i)\b(?:mrn|mr#|acct|account|med(?:ical)?\s+rec(?:ord)?|unit\s*(?:no|number|#)|"
@@ -118,13 +118,11 @@ _ABBREV_STREET = re.compile(r"\b\d{1,6}\s+((?:[NSEW]\.?\s+)?(?:[A-Za-z][A-Za-z]+
 def _street_spans(text: str) -> list[Span]:
     """"42 Birchwood Ln": abbreviated types only after street-like words, so "3 episodes ST"
     (sinus tachycardia) and "advanced 3 in by dr." stay."""
-    from .vocab import english
-
     out = []
     for m in _ABBREV_STREET.finditer(text):
         words = [w.lower() for w in m.group(1).split()]
         raw = m.group(1).split()
-        if all(w.rstrip(".") in ("n", "s", "e", "w") or (w not in english() and r[0].isupper() and not r.isupper())
+        if all(w.rstrip(".") in ("n", "s", "e", "w") or (r[0].isupper() and not r.isupper())
                for w, r in zip(words, raw)):
             out.append(Span(m.start(), m.end(), "ADDRESS"))
     return out
