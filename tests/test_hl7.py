@@ -219,3 +219,64 @@ def test_split_batch_skips_envelopes():
     text = decode_message((CORPUS / "nextgen-connect" / "test-hl7-batch-input.txt").read_bytes())
     msgs = split_batch(text)
     assert msgs and all(m.startswith("MSH") for m in msgs)
+
+
+def _leaves_from_xml(path: Path) -> dict[tuple, str]:
+    """NextGen Connect's golden XML -> {(segment#, field, repetition, component, sub): value}."""
+    import xml.etree.ElementTree as ET
+
+    out: dict[tuple, str] = {}
+    segs = [s for s in ET.parse(path).getroot() if s.tag not in ("FHS", "BHS", "BTS", "FTS")]
+    for si, seg in enumerate(segs):
+        reps: dict[str, int] = {}
+        for field in seg:
+            n = int(field.tag.split(".")[1])
+            r = reps[field.tag] = reps.get(field.tag, -1) + 1
+            if seg.tag == "MSH" and n <= 2:
+                continue
+            if len(field) == 0:
+                if (field.text or "").strip("\n "):
+                    out[(si, n, r, 1, 1)] = field.text
+                continue
+            for comp in field:
+                c = int(comp.tag.split(".")[2])
+                if len(comp) == 0:
+                    # Mirth keeps an unescaped "&" inside text (OBR-4.3 "W/&W/O"); HL7 v2 says it
+                    # separates subcomponents, which is what the appliance does.
+                    for s_i, part in enumerate((comp.text or "").split("&"), start=1):
+                        if part:
+                            out[(si, n, r, c, s_i)] = part
+                    continue
+                for sub in comp:
+                    if sub.text:
+                        out[(si, n, r, c, int(sub.tag.split(".")[3]))] = sub.text
+    return out
+
+
+def _leaves_from_er7(path: Path) -> dict[tuple, str]:
+    text = decode_message(path.read_bytes())
+    out: dict[tuple, str] = {}
+    si = 0
+    for message in split_batch(text):
+        segs = split_segments(message)
+        enc = segs[0].field(2)
+        for seg in segs:
+            for n in range(1, len(seg.fields)):
+                if seg.name == "MSH" and n <= 2:
+                    continue
+                for r, rep in enumerate(seg.fields[n].split(enc[1])):
+                    for c, comp in enumerate(rep.split(enc[0]), start=1):
+                        for s, sub in enumerate(comp.split(enc[3]), start=1):
+                            if sub:
+                                out[(si, n, r, c, s)] = sub
+            si += 1
+    return out
+
+
+@pytest.mark.parametrize("stem", ["test-hl7", "test-hl7-repetitions", "test-hl7-subcomponents", "test-hl7-whitespace",
+                                  "test-hl7-batch"])
+def test_er7_structure_matches_nextgen_golden_xml(stem):
+    folder = CORPUS / "nextgen-connect"
+    ours = _leaves_from_er7(folder / f"{stem}-input.txt")
+    golden = _leaves_from_xml(folder / f"{stem}-output.xml")
+    assert ours == golden
