@@ -85,6 +85,18 @@ def test_mllp_send_reports_are_accepted_and_readable(daemon, name):
     # Acknowledged once parsed and committed; de-identified moments later, never shown before.
     doc = wait_deidentified(daemon, docs[0].id)
     assert doc.status in (pb.RECEIVED, pb.SUMMARIZING, pb.SUMMARIZED) and len(doc.deidentified_text) > 20
+    from appliance.ingest.hl7.er7 import decode_message
+    from appliance.ingest.hl7.parse import parse
+
+    known = parse(decode_message((DATA / name).read_bytes())).known
+    log = daemon.output()
+    for n in known.patient_names:
+        for part in (n.family, n.given):
+            if len(part) >= 4:
+                assert part not in log and part not in doc.deidentified_text, "patient name leaked"
+    for mrn in known.record_numbers:
+        if len(mrn) >= 5:
+            assert mrn not in log
 
 
 def test_unsupported_type_gets_ar_with_err_naming_msh9(daemon):
