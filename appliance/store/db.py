@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -88,7 +88,12 @@ class NewDocument:
 
 
 def known_to_json(k: KnownIdentifiers) -> str:
-    return json.dumps(asdict(k), sort_keys=True)
+    # Hand-built rather than dataclasses.asdict: this runs on the ACK path of every ADT.
+    d = {f: getattr(k, f) for f in ("patient_key", "record_numbers", "dates", "addresses", "postal_codes",
+                                    "phones", "emails", "birth_date")}
+    d["patient_names"] = [n.__dict__ for n in k.patient_names]
+    d["other_names"] = [n.__dict__ for n in k.other_names]
+    return json.dumps(d, sort_keys=True)
 
 
 def known_from_json(s: str) -> KnownIdentifiers:
