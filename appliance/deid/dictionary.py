@@ -24,7 +24,7 @@ RELATIONS = frozenset("""son sons daughter daughters dtr dtrs wife husband hubby
 brothers sis bro mother mom mum father dad niece nephew nieces nephews friend friends proxy hcp caseworker
 grandson granddaughter grandaughter grandchild grandmother grandfather in-law fiance fiancee partner
 boyfriend girlfriend cousin aunt uncle neighbor neighbour sitter pastor priest chaplain rabbi guardian
-stepson stepdaughter step-daughter step-son named called""".split())
+stepson stepdaughter step-daughter step-son named called social""".split())
 # Words that end a name or never start one, even when a cue precedes them.
 STOP = frozenset("""a an the and or but of to in into on at by for from with without is was were are be been
 has had have will would can could may might should shall do does did not no yes he she his her him they them
@@ -113,9 +113,9 @@ def dictionary_spans(text: str) -> list[Span]:
         raw = text[toks[i][0]:toks[i][1]]
         return raw[0].isupper() and not raw.isupper()
 
-    def _initial(i: int) -> bool:  # "Q." in "Q. LANDER": a capital letter and a full stop
+    def _initial(i: int) -> bool:  # "Q. LANDER", "q. lander": one letter and a full stop
         raw = text[toks[i][0]:toks[i][1]]
-        return len(raw) == 1 and raw.isupper() and text[toks[i][1]:toks[i][1] + 1] == "."
+        return len(raw) == 1 and text[toks[i][1]:toks[i][1] + 1] == "."
 
     def _upper(i: int) -> bool:
         return text[toks[i][0]:toks[i][1]].isupper()
@@ -143,7 +143,7 @@ def dictionary_spans(text: str) -> list[Span]:
         if w in RELATIONS and i > 0 and text[toks[i - 1][1]:toks[i][0]].strip() in ("(", ",", "-", "- ("):
             # "Hank Przybylo (son)": the one or two words before the relation
             for k in (i - 1, i - 2):
-                if k < 0 or toks[k][2] in STOP or toks[k][2] in vocab.clinical():
+                if k < 0 or toks[k][2] in STOP or toks[k][2] in CUES or toks[k][2] in vocab.clinical():
                     break
                 if not (_unknown(toks[k][2]) or _is_namey(toks[k][2]) or toks[k][2] in vocab.first_names()):
                     break
@@ -153,7 +153,7 @@ def dictionary_spans(text: str) -> list[Span]:
         if w in RELATIONS and i + 1 < n and adjacent(i):
             j = i + 1
             cand = toks[j][2]
-            while j < n and cand not in STOP and len(cand) > 1 and \
+            while j < n and cand not in STOP and cand not in CUES and len(cand) > 1 and \
                     (cand not in common or _is_namey(cand) or cand in vocab.first_names()):
                 label[j] = "NAME"
                 # a list of names: "Sons Smokey, Morris and Roger"
@@ -264,6 +264,13 @@ def dictionary_spans(text: str) -> list[Span]:
                 raw = text[toks[j][0]:toks[j][1]]
                 initial = len(w) == 1 and w not in ("a", "i") and text[toks[j][1]:toks[j][1] + 1] == "."
                 if w in CUES:
+                    continue
+                # "Ferdinand Halfpenny": after a given name, a capitalised word is the surname
+                surname_after = j > i and toks[i][2] in vocab.first_names() and mixed and _title_case(j) \
+                    and _title_case(i) and w not in STOP and w not in vocab.clinical() and w.isalpha()
+                if surname_after:
+                    label[j] = "NAME"
+                    changed = True
                     continue
                 given_before = j < i and w in vocab.first_names() and w not in STOP \
                     and w not in vocab.clinical() and (_is_namey(toks[i][2]) or _unknown(toks[i][2]))
