@@ -32,7 +32,7 @@ their it its this that these those who whom which what when where why how here t
 aware notified called paged spoke updated informed at bedside in to visit visited re regarding about
 re: per please pls came come comes went left via w wt x q""".split())
 INSTITUTION_WORDS = frozenset("""hospital hosp hospitals rehab rehabilitation manor clinic infirmary
-sanitarium hospice healthcare center centre ctr""".split())
+sanitarium hospice healthcare center centre ctr campus""".split())
 # "center"/"home" name an institution only after these.
 _INSTITUTION_QUALIFIER = {"center": {"medical", "med", "health", "rehab", "rehabilitation", "cancer"},
                           "ctr": {"medical", "med", "health"},
@@ -49,6 +49,8 @@ HOSPITAL_PHRASES = frozenset({("sacred", "heart"), ("holy", "cross"), ("good", "
                               ("beth", "israel"), ("franklin", "square"), ("union", "memorial"), ("st", "agnes"),
                               ("st", "joseph"), ("st", "josephs"), ("st", "mary's"), ("st", "marys"),
                               ("eastern", "shore"), ("u", "maryland")})
+_STATES = frozenset("""al ak az ar ca co ct de dc fl ga hi id il in ia ks ky la me md ma mi mn ms mo mt ne nv
+nh nj nm ny nc nd oh ok or pa ri sc sd tn tx ut vt va wa wv wi wy""".split())
 # "cardiac rehab", "community hospital": a kind of service, not a named institution.
 SERVICES = frozenset("""cardiac pulmonary physical occupational speech acute subacute inpatient outpatient
 psychiatric psych stroke pediatric surgical medical general community county state local outside another
@@ -185,7 +187,8 @@ def dictionary_spans(text: str) -> list[Span]:
             # "to" also makes infinitives ("to diurese"): an unknown word after it needs a mover.
             if len(cand) >= 2 and ((_unknown(cand) and (moved or w != "to"))
                                    or (moved and (_is_namey(cand) or cand in single_places))
-                                   or cand in HOSPITAL_WORDS):
+                                   or cand in HOSPITAL_WORDS
+                                   or (moved and cand in _STATES and _upper(i_next) and cand not in common)):
                 label[i_next] = label[i_next] or "LOCATION"
         elif w in CREDENTIALS and i + 1 < n and adjacent(i) and toks[i + 1][2] in vocab.first_names() \
                 and toks[i + 1][2] not in STOP and toks[i + 1][2] not in vocab.clinical():
@@ -205,8 +208,8 @@ def dictionary_spans(text: str) -> list[Span]:
                     and any(len(toks[k][2]) > 1 for k in run):
                 for k in run:
                     label[k] = "NAME"
-        elif w in SAINTS and i + 1 < n and adjacent(i) and toks[i + 1][2] in vocab.first_names() \
-                and toks[i + 1][2] not in STOP:
+        elif w in SAINTS and i + 1 < n and adjacent(i) and (toks[i + 1][2] in vocab.first_names() or
+                                                             _initial(i + 1)) and toks[i + 1][2] not in STOP:
             label[i] = label[i + 1] = "INSTITUTION"
         elif len(w) == 1 and i + 1 < n and text[toks[i][1]:toks[i][1] + 2] == ". " and w not in ("a", "i") \
                 and (_is_namey(toks[i + 1][2]) or (_unknown(toks[i + 1][2]) and not _upper(i + 1))):

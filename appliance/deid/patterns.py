@@ -54,7 +54,7 @@ PATTERNS: list[tuple[str, str]] = [
     ("PHONE", r"(?<![\d\-./])\(\d{3}\)\s*\d{3}\d{4}(?!\d)"),
     ("PHONE", r"(?<![\d\-./:])(?!\d00-\d?000)\d{3}-\d{4}(?![\d\-])"),
     ("PHONE", r"(?i)\b(?:pager|beeper|pgr|pg|bpr|page|cell|mobile|home|work|tel|telephone|phone|ph|fax|ext|"
-              r"extension|beep)\s*(?:#|no\.?|number|num)?\s*[:#]?\s*(?P<v>\d[\d\s\-.()]{3,14}\d)"),
+              r"extension|beep)\s*(?:#|no\.?|number|num)?[\s:#]*(?P<v>\d[\d\s\-.()]{3,14}\d)"),
     ("PHONE", r"(?<![\d\-])\(?\d{3}\)?[\s\-]\d{3}[\s\-]\d{4,5}(?![\d\-])"),
     ("ID", r"(?<![\w\-])(?:\d[\s\-]?){13,19}(?![\w\-])"),  # card and account numbers
     ("ID", r"(?i)\b(?:mrn|mr#|acct|account|med(?:ical)?\s+rec(?:ord)?|unit\s*(?:no|number|#)|"
