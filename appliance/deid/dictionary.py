@@ -119,6 +119,14 @@ def dictionary_spans(text: str) -> list[Span]:
         raw = text[toks[i][0]:toks[i][1]]
         return len(raw) == 1 and text[toks[i][1]:toks[i][1] + 1] == "."
 
+    def _name_like(i: int) -> bool:
+        """Could be part of a proper name: not an ordinary word, or capitalised in mixed text."""
+        w = toks[i][2]
+        pair = (toks[i - 1][2], w) if i > 0 else ("", w)
+        nxt = (w, toks[i + 1][2]) if i + 1 < n else (w, "")
+        return (_unknown(w) or _is_namey(w) or w in single_places or w in HOSPITAL_WORDS
+                or pair in HOSPITAL_PHRASES or nxt in HOSPITAL_PHRASES or (mixed and _title_case(i)))
+
     def _upper(i: int) -> bool:
         return text[toks[i][0]:toks[i][1]].isupper()
 
@@ -174,9 +182,11 @@ def dictionary_spans(text: str) -> list[Span]:
                 j -= 1
             while j >= 0 and i - j <= 3 and toks[j][2] not in STOP and toks[j][2] not in INSTITUTION_WORDS \
                     and toks[j][2] not in SERVICES and text[toks[j][1]:toks[j + 1][0]] in (" ", "-", ". ") \
-                    and toks[j][2] not in vocab.clinical():
+                    and toks[j][2] not in vocab.clinical() and _name_like(j):
                 label[j] = "INSTITUTION"
                 j -= 1
+            if w in ("rehab", "rehabilitation") and j < i - 1:
+                label[i] = "INSTITUTION"  # "Kessler Rehab" is a name; "cardiac rehab" is a service
         elif w in MOVEMENT and i + 1 < n and adjacent(i):
             if toks[i + 1][2] == "the" and i + 2 < n and adjacent(i + 1):
                 i_next = i + 2  # "admitted to the GH"

@@ -15,6 +15,9 @@ DATE_PATTERNS = [
     # 7/22/1992, 07-22-92, 22.07.1992 (m/d without a year is handled with context below)
     rf"(?<![\d/.x])(?:0?[1-9]|1[0-2])([/\-])(?:[12]\d|3[01]|0?[1-9])\1(?:19|20)?\d\d(?![\d/\-%]|\.\d)",
     rf"(?<![\d/.\-])(?:[12]\d|3[01]|0?[1-9])\.(?:0?[1-9]|1[0-2])\.(?:19|20)?\d\d(?![\d.])",
+    # "10/03/10/04" (two dates), "11/21.93" (a dot before the year)
+    r"(?<![\d/])(?:0?[1-9]|1[0-2])/(?:[12]\d|3[01]|0?[1-9])/(?:0?[1-9]|1[0-2])/(?:[12]\d|3[01]|0?[1-9])(?![\d/])",
+    r"(?<![\d/.])(?:0?[1-9]|1[0-2])/(?:[12]\d|3[01]|0?[1-9])\.\d\d(?![\d.])",
     # 1992-07-22, 1992/07/22, 19920722
     r"(?<!\d)(?:19|20)\d\d[-/](?:0?[1-9]|1[0-2])[-/](?:[12]\d|3[01]|0?[1-9])(?!\d)",
     r"(?<!\d)(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?!\d)",
@@ -26,7 +29,7 @@ DATE_PATTERNS = [
     # "nov, 96": a month, a comma and two digits is a year
     rf"\b{_MON},\s\d\d\b(?!\s*(?:%|:|\d))",
     # years in running text: "in 2017", "during 2004", "a 2010 film"
-    r"(?i)\b(?:in|during|since|until|by|of|year|founded|circa)\s(?P<v>(?:19|20)\d\d)\b(?!\s*(?:-|hrs?\b|h\b|:))",
+    r"(?i)\b(?:in|during|of|year|founded|circa)\s(?P<v>(?:19|20)\d\d)\b(?!\s*(?:-|hrs?\b|h\b|:))",
     # "CVA in 94": two digits from 40 after "in", when no unit follows
     r"(?i)\bin\s(?P<v>[4-9]\d|0\d)\b(?!'?s\b|\s*(?:%|mg|mcg|cc|ml|min|mins|minutes|hours?|hrs?|sec|seconds|units?|"
     r"mmhg|beats|bpm|degrees|x\b|l\b|kg|lbs?|breaths|/|-|\.\d))",
