@@ -1,5 +1,6 @@
-"""An address runs on after its street: "12 Rua Igreja 25, Apt. 236, Ribeira, Portugal 30971".
-Once a street is found, the rest of the line's capitalised words and numbers join it."""
+"""Spans that run on past what a pattern sees. An address runs on after its street
+("12 Rua Igreja 25, Apt. 236, Ribeira, Portugal 30971"): once a street is found, the rest of
+the line's capitalised words and numbers join it. A date runs on over its time of day."""
 from __future__ import annotations
 
 import re
@@ -10,9 +11,17 @@ _NEXT = re.compile(r"[ \t,>|?/\-]{1,6}(?:[A-ZÀ-ŽŁ][\w'.\-]*|\d[\w\-]*|(?:de|d
 _PREV = re.compile(r"(\d[\d\-]*)[ \t,]{1,3}$")
 
 
+_TIME_AFTER = re.compile(r"(?:[ T]|, )\d{1,2}:\d{2}(?::\d{2})?(?:\s?[ap]\.?m\.?)?(?![\d:])", re.IGNORECASE)
+
+
 def extend_addresses(text: str, spans: list[Span]) -> list[Span]:
+    """Also: a time of day written right after a date belongs to that date ("2000-04-16 11:34")."""
     out = []
     for s in spans:
+        if s.label == "DATE":
+            m = _TIME_AFTER.match(text, s.end)
+            out.append(Span(s.start, m.end(), "DATE") if m else s)
+            continue
         if s.label != "ADDRESS":
             out.append(s)
             continue

@@ -30,6 +30,8 @@ DATE_PATTERNS = [
     rf"\b{_MON},\s\d\d\b(?!\s*(?:%|:|\d))",
     # years in running text: "in 2017", "during 2004", "a 2010 film"
     r"(?i)\b(?:in|during|of|year|founded|circa)\s(?P<v>(?:19|20)\d\d)\b(?!\s*(?:-|hrs?\b|h\b|:))",
+    # "a 2021 Norwegian film": a year used as an adjective
+    r"(?i)\b(?:a|an|the)\s(?P<v>(?:19|20)\d\d)\s(?!(?:ml|cc|mg|mcg|units?|kcal|cal|calorie|hrs?|h|to|-)\b)[a-z]",
     # "CVA in 94": two digits from 40 after "in", when no unit follows
     r"(?i)\bin\s(?P<v>[4-9]\d|0\d)\b(?!'?s\b|\s*(?:%|mg|mcg|cc|ml|min|mins|minutes|hours?|hrs?|sec|seconds|units?|"
     r"mmhg|beats|bpm|degrees|x\b|l\b|kg|lbs?|breaths|/|-|\.\d))",
@@ -73,6 +75,9 @@ PATTERNS: list[tuple[str, str]] = [
     # international phone numbers: a leading + or 0 and several digit groups
     ("PHONE", r"(?<![\w+])\+\d{1,3}[\s.\-]?(?:\(0\)\s?)?\d[\d\s.\-]{5,14}\d(?![\d])"),
     ("PHONE", r"(?<![\w.\-/])\(?0\d{1,4}\)?(?:[\s.\-]\d{2,4}){2,4}(?![\w.\-/]|\.\d)"),
+    ("PHONE", r"(?i)\b(?:call me on|call me at|reach me at|text me at|text me on|messages to|me on|number is)\s"
+              r"(?P<v>\+?\(?\d{2,5}\)?(?:[\s.\-]\d{2,6}){1,4})(?![\w.\-/]|\.\d)"),
+    ("PHONE", r"(?<![\w)])\(\d{2,4}\)\s?\d{3}[\-\s]\d{3,4}(?![\d])"),
     ("PHONE", r"(?i)\b(?:phone|mobile|desk|office|tel|fax|cell|call|reach|number|registered|at):?\s"
               r"(?P<v>(?=[\d\s.\-()]{9})\(?\d{2,4}\)?(?:[\s.\-]\d{2,6}){1,4})(?![\w.\-/]|\.\d)"),
     # "Apt. 946", "Suite 380", "P.O. Box 242"
