@@ -7,7 +7,10 @@ import re
 
 from ..domain import Span
 
-_NEXT = re.compile(r"[ \t,>|?/\-]{1,6}(?:[A-ZÀ-ŽŁ][\w'.\-]*|\d[\w\-]*|(?:de|da|do|del|la|le|van|von|di|al|el|nan)\b)")
+# Address lines continue over separators, line breaks included (a multi-line postal address),
+# through capitalised words, numbers and the particles of foreign street names.
+_NEXT = re.compile(r"[ \t,>|?/\-\n()]{1,8}(?:[A-ZÀ-ŽŁΑ-Ω∆][\w'.\-]*|\d[\w\-]*|"
+                   r"(?:de|da|do|del|la|le|van|von|di|al|el|nan|apt|suite)\b\.?)")
 _PREV = re.compile(r"(\d[\d\-]*)[ \t,]{1,3}$")
 
 

@@ -94,6 +94,12 @@ PATTERNS: list[tuple[str, str]] = [
     # "0547 Bygget 91", "91215 Harjukuja 54": numbers around Title-case words
     ("ADDRESS", r"\b\d{1,6}\s+(?:[A-ZÀ-ÞΑ-ΩΆ-Ώ][a-zß-ÿα-ωά-ώ]+\.?\s+){0,3}[A-ZÀ-ÞΑ-ΩΆ-Ώ][a-zß-ÿα-ωά-ώ'\-]+\.?\s+"
                 r"\d{1,5}[A-Za-z]?\b(?=[ \t]*(?:,|>|\?|\s{2}|$))"),
+    # military mail: "PSC 0413, Box 8144 APO AA 42323", "Unit 4719 Box 7394 DPO AP 70942"
+    ("ADDRESS", r"(?i)\b(?:PSC|Unit|USNS|USNV|USS|USCGC)\s+\d{3,5}(?:,?\s*Box\s+\d{3,5})?(?:\s*(?:APO|DPO|FPO)\s+A[AEP]"
+                r"\s+\d{5})?\b(?=.*\b(?:APO|DPO|FPO|Box)\b)"),
+    ("ADDRESS", r"\b(?:APO|DPO|FPO)\s+A[AEP]\s+\d{5}\b"),
+    # "the corner of Postbox 21 and Elisabeth Parks"
+    ("ADDRESS", r"(?i)\b(?:the\s+)?corner\s+of\s+[^\n,.;]{2,40}?\s+and\s+[A-ZÀ-Ž][\w\-]*(?:\s+[A-ZÀ-Ž][\w\-]*){0,3}"),
     # "lives at ...", "address: ...": the rest of the clause
     ("ADDRESS", r"(?i)\b(?:lives at|living at|resides at|address is|address:)\s+(?P<v>[^\n.;]{4,80}?)(?=\s*(?:[.;\n]\s|[.;]?$))"),
     ("ADDRESS", r"(?i)\b\d{1,6}\s+(?:[NSEW]\.?\s+)?(?:[A-Z][A-Za-z]+\s+){1,3}(?:street|avenue|road|"
