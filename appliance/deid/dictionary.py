@@ -55,6 +55,11 @@ nh nj nm ny nc nd oh ok or pa ri sc sd tn tx ut vt va wa wv wi wy""".split())
 SERVICES = frozenset("""cardiac pulmonary physical occupational speech acute subacute inpatient outpatient
 psychiatric psych stroke pediatric surgical medical general community county state local outside another
 other the his her their our this that same previous prior rehab nursing teaching""".split())
+_NAMING_CUES = ("says", "said", "call me", "calls me", "called", "named", "name is", "him", "her", "kid",
+                "starring", "meet", "dear", "hi", "hello", "thanks", "told", "asked", "son", "daughter", "wife",
+                "husband")
+_PERSON_VERBS = frozenset("""spent lives lived works worked says said told asked wrote is was has had will would
+visited called went came""".split())
 CUES = TITLES | CREDENTIALS | RELATIONS | SAINTS | INSTITUTION_WORDS
 
 
@@ -239,6 +244,18 @@ def dictionary_spans(text: str) -> list[Span]:
                 and toks[i + 2][2] in vocab.first_names() and toks[i + 2][2] not in STOP \
                 and toks[i + 2][2] not in vocab.clinical() and toks[i][2] in vocab.first_names():
             label[i + 2] = "NAME"
+    # A capitalised unknown word right after a speech or naming cue ("says Bergqvist", "my name
+    # is Csanád", "named him Timmie") or right before a verb of a person ("Asya spent a year").
+    if mixed:
+        for i in range(n):
+            raw = text[toks[i][0]:toks[i][1]]
+            if label[i] is not None or not (raw[0].isupper() and raw[1:].islower() and len(raw) >= 3) \
+                    or not _unknown(toks[i][2]):
+                continue
+            before = " ".join(t[2] for t in toks[max(0, i - 2):i])
+            after = toks[i + 1][2] if i + 1 < n else ""
+            if any(before.endswith(c) for c in _NAMING_CUES) or after in _PERSON_VERBS:
+                label[i] = "NAME"
     # Two unknown capitalised words in a row, in mixed-case text, are a person's name.
     if mixed:
         for i in range(n - 1):
