@@ -78,12 +78,12 @@ class Daemon:
         deid_secret = read_key(cfg.deid.secret_file, "deid")
         digest = verify_model(cfg.model.path, cfg.model.sha256)
         self.engine = open_engine(cfg.model, digest)
-        self.worker = SummaryWorker(self.store, self.engine, cfg.model, self.hub)
         self.commits = CommitQueue()
         self.commits.start()
+        # Callbacks look the stages up when they fire, so construction order does not matter.
         self.intake = IntakeService(self.store, deid_secret, commit_queue=self.commits,
                                     on_document=lambda _id: (self.deid_stage.notify(), self.worker.notify()))
-        self.worker._busy = self.intake.busy
+        self.worker = SummaryWorker(self.store, self.engine, cfg.model, self.hub, busy=self.intake.busy)
         self.deid_stage = DeidStage(self.store, deid_secret, on_ready=lambda _id: self.worker.notify(),
                                     busy=self.intake.busy)
         self.deid_stage.start()

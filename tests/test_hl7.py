@@ -280,3 +280,16 @@ def test_er7_structure_matches_nextgen_golden_xml(stem):
     ours = _leaves_from_er7(folder / f"{stem}-input.txt")
     golden = _leaves_from_xml(folder / f"{stem}-output.xml")
     assert ours == golden
+
+
+def test_appliancectl_validate_runs_hl7apy_offline():
+    import subprocess
+    import sys
+
+    ok = subprocess.run([sys.executable, "-m", "appliance.cli.main", "validate", str(SAMPLE)], capture_output=True,
+                        text=True, timeout=60)
+    assert ok.returncode == 0 and "message 1: OK" in ok.stdout
+    bad = CORPUS / "cdc-trusted-intermediary" / "Test" / "Message" / "msh_present_but_missing_msh-9.hl7"
+    r = subprocess.run([sys.executable, "-m", "appliance.cli.main", "validate", str(bad)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1 and "MSH-9" in r.stdout

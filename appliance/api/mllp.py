@@ -65,7 +65,7 @@ class MllpServer:
     async def _refuse(self, writer: asyncio.StreamWriter, raw: bytes, reason: str) -> None:
         """Answer a framing error with an AR, keep the bytes as a dead letter, close."""
         err = InvalidMessage(reason, hl7_error_code="100")
-        prepared = self._intake._refused(raw[:1 << 20], err, "mllp", None)
+        prepared = self._intake.refuse(raw[:1 << 20], err, "mllp", None)
         result = await asyncio.wrap_future(self._intake.commit_async(prepared))
         for ack in result.acks:
             writer.write(frame(ack))

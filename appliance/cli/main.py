@@ -129,6 +129,24 @@ def cmd_resubmit(args) -> int:
     return rc
 
 
+def cmd_validate(args) -> int:
+    """hl7apy's full structural parse, offline: slower than intake's checks, for diagnosis."""
+    from ..errors import InvalidMessage
+    from ..ingest.hl7.er7 import decode_message, split_batch
+    from ..ingest.hl7.parse import deep_validate, parse
+
+    rc = 0
+    for i, text in enumerate(split_batch(decode_message(args.path.read_bytes())), start=1):
+        try:
+            parse(text)
+            deep_validate(text)
+            print(f"message {i}: OK")
+        except InvalidMessage as e:
+            print(f"message {i}: {e.reason}")
+            rc = 1
+    return rc
+
+
 def cmd_deid(args) -> int:
     from .deid import run_deid_jsonl
 
@@ -179,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dead_letter_id")
     p.add_argument("--file", type=Path, help="the corrected message; default: the stored bytes")
     p.set_defaults(fn=cmd_resubmit)
+
+    p = sub.add_parser("validate", help="check an HL7 file offline (intake rules and hl7apy's full parse)")
+    p.add_argument("path", type=Path)
+    p.set_defaults(fn=cmd_validate)
 
     p = sub.add_parser("deid", help="de-identify a JSONL corpus offline (no daemon)")
     p.add_argument("--jsonl", type=Path, required=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..domain import Deidentified, KnownIdentifiers, Span
 from .address import extend_addresses
+from .dictionary import dictionary_spans
 from .known import KnownMatcher
 from .patterns import pattern_spans
 from .spans import merge
@@ -17,7 +18,6 @@ def find_spans(text: str, known: KnownIdentifiers | None = None,
         matcher = KnownMatcher(known)
     if matcher is not None:
         spans.extend(matcher.spans(text))
-    from .dictionary import dictionary_spans  # local: the dictionaries load lazily
     spans.extend(dictionary_spans(text))
     return merge(extend_addresses(text, merge(spans)))
 

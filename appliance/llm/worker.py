@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ..config import ModelConfig
 from ..deid.leakgate import StreamingGate, gate
 from ..domain import KnownIdentifiers
-from ..services.priority import lower_priority
+from ..services.priority import lower_priority, yield_to_intake
 from ..store.db import Store, SummaryRow, now_ms
 from .engine import Engine
 from .prompt import SYSTEM, fit_prompt
@@ -105,10 +105,7 @@ class SummaryWorker:
     def _run(self) -> None:
         lower_priority()
         while not self._stop.is_set():
-            waited = 0.0
-            while self._busy() and waited < 30.0 and not self._stop.is_set():
-                self._stop.wait(0.05)
-                waited += 0.05
+            yield_to_intake(self._busy, self._stop)
             doc_id = self._store.claim_next_job(requested_only=not self._cfg.summarize_on_arrival)
             if doc_id is None:
                 self._wake.wait(1.0)

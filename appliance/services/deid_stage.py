@@ -8,7 +8,7 @@ import threading
 
 from ..deid import deidentify
 from ..store.db import Store
-from .priority import lower_priority
+from .priority import lower_priority, yield_to_intake
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +53,7 @@ class DeidStage:
     def _run(self) -> None:
         lower_priority()
         while not self._stop.is_set():
-            # One CPython process, one GIL: while a burst is being acknowledged, waiting here
-            # keeps ACK latency low; the backlog is durable and is worked off after the burst.
-            waited = 0.0
-            while self._busy() and waited < 30.0 and not self._stop.is_set():
-                self._stop.wait(0.05)
-                waited += 0.05
+            yield_to_intake(self._busy, self._stop)
             try:
                 n = self.drain()
             except Exception as e:  # keep going; the documents stay PARSED and are retried

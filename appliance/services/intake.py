@@ -101,9 +101,9 @@ class IntakeService:
             text = decode_message(raw)
             messages = split_batch(text)  # a batch, a file of messages, or one message
         except InvalidMessage as e:
-            return [self._refused(raw, e, transport, None)]
+            return [self.refuse(raw, e, transport, None)]
         if not messages:
-            return [self._refused(raw, InvalidMessage("no MSH segment found: not an HL7 v2 message",
+            return [self.refuse(raw, InvalidMessage("no MSH segment found: not an HL7 v2 message",
                                                       segment="MSH", hl7_error_code="100"), transport, None)]
         return [self.prepare(m, transport=transport, source=source, deid_now=deid_now) for m in messages]
 
@@ -121,7 +121,7 @@ class IntakeService:
                 return Prepared(raw, transport, header, key=key, acks=_split(seen[1]))
             parsed = parse(text, source=source)
         except InvalidMessage as e:
-            return self._refused(raw, e, transport, header)
+            return self.refuse(raw, e, transport, header)
         pref = self.patient_ref(parsed.known.patient_key)
         acks = tuple(acks_for(header, True, None))
         if parsed.document is None:
@@ -144,7 +144,8 @@ class IntakeService:
         new = NewDocument(deid_text=deid.text, phi_spans=len(deid.spans), surrogates=deid.surrogates, **common)
         return Prepared(raw, transport, header, key=key, document=new, parsed=parsed, patient_ref=pref, acks=acks)
 
-    def _refused(self, raw: bytes, e: InvalidMessage, transport: str, header: MessageHeader | None) -> Prepared:
+    def refuse(self, raw: bytes, e: InvalidMessage, transport: str, header: MessageHeader | None) -> Prepared:
+        """A message (or bytes) that will be kept as a dead letter and answered with `e`."""
         return Prepared(raw, transport, header, error=e, acks=tuple(acks_for(header, False, e)))
 
     # -- commit ---------------------------------------------------------------------------

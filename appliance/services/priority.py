@@ -12,3 +12,12 @@ def lower_priority(nice: int = 10) -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
     except (AttributeError, OSError):
         pass  # not Linux, or not permitted: run at normal priority
+
+
+def yield_to_intake(busy, stop: threading.Event, limit: float = 30.0) -> None:
+    """Wait while intake is acknowledging a burst (one CPython process, one GIL: waiting keeps
+    ACK latency low), but never longer than `limit`, so a durable backlog still drains."""
+    waited = 0.0
+    while busy() and waited < limit and not stop.is_set():
+        stop.wait(0.05)
+        waited += 0.05
