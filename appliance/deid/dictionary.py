@@ -244,6 +244,16 @@ def dictionary_spans(text: str) -> list[Span]:
                 and toks[i + 2][2] in vocab.first_names() and toks[i + 2][2] not in STOP \
                 and toks[i + 2][2] not in vocab.clinical() and toks[i][2] in vocab.first_names():
             label[i + 2] = "NAME"
+    # Prose (letters, chat, free text with almost no clinical shorthand): there a capitalised
+    # word no vocabulary knows is a name wherever it stands ("Asya spent a year", "Szczepańska").
+    # In clinical shorthand the same shape is usually an abbreviation or a brand, so not there.
+    clinical_share = sum(1 for t in toks if t[2] in vocab.clinical()) / max(n, 1)
+    if mixed and clinical_share < 0.05:
+        for i in range(n):
+            raw = text[toks[i][0]:toks[i][1]]
+            if label[i] is None and len(raw) >= 3 and raw[0].isupper() and raw[1:].islower() \
+                    and _unknown(toks[i][2]):
+                label[i] = "NAME"
     # A capitalised unknown word right after a speech or naming cue ("says Bergqvist", "my name
     # is Csanád", "named him Timmie") or right before a verb of a person ("Asya spent a year").
     if mixed:

@@ -4,8 +4,8 @@ from __future__ import annotations
 from ..domain import Span
 
 # When two recognisers claim overlapping text, the more specific label wins the merged span.
-_PRIORITY = {"PATIENT": 9, "NAME": 8, "SSN": 8, "MRN": 8, "ID": 7, "EMAIL": 7, "URL": 7, "IP": 7,
-             "PHONE": 6, "DATE": 6, "AGE": 6, "ADDRESS": 5, "ZIP": 5, "LOCATION": 4,
+_PRIORITY = {"PATIENT": 9, "ADDRESS": 8.5, "NAME": 8, "SSN": 8, "MRN": 8, "ID": 7, "EMAIL": 7, "URL": 7, "IP": 7,
+             "PHONE": 6, "DATE": 6, "AGE": 6, "ZIP": 5, "LOCATION": 4,
              "INSTITUTION": 4}
 
 
