@@ -14,7 +14,8 @@ from functools import lru_cache
 from ..domain import Span
 from . import vocab
 
-_WORD = re.compile(r"(?<![0-9'])[A-Za-z][A-Za-z']*")  # "300's" and "120s" hold no word
+# Letters of any script ("Červinková", "Järvilehto"); "300's" and "120s" hold no word.
+_WORD = re.compile(r"(?<![0-9'])[^\W\d_](?:[^\W\d_]|')*")
 TITLES = frozenset("dr drs doctor mr mrs ms miss mister madam prof dr's".split())
 # Doctors' names are often ordinary words (Dr. Small, dr brown); "MS:" is also mental status.
 DOCTOR_TITLES = frozenset("dr drs doctor dr's prof mr mrs mister miss madam".split())
@@ -58,6 +59,8 @@ other the his her their our this that same previous prior rehab nursing teaching
 _NAMING_CUES = ("says", "said", "call me", "calls me", "called", "named", "name is", "him", "her", "kid",
                 "starring", "meet", "dear", "hi", "hello", "thanks", "told", "asked", "son", "daughter", "wife",
                 "husband")
+_STRONG_NAMING_CUES = ("my name is", "name is", "call me", "calls me", "maiden name is", "last name is",
+                       "first name is")
 _PERSON_VERBS = frozenset("""spent lives lived works worked says said told asked wrote is was has had will would
 visited called went came""".split())
 CUES = TITLES | CREDENTIALS | RELATIONS | SAINTS | INSTITUTION_WORDS
@@ -238,6 +241,12 @@ def dictionary_spans(text: str) -> list[Span]:
                 label[i] = "NAME"
             elif w in single_places and w not in common:
                 label[i] = "LOCATION"
+    # "Daniela C Capon": a lone capital between two name words is a middle initial.
+    for i in range(1, n - 1):
+        raw = text[toks[i][0]:toks[i][1]]
+        if label[i] is None and len(raw) == 1 and raw.isupper() and label[i - 1] == "NAME" \
+                and label[i + 1] == "NAME" and adjacent(i - 1) and adjacent(i):
+            label[i] = "NAME"
     # "Suzette and Hank": a first name joined by "and" to a name is a name too.
     for i in range(n - 2):
         if label[i] == "NAME" and toks[i + 1][2] == "and" and label[i + 2] is None \
@@ -266,6 +275,15 @@ def dictionary_spans(text: str) -> list[Span]:
             after = toks[i + 1][2] if i + 1 < n else ""
             if any(before.endswith(c) for c in _NAMING_CUES) or after in _PERSON_VERBS:
                 label[i] = "NAME"
+    # After "my name is", "call me", "Name:" the next words are the name, whatever they are.
+    for i in range(n):
+        before = " ".join(t[2] for t in toks[max(0, i - 3):i])
+        if label[i] is None and any(before.endswith(c) for c in _STRONG_NAMING_CUES) and toks[i][2] not in STOP \
+                and toks[i][2] not in vocab.clinical() and adjacent(i - 1):
+            label[i] = "NAME"
+            if i + 1 < n and adjacent(i) and label[i + 1] is None and toks[i + 1][2] not in STOP \
+                    and (text[toks[i + 1][0]].isupper() or _unknown(toks[i + 1][2])):
+                label[i + 1] = "NAME"
     # Two unknown capitalised words in a row, in mixed-case text, are a person's name.
     if mixed:
         for i in range(n - 1):

@@ -100,6 +100,8 @@ PATTERNS: list[tuple[str, str]] = [
     ("ADDRESS", r"\b(?:APO|DPO|FPO)\s+A[AEP]\s+\d{5}\b"),
     # "the corner of Postbox 21 and Elisabeth Parks"
     ("ADDRESS", r"(?i)\b(?:the\s+)?corner\s+of\s+[^\n,.;]{2,40}?\s+and\s+[A-ZÀ-Ž][\w\-]*(?:\s+[A-ZÀ-Ž][\w\-]*){0,3}"),
+    # form fields: "Name: Kamila Červinková"
+    ("NAME", r"\b(?:Name|NAME|Patient|PATIENT|Contact|CONTACT)\s?:[ \t]*(?P<v>[^\W\d_][\w'\-]*(?:[ \t]+[^\W\d_][\w'.\-]*){0,2})"),
     # "lives at ...", "address: ...": the rest of the clause
     ("ADDRESS", r"(?i)\b(?:lives at|living at|resides at|address is|address:)\s+(?P<v>[^\n.;]{4,80}?)(?=\s*(?:[.;\n]\s|[.;]?$))"),
     ("ADDRESS", r"(?i)\b\d{1,6}\s+(?:[NSEW]\.?\s+)?(?:[A-Z][A-Za-z]+\s+){1,3}(?:street|avenue|road|"
