@@ -91,6 +91,8 @@ PATTERNS: list[tuple[str, str]] = [
     ("ADDRESS", r"\b[A-ZÀ-Ž][\w\-]*(?:straat|strasse|straße|gatan|gata|gate|vej|veien|vegen|vägen|väg|weg|laan|"
                 r"gade|gasse|allee|steig|plein|gracht|kade|utca|katu|polku)\.?\s+\d+[A-Za-z]?\b"),
     ("ADDRESS", r"\b[A-ZÀ-Ž][\w\-]+\s+(?:gate|vei|veg|vej|gata|gatan|street|str\.?|road|lane)\s+\d+[A-Za-z]?\b"),
+    # "Király u. 15.": Hungarian utca, abbreviated
+    ("ADDRESS", r"\b[A-ZÀ-Ž][\w\-]+(?:\s[A-ZÀ-Ž][\w\-]+)?\su\.\s\d+\.?"),
     # "0547 Bygget 91", "91215 Harjukuja 54": numbers around Title-case words
     ("ADDRESS", r"\b\d{1,6}\s+(?:[A-ZÀ-ÞΑ-ΩΆ-Ώ][a-zß-ÿα-ωά-ώ]+\.?\s+){0,3}[A-ZÀ-ÞΑ-ΩΆ-Ώ][a-zß-ÿα-ωά-ώ'\-]+\.?\s+"
                 r"\d{1,5}[A-Za-z]?\b(?=[ \t]*(?:,|>|\?|\s{2}|$))"),
@@ -99,11 +101,13 @@ PATTERNS: list[tuple[str, str]] = [
                 r"\s+\d{5})?\b(?=.*\b(?:APO|DPO|FPO|Box)\b)"),
     ("ADDRESS", r"\b(?:APO|DPO|FPO)\s+A[AEP]\s+\d{5}\b"),
     # "the corner of Postbox 21 and Elisabeth Parks"
-    ("ADDRESS", r"(?i)\b(?:the\s+)?corner\s+of\s+[^\n,.;]{2,40}?\s+and\s+[A-ZÀ-Ž][\w\-]*(?:\s+[A-ZÀ-Ž][\w\-]*){0,3}"),
+    ("ADDRESS", r"(?i)\b(?:the\s+)?corner\s+of\s+[^\n,;]{2,40}?\s+and\s+[A-ZÀ-Ž][\w\-]*(?:\s+[A-ZÀ-Ž][\w\-]*){0,3}"),
     # form fields: "Name: Kamila Červinková"
     ("NAME", r"\b(?:Name|NAME|Patient|PATIENT|Contact|CONTACT)\s?:[ \t]*(?P<v>[^\W\d_][\w'\-]*(?:[ \t]+[^\W\d_][\w'.\-]*){0,2})"),
     # "lives at ...", "address: ...": the rest of the clause
-    ("ADDRESS", r"(?i)\b(?:lives at|living at|resides at|address is|address:)\s+(?P<v>[^\n.;]{4,80}?)(?=\s*(?:[.;\n]\s|[.;]?$))"),
+    ("ADDRESS", r"(?i)\b(?:lives (?:at|on)|living at|resides at|located at|based at|(?:office|offices) (?:is|are) at|"
+                r"drops? you off at|address(?: of [^,.\n]{1,40})? is|address:|here (?:it is|they are):|sent to\?(?: user:)?)"
+                r"\s+(?P<v>[^\n;]{4,80}?)(?=\s*(?:[.;\n]\s|[.;]?$|\n))"),
     ("ADDRESS", r"(?i)\b\d{1,6}\s+(?:[NSEW]\.?\s+)?(?:[A-Z][A-Za-z]+\s+){1,3}(?:street|avenue|road|"
                 r"boulevard|drive|lane|court|way|terrace|parkway|circle|highway)\b"
                 r"(?:\s*(?:apt|suite|ste|unit|#)\.?\s*[\w\-]+)?"),
