@@ -60,7 +60,7 @@ _NAMING_CUES = ("says", "said", "call me", "calls me", "called", "named", "name 
                 "starring", "meet", "dear", "hi", "hello", "thanks", "told", "asked", "son", "daughter", "wife",
                 "husband")
 _STRONG_NAMING_CUES = ("my name is", "name is", "call me", "calls me", "maiden name is", "last name is",
-                       "first name is")
+                       "first name is", "named him", "named her")
 _PERSON_VERBS = frozenset("""spent lives lived works worked says said told asked wrote is was has had will would
 visited called went came""".split())
 CUES = TITLES | CREDENTIALS | RELATIONS | SAINTS | INSTITUTION_WORDS
@@ -262,6 +262,21 @@ def dictionary_spans(text: str) -> list[Span]:
             raw = text[toks[i][0]:toks[i][1]]
             if label[i] is None and len(raw) >= 3 and raw[0].isupper() and raw[1:].islower() \
                     and _unknown(toks[i][2]):
+                label[i] = "NAME"
+        for i in range(n):
+            raw = text[toks[i][0]:toks[i][1]]
+            if label[i] is not None or not (raw[0].isupper() and raw[1:].islower()) or toks[i][2] in STOP:
+                continue
+            # a speaker in a transcript ("John: You saved my life!")
+            line_start = i == 0 or "\n" in text[toks[i - 1][1]:toks[i][0]]
+            if line_start and text[toks[i][1]:toks[i][1] + 1] == ":" and toks[i][2] in vocab.first_names():
+                label[i] = "NAME"
+            # a list of people: "Monjeau, Graves and Reed"
+            elif i >= 2 and label[i - 2] == "NAME" and text[toks[i - 1][1]:toks[i][0]] == " " \
+                    and toks[i - 1][2] == "and" and (toks[i][2] in vocab.last_names() or _unknown(toks[i][2])):
+                label[i] = "NAME"
+            elif i >= 1 and label[i - 1] == "NAME" and text[toks[i - 1][1]:toks[i][0]] == ", " \
+                    and (toks[i][2] in vocab.last_names() or _unknown(toks[i][2])):
                 label[i] = "NAME"
     # A capitalised unknown word right after a speech or naming cue ("says Bergqvist", "my name
     # is Csanád", "named him Timmie") or right before a verb of a person ("Asya spent a year").
