@@ -56,6 +56,11 @@ nh nj nm ny nc nd oh ok or pa ri sc sd tn tx ut vt va wa wv wi wy""".split())
 SERVICES = frozenset("""cardiac pulmonary physical occupational speech acute subacute inpatient outpatient
 psychiatric psych stroke pediatric surgical medical general community county state local outside another
 other the his her their our this that same previous prior rehab nursing teaching""".split())
+# Capitalised mid-sentence for other reasons than being a name.
+_CAPITALISED_WORDS = frozenset("""i english french spanish german italian american african asian european
+monday tuesday wednesday thursday friday saturday sunday january february march april may june july august
+september october november december god christmas easter internet web hospital university college
+street avenue road lane north south east west new old great little saint bank group company""".split())
 _NAMING_CUES = ("says", "said", "call me", "calls me", "called", "named", "name is", "him", "her", "kid",
                 "starring", "meet", "dear", "hi", "hello", "thanks", "told", "asked", "son", "daughter", "wife",
                 "husband")
@@ -265,7 +270,15 @@ def dictionary_spans(text: str) -> list[Span]:
                 label[i] = "NAME"
         for i in range(n):
             raw = text[toks[i][0]:toks[i][1]]
-            if label[i] is not None or not (raw[0].isupper() and raw[1:].islower()) or toks[i][2] in STOP:
+            if label[i] is not None or not (raw[0].isupper() and raw[1:].islower()) or toks[i][2] in STOP \
+                    or toks[i][2] in vocab.clinical():
+                continue
+            # a census name capitalised mid-sentence ("directed by Brad", "leave me Mark"), or opening a
+            # sentence as the person addressed ("Warrane, can I ...")
+            census = (toks[i][2] in vocab.first_names() or toks[i][2] in vocab.last_names()) \
+                and toks[i][2] not in _CAPITALISED_WORDS and toks[i][2] not in CUES
+            if census and (not _sentence_start(i) or text[toks[i][1]:toks[i][1] + 1] == ","):
+                label[i] = "NAME"
                 continue
             # a speaker in a transcript ("John: You saved my life!")
             line_start = i == 0 or "\n" in text[toks[i - 1][1]:toks[i][0]]
