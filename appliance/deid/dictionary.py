@@ -13,62 +13,14 @@ from functools import lru_cache
 
 from ..domain import Span
 from . import vocab
+from .cues import (
+    CREDENTIALS, CUES, DOCTOR_TITLES, HOSPITAL_PHRASES, HOSPITAL_WORDS, INSTITUTION_WORDS, MOVEMENT, MOVERS,
+    RELATIONS, SAINTS, SERVICES, STOP, TITLES, CAPITALISED_WORDS, INSTITUTION_QUALIFIER, NAMING_CUES,
+    PERSON_VERBS, STATES, STRONG_NAMING_CUES,
+)
 
 # Letters of any script ("Červinková", "Järvilehto"); "300's" and "120s" hold no word.
 _WORD = re.compile(r"(?<![0-9'])[^\W\d_](?:[^\W\d_]|')*")
-TITLES = frozenset("dr drs doctor mr mrs ms miss mister madam prof dr's".split())
-# Doctors' names are often ordinary words (Dr. Small, dr brown); "MS:" is also mental status.
-DOCTOR_TITLES = frozenset("dr drs doctor dr's prof mr mrs mister miss madam".split())
-CREDENTIALS = frozenset("rn rrt crt md np lpn licsw lcsw cna msw pharmd bsn cnm crna aprn pa-c".split())
-SAINTS = frozenset("st saint ste".split())
-RELATIONS = frozenset("""son sons daughter daughters dtr dtrs wife husband hubby spouse sister sisters brother
-brothers sis bro mother mom mum father dad niece nephew nieces nephews friend friends proxy hcp caseworker
-grandson granddaughter grandaughter grandchild grandmother grandfather in-law fiance fiancee partner
-boyfriend girlfriend cousin aunt uncle neighbor neighbour sitter pastor priest chaplain rabbi guardian
-stepson stepdaughter step-daughter step-son named called social""".split())
-# Words that end a name or never start one, even when a cue precedes them.
-STOP = frozenset("""a an the and or but of to in into on at by for from with without is was were are be been
-has had have will would can could may might should shall do does did not no yes he she his her him they them
-their it its this that these those who whom which what when where why how here there then than as also
-aware notified called paged spoke updated informed at bedside in to visit visited re regarding about
-re: per please pls came come comes went left via w wt x q""".split())
-INSTITUTION_WORDS = frozenset("""hospital hosp hospitals rehab rehabilitation manor clinic infirmary
-sanitarium hospice healthcare center centre ctr campus""".split())
-# "center"/"home" name an institution only after these.
-_INSTITUTION_QUALIFIER = {"center": {"medical", "med", "health", "rehab", "rehabilitation", "cancer"},
-                          "ctr": {"medical", "med", "health"},
-                          "centre": {"medical", "health"}, "home": {"nursing"}}
-MOVEMENT = frozenset("to from into at in by".split())
-MOVERS = frozenset("""transferred transfered transfer transferring xfer xferred admitted admit came come taken
-lives live living returned return returning sent discharged brought moved arrived going go went trans
-readmitted presented adm admitting tx medflight flown arrival enroute followed seen c'd dc'd discharge
-dispo back transport transported referred refer adm'd sent""".split())
-# Words that are part of a hospital's own name ("Union Memorial", "Harbor", "Mercy").
-HOSPITAL_WORDS = frozenset("memorial regional harbor mercy samaritan presbyterian baptist methodist adventist".split())
-HOSPITAL_PHRASES = frozenset({("sacred", "heart"), ("holy", "cross"), ("good", "samaritan"), ("holy", "family"),
-                              ("mount", "sinai"), ("mt", "sinai"), ("johns", "hopkins"), ("cedars", "sinai"),
-                              ("beth", "israel"), ("franklin", "square"), ("union", "memorial"), ("st", "agnes"),
-                              ("st", "joseph"), ("st", "josephs"), ("st", "mary's"), ("st", "marys"),
-                              ("eastern", "shore"), ("u", "maryland")})
-_STATES = frozenset("""al ak az ar ca co ct de dc fl ga hi id il in ia ks ky la me md ma mi mn ms mo mt ne nv
-nh nj nm ny nc nd oh ok or pa ri sc sd tn tx ut vt va wa wv wi wy""".split())
-# "cardiac rehab", "community hospital": a kind of service, not a named institution.
-SERVICES = frozenset("""cardiac pulmonary physical occupational speech acute subacute inpatient outpatient
-psychiatric psych stroke pediatric surgical medical general community county state local outside another
-other the his her their our this that same previous prior rehab nursing teaching""".split())
-# Capitalised mid-sentence for other reasons than being a name.
-_CAPITALISED_WORDS = frozenset("""i english french spanish german italian american african asian european
-monday tuesday wednesday thursday friday saturday sunday january february march april may june july august
-september october november december god christmas easter internet web hospital university college
-street avenue road lane north south east west new old great little saint bank group company""".split())
-_NAMING_CUES = ("says", "said", "call me", "calls me", "called", "named", "name is", "him", "her", "kid",
-                "starring", "meet", "dear", "hi", "hello", "thanks", "told", "asked", "son", "daughter", "wife",
-                "husband")
-_STRONG_NAMING_CUES = ("my name is", "name is", "call me", "calls me", "maiden name is", "last name is",
-                       "first name is", "named him", "named her")
-_PERSON_VERBS = frozenset("""spent lives lived works worked says said told asked wrote is was has had will would
-visited called went came""".split())
-CUES = TITLES | CREDENTIALS | RELATIONS | SAINTS | INSTITUTION_WORDS
 
 
 def _unknown(w: str) -> bool:
@@ -189,8 +141,8 @@ def dictionary_spans(text: str) -> list[Span]:
         elif (w in INSTITUTION_WORDS or w == "home") and i > 0:
             # Words before "Hospital"/"Rehab" name the institution, back to a stop word.
             j = i - 1
-            if w in _INSTITUTION_QUALIFIER:
-                if toks[j][2] not in _INSTITUTION_QUALIFIER[w]:
+            if w in INSTITUTION_QUALIFIER:
+                if toks[j][2] not in INSTITUTION_QUALIFIER[w]:
                     continue
                 j -= 1
             while j >= 0 and i - j <= 3 and toks[j][2] not in STOP and toks[j][2] not in INSTITUTION_WORDS \
@@ -211,7 +163,7 @@ def dictionary_spans(text: str) -> list[Span]:
             if len(cand) >= 2 and ((_unknown(cand) and (moved or w != "to"))
                                    or (moved and (_is_namey(cand) or cand in single_places))
                                    or cand in HOSPITAL_WORDS
-                                   or (moved and cand in _STATES and _upper(i_next) and cand not in common)):
+                                   or (moved and cand in STATES and _upper(i_next) and cand not in common)):
                 label[i_next] = label[i_next] or "LOCATION"
         elif w in CREDENTIALS and i + 1 < n and adjacent(i) and toks[i + 1][2] in vocab.first_names() \
                 and toks[i + 1][2] not in STOP and toks[i + 1][2] not in vocab.clinical():
@@ -276,7 +228,7 @@ def dictionary_spans(text: str) -> list[Span]:
             # a census name capitalised mid-sentence ("directed by Brad", "leave me Mark"), or opening a
             # sentence as the person addressed ("Warrane, can I ...")
             census = (toks[i][2] in vocab.first_names() or toks[i][2] in vocab.last_names()) \
-                and toks[i][2] not in _CAPITALISED_WORDS and toks[i][2] not in CUES
+                and toks[i][2] not in CAPITALISED_WORDS and toks[i][2] not in CUES
             if census and (not _sentence_start(i) or text[toks[i][1]:toks[i][1] + 1] == ","):
                 label[i] = "NAME"
                 continue
@@ -301,12 +253,12 @@ def dictionary_spans(text: str) -> list[Span]:
                 continue
             before = " ".join(t[2] for t in toks[max(0, i - 2):i])
             after = toks[i + 1][2] if i + 1 < n else ""
-            if any(before.endswith(c) for c in _NAMING_CUES) or after in _PERSON_VERBS:
+            if any(before.endswith(c) for c in NAMING_CUES) or after in PERSON_VERBS:
                 label[i] = "NAME"
     # After "my name is", "call me", "Name:" the next words are the name, whatever they are.
     for i in range(n):
         before = " ".join(t[2] for t in toks[max(0, i - 3):i])
-        if label[i] is None and any(before.endswith(c) for c in _STRONG_NAMING_CUES) and toks[i][2] not in STOP \
+        if label[i] is None and any(before.endswith(c) for c in STRONG_NAMING_CUES) and toks[i][2] not in STOP \
                 and toks[i][2] not in vocab.clinical() and adjacent(i - 1):
             label[i] = "NAME"
             if i + 1 < n and adjacent(i) and label[i + 1] is None and toks[i + 1][2] not in STOP \
