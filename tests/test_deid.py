@@ -205,7 +205,7 @@ def _score(path):
 
 def test_recall_floor_on_physionet_nursing_notes_slice():
     m = _score(DATA / "deid" / "physionet-nursing-notes-first300.jsonl")
-    assert m["recall"] >= 0.95
+    assert m["recall"] >= 0.98  # measured 0.982 on this slice, 0.9815 on all 1,450 shared notes
     assert m["precision"] >= 0.75
 
 
@@ -214,9 +214,10 @@ def test_recall_floor_on_presidio_synthetic_slice():
     by = m["recall_by_label"]
     for label in ("EMAIL_ADDRESS", "US_SSN", "IP_ADDRESS", "CREDIT_CARD"):
         assert by[label]["recall"] == 1.0, label
-    assert by["PHONE_NUMBER"]["recall"] >= 0.80
-    assert by["STREET_ADDRESS"]["recall"] >= 0.65
-    assert by["PERSON"]["recall"] >= 0.70
+    assert by["PHONE_NUMBER"]["recall"] >= 0.93
+    assert by["STREET_ADDRESS"]["recall"] >= 0.95
+    assert by["PERSON"]["recall"] >= 0.93
+    assert by["DATE_TIME"]["recall"] >= 0.92
 
 
 def test_deid_is_pure_and_leaves_no_declared_identifier():
