@@ -97,6 +97,8 @@ def dictionary_spans(text: str) -> list[Span]:
 
     def _sentence_start(i: int) -> bool:
         before = text[max(0, toks[i][0] - 3):toks[i][0]]
+        if i > 0 and len(toks[i - 1][2]) == 1 and before.rstrip().endswith("."):
+            return False  # the full stop of an initial ("Ella H. Snider") ends no sentence
         return i == 0 or any(c in before for c in ".!?:\n")
 
     def adjacent(i: int) -> bool:  # i and i+1 are neighbours in one phrase
@@ -202,8 +204,11 @@ def dictionary_spans(text: str) -> list[Span]:
     for i in range(1, n - 1):
         raw = text[toks[i][0]:toks[i][1]]
         if label[i] is None and len(raw) == 1 and raw.isupper() and label[i - 1] == "NAME" \
-                and label[i + 1] == "NAME" and adjacent(i - 1) and adjacent(i):
-            label[i] = "NAME"
+                and adjacent(i - 1) and adjacent(i):
+            nxt = toks[i + 1][2]
+            if label[i + 1] == "NAME" or (_title_case(i + 1) and nxt not in STOP and nxt not in vocab.clinical()
+                                          and (nxt in vocab.last_names() or _unknown(nxt))):
+                label[i] = label[i + 1] = "NAME"
     # "Suzette and Hank": a first name joined by "and" to a name is a name too.
     for i in range(n - 2):
         if label[i] == "NAME" and toks[i + 1][2] == "and" and label[i + 2] is None \
