@@ -11,7 +11,7 @@ from ..domain import Span
 # through capitalised words, numbers and the particles of foreign street names.
 _NEXT = re.compile(r"[ \t,>|?/\-\n()]{1,8}(?:[A-ZÀ-ŽŁΑ-Ω∆][\w'.\-]*|\d[\w\-]*|"
                    r"(?:de|da|do|del|la|le|van|von|di|al|el|nan|apt|suite)\b\.?)")
-_PREV = re.compile(r"(\d[\d\-]*)[ \t,]{1,3}$")
+_PREV = re.compile(r"(\d[\d\-]*)[ \t,>\n]{1,4}$")  # the house number or postcode before the street
 
 
 _TIME_AFTER = re.compile(r"(?:[ T]|, )\d{1,2}:\d{2}(?::\d{2})?(?:\s?[ap]\.?m\.?)?(?![\d:])", re.IGNORECASE)
@@ -29,7 +29,7 @@ def extend_addresses(text: str, spans: list[Span]) -> list[Span]:
             out.append(s)
             continue
         start, end = s.start, s.end
-        limit = min(len(text), start + 200)
+        limit = min(len(text), start + 240)
         while end < limit:
             m = _NEXT.match(text, end)
             if m is None:
