@@ -17,7 +17,11 @@ _PREV = re.compile(r"(\d[\d\-]*)[ \t,>\n]{1,4}$")  # the house number or postcod
 _TIME_AFTER = re.compile(r"(?:[ T]|, )\d{1,2}:\d{2}(?::\d{2})?(?:\s?[ap]\.?m\.?)?(?![\d:])", re.IGNORECASE)
 
 
-def extend_addresses(text: str, spans: list[Span]) -> list[Span]:
+# In prose an address may be typed in lower case; a line break or comma still continues it.
+_NEXT_LOWER = re.compile(r"[ \t]*[,\n][ \t,\n]{0,6}(?:[^\W\d_][\w'.\-]*|\d[\w\-]*)(?:[ \t][^\W\d_][\w'.\-]*){0,3}")
+
+
+def extend_addresses(text: str, spans: list[Span], prose: bool = False) -> list[Span]:
     """Also: a time of day written right after a date belongs to that date ("2000-04-16 11:34")."""
     out = []
     for s in spans:
@@ -31,7 +35,7 @@ def extend_addresses(text: str, spans: list[Span]) -> list[Span]:
         start, end = s.start, s.end
         limit = min(len(text), start + 240)
         while end < limit:
-            m = _NEXT.match(text, end)
+            m = _NEXT.match(text, end) or (_NEXT_LOWER.match(text, end) if prose else None)
             if m is None:
                 break
             end = m.end()

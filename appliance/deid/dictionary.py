@@ -19,6 +19,8 @@ from .cues import (
     PERSON_VERBS, STATES, STRONG_NAMING_CUES,
 )
 
+_PLACE_POSTCODE = re.compile(r"\b(?:in|at|of)\s+(?:(?:[^\W\d_][\w'\-]*|de|da|do|del|la|le|di)\s+){1,4}"
+                             r"(?P<v>\d{3,5}(?:-\d{3,4})?)\b(?![.,]\d)")
 # Letters of any script ("Červinková", "Järvilehto"); "300's" and "120s" hold no word.
 _WORD = re.compile(r"(?<![0-9'])[^\W\d_](?:[^\W\d_]|')*")
 
@@ -64,7 +66,9 @@ def _core(word: str) -> str:
     return w[:-2] if w.endswith("'s") else w.strip("'")
 
 
-def dictionary_spans(text: str) -> list[Span]:
+def dictionary_spans(text: str) -> tuple[list[Span], bool]:
+    """(spans, prose): prose is mixed-case text with almost no clinical shorthand (letters,
+    chat, free text), where capitalisation can be trusted as evidence of a name."""
     toks = [(m.start(), m.end(), _core(m.group())) for m in _WORD.finditer(text)]
     n = len(toks)
     label: list[str | None] = [None] * n
@@ -218,8 +222,9 @@ def dictionary_spans(text: str) -> list[Span]:
     # Prose (letters, chat, free text with almost no clinical shorthand): there a capitalised
     # word no vocabulary knows is a name wherever it stands ("Asya spent a year", "Szczepańska").
     # In clinical shorthand the same shape is usually an abbreviation or a brand, so not there.
-    clinical_share = sum(1 for t in toks if t[2] in vocab.clinical()) / max(n, 1)
-    if mixed and clinical_share < 0.05:
+    clinical = vocab.clinical()
+    prose = mixed and sum(1 for t in toks if t[2] in clinical) < 0.05 * max(n, 1)
+    if prose:
         for i in range(n):
             raw = text[toks[i][0]:toks[i][1]]
             if label[i] is None and len(raw) >= 3 and raw[0].isupper() and raw[1:].islower() \
@@ -261,7 +266,10 @@ def dictionary_spans(text: str) -> list[Span]:
             if any(before.endswith(c) for c in NAMING_CUES) or after in PERSON_VERBS:
                 label[i] = "NAME"
     # After "my name is", "call me", "Name:" the next words are the name, whatever they are.
-    for i in range(n):
+    cue_ends = {c.rsplit(" ", 1)[-1] for c in STRONG_NAMING_CUES}
+    for i in range(1, n):
+        if toks[i - 1][2] not in cue_ends:  # cheap test first: this loop sees every word
+            continue
         before = " ".join(t[2] for t in toks[max(0, i - 3):i])
         if label[i] is None and any(before.endswith(c) for c in STRONG_NAMING_CUES) and toks[i][2] not in STOP \
                 and toks[i][2] not in vocab.clinical() and adjacent(i - 1):
@@ -328,4 +336,8 @@ def dictionary_spans(text: str) -> list[Span]:
                                                             (mixed and _title_case(j) and not _sentence_start(j)))):
                     label[j] = "NAME"
                     changed = True
-    return [Span(toks[i][0], toks[i][1], lab) for i, lab in enumerate(label) if lab]
+    out = [Span(toks[i][0], toks[i][1], lab) for i, lab in enumerate(label) if lab]
+    if prose:
+        # Prose: "in Bjert 6091", "in Quinta de São Tiago 3610-114": a postcode after a place.
+        out.extend(Span(m.start("v"), m.end("v"), "ZIP") for m in _PLACE_POSTCODE.finditer(text))
+    return out, prose

@@ -18,8 +18,9 @@ def find_spans(text: str, known: KnownIdentifiers | None = None,
         matcher = KnownMatcher(known)
     if matcher is not None:
         spans.extend(matcher.spans(text))
-    spans.extend(dictionary_spans(text))
-    return merge(extend_addresses(text, merge(spans)))
+    found, prose = dictionary_spans(text)
+    spans.extend(found)
+    return merge(extend_addresses(text, merge(spans), prose))
 
 
 def deidentify(text: str, known: KnownIdentifiers, secret: bytes) -> Deidentified:
