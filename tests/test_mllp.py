@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -183,13 +182,18 @@ def _adt(i: int) -> bytes:
             "PV1|1|I\r").format(i, 1000000 + i % 997).encode()
 
 
-def _stream(port: int, messages: list[bytes], start: int, acked: set[int], stop_at: float | None) -> int:
-    """Send in order from `start`; return the index of the first message without an AA."""
+def _stream(port: int, messages: list[bytes], start: int, acked: set[int], kill=None) -> int:
+    """Send in order from `start`; return the index of the first message without an AA.
+    `kill` = (index, pid, delay): SIGKILL the daemon `delay` seconds after sending that message,
+    i.e. while it is parsing, committing or acknowledging it."""
     c = MllpClient(port, timeout=10)
     i = start
     try:
         while i < len(messages):
             c.send(messages[i])
+            if kill is not None and i == kill[0]:
+                time.sleep(kill[2])
+                os.kill(kill[1], signal.SIGKILL)
             ack = c.read_frame()
             if ack is None:
                 return i
@@ -211,16 +215,14 @@ def test_kill_9_mid_stream_loses_no_acked_message_and_stores_none_twice(state, t
     position = 0
     for attempt in range(3):
         run = start_daemon(state, tmp_path / f"d{attempt}.log")
-        port = mllp_port(run)
-        delay = rng.uniform(0.3, 2.5)
-        killer = threading.Timer(delay, lambda p=run.proc: os.kill(p.pid, signal.SIGKILL))
-        killer.start()
-        position = _stream(port, messages, position, acked, None)
-        killer.join()
-        run.proc.wait()
-        assert position < len(messages), "the kill came after the stream ended; lower the delay"
+        # a random message of the next stretch, killed 0-2 ms after it was sent
+        kill_at = position + rng.randrange(200, 1500)
+        position = _stream(mllp_port(run), messages, position, acked, (kill_at, run.proc.pid, rng.uniform(0, 0.002)))
+        run.proc.wait(30)
+        assert run.proc.returncode == -signal.SIGKILL
+        assert position <= kill_at + 1
     run = start_daemon(state, tmp_path / "final.log")
-    position = _stream(mllp_port(run), messages, position, acked, None)
+    position = _stream(mllp_port(run), messages, position, acked)
     assert position == len(messages)
     assert stop_daemon(run) == 0
     keys = stored_keys(state)
