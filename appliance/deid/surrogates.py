@@ -11,7 +11,7 @@ import hmac
 import re
 from datetime import date, timedelta
 from functools import lru_cache
-from importlib import resources
+from . import vocab
 
 _MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september",
            "october", "november", "december"]
@@ -28,13 +28,8 @@ _STREET_TYPES = ["Street", "Avenue", "Road", "Lane", "Drive", "Court"]
 
 @lru_cache(maxsize=None)
 def _names(kind: str, limit: int = 1000) -> tuple[str, ...]:
-    text = resources.files("appliance.deid").joinpath(f"data/{kind}.txt").read_text(encoding="utf-8")
-    return tuple(w.strip().title() for w in text.split("\n")[:limit] if w.strip())
-
-
-@lru_cache(maxsize=None)
-def first_name_set() -> frozenset[str]:
-    return frozenset(n.lower() for n in _names("first_names", 10**6))
+    """The `limit` most common entries of a word list, title-cased, as surrogate material."""
+    return tuple(w.title() for w in vocab.lines(f"{kind}.txt")[:limit])
 
 
 def _like(template: str, value: str) -> str:
@@ -104,7 +99,7 @@ class Surrogates:
             if len(core) <= 1:
                 initial = _names("last_names")[self._int("INIT", core.lower()) % 1000][0]
                 return word.replace(core, _like(core or "A", initial)) if core else word
-            pool = _names("first_names") if core.lower() in first_name_set() else _names("last_names")
+            pool = _names("first_names") if core.lower() in vocab.first_names() else _names("last_names")
             pick = pool[self._int("NAME", core.lower()) % len(pool)]
             if pick.lower() == core.lower():
                 pick = pool[(self._int("NAME", core.lower()) + 1) % len(pool)]

@@ -6,24 +6,24 @@ from functools import lru_cache
 from importlib import resources
 
 
-def _lines(name: str) -> list[str]:
+def lines(name: str) -> list[str]:
     text = resources.files("appliance.deid").joinpath(f"data/{name}").read_text(encoding="utf-8")
     return [ln.strip() for ln in text.split("\n") if ln.strip() and not ln.startswith("#")]
 
 
 @lru_cache(maxsize=None)
 def first_names() -> frozenset[str]:
-    return frozenset(w.lower() for w in _lines("first_names.txt"))
+    return frozenset(w.lower() for w in lines("first_names.txt"))
 
 
 @lru_cache(maxsize=None)
 def last_names() -> frozenset[str]:
-    return frozenset(w.lower() for w in _lines("last_names.txt"))
+    return frozenset(w.lower() for w in lines("last_names.txt"))
 
 
 @lru_cache(maxsize=None)
 def english() -> frozenset[str]:
-    return frozenset(_lines("english_words.txt"))
+    return frozenset(lines("english_words.txt"))
 
 
 @lru_cache(maxsize=None)
@@ -35,14 +35,14 @@ def english_extended() -> frozenset[str]:
 
 @lru_cache(maxsize=None)
 def clinical() -> frozenset[str]:
-    return frozenset(w.lower() for ln in _lines("clinical_terms.txt") for w in ln.split())
+    return frozenset(w.lower() for ln in lines("clinical_terms.txt") for w in ln.split())
 
 
 @lru_cache(maxsize=None)
 def places() -> tuple[frozenset[str], frozenset[tuple[str, ...]]]:
     """(one-word place names, multi-word place names as word tuples), lower case."""
     single, multi = set(), set()
-    for name in _lines("us_cities.txt") + _lines("us_states.txt"):
+    for name in lines("us_cities.txt") + lines("us_states.txt"):
         words = tuple(name.lower().replace(".", "").split())
         if len(words) == 1:
             single.add(words[0])
