@@ -245,3 +245,12 @@ def test_appliancectl_deid_writes_scorable_jsonl(tmp_path):
             assert 0 <= s["start"] < s["end"] <= len(g["text"]) and s["label"]
     m = score_corpus(gold, {p["id"]: p["spans"] for p in pred})
     assert m["recall"] >= 0.95
+
+
+def test_a_surrogate_is_never_one_of_the_patients_real_names():
+    common = KnownIdentifiers(patient_key="p9", patient_names=(PersonName(family="Johnson", given="Mary"),),
+                              other_names=(PersonName(family="Smith", given="James"),))
+    for secret in (bytes([i]) * 32 for i in range(40)):
+        text = deidentify("Williams and Brown saw Mary Johnson with Dr James Smith.", common, secret).text
+        for real in ("Johnson", "Mary", "Smith", "James"):
+            assert not re.search(rf"\b{real}\b", text)

@@ -25,7 +25,9 @@ def find_spans(text: str, known: KnownIdentifiers | None = None,
 
 def deidentify(text: str, known: KnownIdentifiers, secret: bytes) -> Deidentified:
     spans = find_spans(text, known)
-    sur = Surrogates(secret, known.patient_key)
+    real = frozenset(w.lower() for n in (*known.patient_names, *known.other_names)
+                     for field in (n.family, n.given, n.middle) for w in field.split())
+    sur = Surrogates(secret, known.patient_key, avoid=real)
     out: list[str] = []
     mapping: dict[str, str] = {}
     pos = 0

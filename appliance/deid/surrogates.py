@@ -58,8 +58,11 @@ def _shape(original: str, digest: bytes) -> str:
 
 
 class Surrogates:
-    def __init__(self, secret: bytes, patient_key: str) -> None:
+    def __init__(self, secret: bytes, patient_key: str, avoid: frozenset[str] = frozenset()) -> None:
+        """`avoid`: lower-case words a surrogate must never be (the patient's real name parts),
+        so a replacement can never look like, or be mistaken for, a leak."""
         self._key = hmac.new(secret, b"patient:" + patient_key.encode("utf-8"), hashlib.sha256).digest()
+        self._avoid = avoid
         self.shift_days = -7 * (1 + self._int("date-shift", "") % 52)
 
     def _digest(self, label: str, value: str) -> bytes:
@@ -101,8 +104,10 @@ class Surrogates:
                 return word.replace(core, _like(core or "A", initial)) if core else word
             pool = _names("first_names") if core.lower() in vocab.first_names() else _names("last_names")
             pick = pool[self._int("NAME", core.lower()) % len(pool)]
-            if pick.lower() == core.lower():
-                pick = pool[(self._int("NAME", core.lower()) + 1) % len(pool)]
+            step = 1
+            while pick.lower() == core.lower() or pick.lower() in self._avoid:
+                pick = pool[(self._int("NAME", core.lower()) + step) % len(pool)]
+                step += 1
             return word.replace(core, _like(core, pick))
 
         return re.sub(r"[A-Za-z][A-Za-z'.\-]*", lambda m: one(m.group()), original)
