@@ -97,22 +97,15 @@ class MllpServer:
                                                                "start block); closing the connection")
                         return
                     end = buf.find(FS)
-                    if end < 0:
-                        if len(buf) > limit + 2:
-                            await self._refuse(writer, bytes(buf[:4096]),
-                                               f"MLLP frame larger than mllp.max_frame_bytes ({limit} bytes); "
-                                               "closing the connection")
-                            return
-                        break
-                    if end - 1 > limit:
+                    if (end < 0 and len(buf) > limit + 2) or end - 1 > limit:
                         await self._refuse(writer, bytes(buf[:4096]),
                                            f"MLLP frame larger than mllp.max_frame_bytes ({limit} bytes); "
                                            "closing the connection")
                         return
+                    if end < 0 or end + 1 == len(buf):
+                        break  # the frame, or its trailing CR, is still on its way
                     payload = bytes(buf[1:end])
                     cut = end + 2 if buf[end + 1:end + 2] == CR else end + 1
-                    if cut > len(buf) or (cut == end + 1 and len(buf) == end + 1):
-                        break  # wait for the trailing CR
                     del buf[:cut]
                     for fut in self._intake.submit_async(payload, transport="mllp", deid_now=False):
                         result = await asyncio.wrap_future(fut)

@@ -157,9 +157,6 @@ class Store:
             finally:
                 self._conn.close()
 
-    def schema_version(self) -> int:
-        return self._query("PRAGMA user_version")[0][0]
-
     def migrate(self) -> None:
         with self._lock:
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
@@ -276,19 +273,6 @@ class Store:
         self._audit(cur, actor, "message.dead_lettered", dl_id, f"transport={transport}")
         return dl_id
 
-    def commit_document(self, doc: NewDocument, actor: str, ack: bytes | None = None) -> str:
-        return self._one(lambda cur: self.insert_document(cur, doc, actor, ack))
-
-    def _one(self, op: Callable[[sqlcipher3.Cursor], T]) -> T:
-        r = self.commit_batch([op])[0]
-        if isinstance(r, Exception):
-            raise r
-        return r
-
-    def set_ack(self, message_key: str, ack: bytes) -> None:
-        with self.transaction() as cur:
-            cur.execute("UPDATE raw_messages SET ack=? WHERE message_key=?", (ack, message_key))
-
     def _merge_patient(self, cur: sqlcipher3.Cursor, patient_ref: str, known: KnownIdentifiers) -> None:
         row = cur.execute("SELECT known_json FROM patients WHERE patient_ref=?", (patient_ref,)).fetchone()
         merged = known_from_json(row[0]).merged(known) if row else known
@@ -348,9 +332,6 @@ class Store:
             cur.execute("UPDATE documents SET status='RECEIVED' WHERE status='SUMMARIZING'")
             return n
 
-    def pending_jobs(self) -> int:
-        return self._query("SELECT count(*) FROM jobs WHERE state='PENDING'")[0][0]
-
     def save_summary(self, s: SummaryRow, actor: str) -> None:
         with self.transaction() as cur:
             cur.execute("INSERT OR REPLACE INTO summaries(document_id, text, model, tokens, leaks_redacted, created_ms) "
@@ -374,9 +355,6 @@ class Store:
         return SummaryRow(*rows[0]) if rows else None
 
     # -- dead letters ---------------------------------------------------------------------
-    def add_dead_letter(self, transport: str, reason: str, raw: bytes, actor: str) -> str:
-        return self._one(lambda cur: self.insert_dead_letter(cur, transport, reason, raw, actor))
-
     def list_dead_letters(self, limit: int = 50, include_resolved: bool = False) -> list[DeadLetterRow]:
         where = "" if include_resolved else "WHERE resolved_ms IS NULL"
         rows = self._query(f"SELECT id, transport, reason, raw, received_ms, resolved_ms FROM dead_letters {where} "

@@ -111,6 +111,3 @@ def split_batch(text: str) -> list[str]:
                                  hl7_error_code="100")
     return ["\r".join(m) for m in messages]
 
-
-def is_batch(text: str) -> bool:
-    return text[:3] in ("FHS", "BHS")
