@@ -66,6 +66,21 @@ POSITIVE = [
     ("place", "lives in Baltimore with her son", "Baltimore"),
     ("place", "TRANSFERRED TO GH FOR FURTHER MANAGEMENT", "GH"),
     ("name", "Patient Suzette Przybylo seen", "Suzette Przybylo"),
+    ("middle initial", "Referred by Daniela C Capon yesterday", "Daniela C Capon"),
+    ("middle initial", "signed John A. Leiva", "John A. Leiva"),
+    ("suffix", "Kevin Veitonen II called", "Kevin Veitonen II"),
+    ("street", "25615 Tawastintie 72 Apt. 004\nKNIVSTA, nan 18237", "25615 Tawastintie 72 Apt. 004"),
+    ("street", "233 Erzsébet tér 19.\n Suite 282\n Domoszló\n Hungary 34796", "233 Erzsébet tér 19."),
+    ("street", "meet me at 2407 tawastintie 6, sé, portugal", "2407 tawastintie 6"),
+    ("street", "3747 3911 fourth avenue suite 112 calgary alberta", "calgary alberta"),
+    ("street", "010 63 Avenue du Golf Arabe Suite 910", "010 63 Avenue du Golf Arabe"),
+    ("street", "636 1812 Rue De La Gare\n Apt. 271", "Rue De La Gare"),
+    ("street", "66029 138 Consul Place\n Apt. 050", "66029 138 Consul Place"),
+    ("street", "shows on Berg Hills Street were important", "Berg Hills"),
+    ("street", "enter on Hoge Wei 32 St. the first months", "Hoge Wei 32"),
+    ("street", "The bus station is on Villacher Strasse 89", "Villacher Strasse 89"),
+    ("military", "unit 1009 box 0219\ndpo ap 51065", "unit 1009 box 0219\ndpo ap 51065"),
+    ("military", "USNV Botolen\nFPO AE 12382", "USNV Botolen"),
 ]
 
 # Clinical text that must come through untouched
@@ -83,6 +98,10 @@ NEGATIVE = [
     "plan to go home today with family",
     "cardiac rehab when appropriate",
     "SEEN AT 1900 AND 2000 HRS",
+    "ON AC 700 X 10, 10 Peep, 40%",
+    "simv 10 x 600 50% 7.5 peep pip's 28, abg's now",
+    "given 2 Percocet 5, pain eased",
+    "ps 13 slowly during day. fio2 40, peep 5",
 ]
 
 
@@ -215,8 +234,8 @@ def test_recall_floor_on_presidio_synthetic_slice():
     for label in ("EMAIL_ADDRESS", "US_SSN", "IP_ADDRESS", "CREDIT_CARD"):
         assert by[label]["recall"] == 1.0, label
     assert by["PHONE_NUMBER"]["recall"] >= 0.93
-    assert by["STREET_ADDRESS"]["recall"] >= 0.95
-    assert by["PERSON"]["recall"] >= 0.93
+    assert by["STREET_ADDRESS"]["recall"] >= 0.98  # 0.992 on this slice, 0.988 on all 1,000
+    assert by["PERSON"]["recall"] >= 0.95  # 0.979 here, 0.975 on all
     assert by["DATE_TIME"]["recall"] >= 0.92
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 from ..domain import Deidentified, KnownIdentifiers, Span
 from .address import extend_addresses
 from .dictionary import dictionary_spans
+from .initials import join_initials
 from .known import KnownMatcher
 from .patterns import pattern_spans
 from .spans import merge
+from .streets import street_spans
 from .surrogates import Surrogates
 
 
@@ -14,13 +16,14 @@ def find_spans(text: str, known: KnownIdentifiers | None = None,
                matcher: KnownMatcher | None = None) -> list[Span]:
     """All PHI spans in `text`, merged, in original offsets."""
     spans = pattern_spans(text)
+    spans.extend(street_spans(text))
     if matcher is None and known is not None:
         matcher = KnownMatcher(known)
     if matcher is not None:
         spans.extend(matcher.spans(text))
     found, prose = dictionary_spans(text)
     spans.extend(found)
-    return merge(extend_addresses(text, merge(spans), prose))
+    return merge(join_initials(text, merge(extend_addresses(text, merge(spans), prose))))
 
 
 def deidentify(text: str, known: KnownIdentifiers, secret: bytes) -> Deidentified:

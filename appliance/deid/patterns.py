@@ -6,6 +6,20 @@ import re
 
 from ..domain import Span
 
+USPS_SUFFIXES = """Alley Branch Bridge Brook Brooks Burg Bypass Camp Canyon Cape Causeway Center Centers
+Circles Cliff Cliffs Club Common Corner Corners Course Courts Cove Coves Creek Crescent Crest Crossing
+Crossroad Curve Dale Dam Divide Drives Estate Estates Expressway Extension Fall Falls Ferry Field
+Fields Flat Flats Ford Fords Forest Forge Forges Fork Forks Fort Freeway Garden Gardens Gateway Glen
+Glens Green Greens Grove Groves Harbor Harbors Haven Heights Hill Hills Hollow Inlet Island Islands
+Isle Junction Junctions Key Keys Knoll Knolls Lake Lakes Land Landing Light Lights Loaf Lock Locks
+Lodge Loop Mall Manor Manors Meadow Meadows Mews Mill Mills Mission Motorway Mount Mountain Mountains
+Neck Orchard Oval Overpass Park Parks Parkways Pass Passage Path Pike Pine Pines Place Plain Plains
+Plaza Point Points Port Ports Prairie Radial Ramp Ranch Rapid Rapids Rest Ridge Ridges River Roads
+Route Row Run Shoal Shoals Shore Shores Skyway Spring Springs Spur Spurs Square Squares Station
+Stravenue Stream Streets Summit Throughway Trace Track Trafficway Trail Trailer Tunnel Turnpike
+Underpass Union Unions Valley Valleys Viaduct View Views Village Villages Ville Vista Walk Walks Wall
+Ways Well Wells""".split()
+
 _MON = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
         r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
 _DAY = r"(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?"
@@ -83,23 +97,24 @@ PATTERNS: list[tuple[str, str]] = [
     # "Apt. 946", "Suite 380", "P.O. Box 242"
     ("ADDRESS", r"\b(?:Apt|APT|Apartment|Suite|SUITE|Ste|STE|Unit|Flat|Bldg|P\.?\s?O\.?\s?Box|PO Box|P\.O\. BOX|Box|BOX)"
                 r"\.?\s*#?\s*\d+[A-Z]?\b(?!\s*%)"),
-    # "Rua Igreja 25", "ul. Północna 73", "Via Roma 12": a street word, a name, a number
-    ("ADDRESS", r"\b(?:Rua|Rue|Via|Calle|Avenida|Avda|Av|ul|Ul|Plac|Carrer|Praça|Strada|Calea|Str|Boulevard|"
-                r"Chemin|Allée|Place)\.?"
-                r"(?:\s+(?:[Dd][aeo]s?|[Dd]el|[Dd]i|[Ll]a|[Ll]e|[Aa]l|[Dd]u)?\s*[A-ZÀ-Ž][\w'\-]+){1,4}\s+\d+[A-Za-z]?\b"),
+    # "Rua Igreja 25", "ul. Północna 73", "Rue De La Gare" (then a line break or an apartment):
+    # a street word, a name, a number or the end of the street line
+    ("ADDRESS", r"(?:\b(?:Rua|Rúa|Rue|Via|Viale|Calle|Avenida|Avenue|Avda|Av|ul|Ul|Plac|Carrer|Praça|Strada|Calea|"
+                r"Str|Boulevard|Chemin|Allée|Place|Paseo|Camino|Rambla|Travessa|Largo|Piazza|Corso|Trg|Ulica)\.?|"
+                r"\bC/)"
+                r"(?:\s+(?:[Dd][aeo]s?|[Dd]el|[Dd]i|[Ll]a|[Ll]e|[Aa]l|[Dd]u)?\s*[A-ZÀ-Ž][\w'\-]+){1,4}"
+                r"(?:\s+\d+[A-Za-z]?\b|(?=[ \t]*(?:\n|,|Apt\b|Suite\b)))"),
     # "Populierenstraat 374", "Trenerys gate 232", "Mekanikusv 11": a street-suffixed word and a number
     ("ADDRESS", r"\b[A-ZÀ-Ž][\w\-]*(?:straat|strasse|straße|gatan|gata|gate|vej|veien|vegen|vägen|väg|weg|laan|"
                 r"gade|gasse|allee|steig|plein|gracht|kade|utca|katu|polku)\.?\s+\d+[A-Za-z]?\b"),
-    ("ADDRESS", r"\b[A-ZÀ-Ž][\w\-]+\s+(?:gate|vei|veg|vej|gata|gatan|street|str\.?|road|lane)\s+\d+[A-Za-z]?\b"),
+    ("ADDRESS", r"\b[A-ZÀ-Ž][\w\-]+\s+(?:gate|vei|veg|vej|gata|gatan|street|str\.?|road|lane|[Ss]tra(?:ss|ß)e|[Ww]eg|utca|tér|út)"
+                r"\s+\d+[A-Za-z]?\b"),
     # "Király u. 15.": Hungarian utca, abbreviated
     ("ADDRESS", r"\b[A-ZÀ-Ž][\w\-]+(?:\s[A-ZÀ-Ž][\w\-]+)?\su\.\s\d+\.?"),
-    # "0547 Bygget 91", "91215 Harjukuja 54": numbers around Title-case words
-    ("ADDRESS", r"\b\d{1,6}\s+(?:[A-ZÀ-ÞΑ-ΩΆ-Ώ][a-zß-ÿα-ωά-ώ]+\.?\s+){0,3}[A-ZÀ-ÞΑ-ΩΆ-Ώ][a-zß-ÿα-ωά-ώ'\-]+\.?\s+"
-                r"\d{1,5}[A-Za-z]?\b(?=[ \t]*(?:,|>|\?|\s{2}|$))"),
     # military mail: "PSC 0413, Box 8144 APO AA 42323", "Unit 4719 Box 7394 DPO AP 70942"
-    ("ADDRESS", r"(?i)\b(?:PSC|Unit|USNS|USNV|USS|USCGC)\s+\d{3,5}(?:,?\s*Box\s+\d{3,5})?(?:\s*(?:APO|DPO|FPO)\s+A[AEP]"
-                r"\s+\d{5})?\b(?=.*\b(?:APO|DPO|FPO|Box)\b)"),
-    ("ADDRESS", r"\b(?:APO|DPO|FPO)\s+A[AEP]\s+\d{5}\b"),
+    ("ADDRESS", r"(?i)\b(?:PSC|Unit|USNS|USNV|USS|USCGC)\s+\d{3,5},?\s*Box\s+\d{3,5}\b"),
+    ("ADDRESS", r"(?i)\b(?:USNS|USNV|USS|USCGC)\s+[^\W\d_][\w'\-]*(?=\s*(?:APO|DPO|FPO)\b)"),
+    ("ADDRESS", r"(?i)\b(?:APO|DPO|FPO)\s+A[AEP]\s+\d{5}\b"),
     # "the corner of Postbox 21 and Elisabeth Parks"
     ("ADDRESS", r"(?i)\b(?:the\s+)?corner\s+of\s+[^\n,;]{2,40}?\s+and\s+[A-ZÀ-Ž][\w\-]*(?:\s+[A-ZÀ-Ž][\w\-]*){0,3}"),
     # form fields: "Name: Kamila Červinková"
@@ -111,6 +126,16 @@ PATTERNS: list[tuple[str, str]] = [
     ("ADDRESS", r"(?i)\b\d{1,6}\s+(?:[NSEW]\.?\s+)?(?:[A-Z][A-Za-z]+\s+){1,3}(?:street|avenue|road|"
                 r"boulevard|drive|lane|court|way|terrace|parkway|circle|highway)\b"
                 r"(?:\s*(?:apt|suite|ste|unit|#)\.?\s*[\w\-]+)?"),
+    # the rest of the USPS street suffixes (Publication 28, appendix C), in Title case only:
+    # in capitals or lower case too many of them are ordinary words ("2 FALLS", "3 units run")
+    ("ADDRESS", r"\b\d{1,6}\s+(?:[NSEW]\.?\s+)?(?:[A-Z][a-z]+\s+){1,3}(?:" + "|".join(USPS_SUFFIXES) + r")\b"
+                r"(?:\s*(?:Apt|Suite|Ste|Unit|#)\.?\s*[\w\-]+)?"),
+    # a named street with no number: "on Berg Hills Street"
+    ("ADDRESS", r"\b(?!(?:The|A|An|This|That|Our|My|Your|His|Her|Their|On|In|At|Of|To)\s)"
+                r"(?:[A-Z][a-z]+\s+){1,3}(?:Street|Avenue|Road|Boulevard|Lane|Drive)\b"),
+    # "Hoge Wei 32 street", "Árpád fejedelem útja 3. street": a name and number the word street follows
+    ("ADDRESS", r"(?:\bC/\s*|\b)[A-ZÀ-Ž][\w'\-]*\.?(?:[ \t]+[\w'\-]+\.?){0,3}[ \t]+\d{1,5}\.?"
+                r"(?=[ \t]+(?:street\b|road\b|avenue\b|St\.|Str\.))"),
     ("ADDRESS", r"(?i)\b(?:p\.?\s?o\.?\s+box)\s+\d+"),
 ] + [("DATE", p) for p in DATE_PATTERNS]
 
@@ -129,23 +154,6 @@ _DATE_CUE = re.compile(r"(?i)\b(?:on|since|from|until|dated|thru|through)\s+$")
 # m/yy ("AVR 8/88") and m-d after a date preposition ("on 7-8").
 _MONTH_YEAR = re.compile(r"(?<![\d/.\-])(?:0?[1-9]|1[0-2])/(?:3[2-9]|[4-9]\d|0\d)(?![\d/]|\.\d)")
 _DASHED = re.compile(r"(?i)\b(?:on|since|until|dated) ((?:0?[1-9]|1[0-2])-(?:[12]\d|3[01]|0?[1-9]))(?![\d\-])")
-
-
-_ABBREV_STREET = re.compile(r"\b\d{1,6}\s+((?:[NSEW]\.?\s+)?(?:[A-Za-z][A-Za-z]+\s+){1,3})(?:St|Ave|Rd|Dr|Ln|Ct|Pl|"
-                            r"Blvd|Ter|Pkwy|Cir|Hwy|ST|AVE|RD|DR|LN|CT|PL|BLVD|TER|PKWY|CIR|HWY)\b\.?")
-
-
-def _street_spans(text: str) -> list[Span]:
-    """"42 Birchwood Ln": abbreviated types only after street-like words, so "3 episodes ST"
-    (sinus tachycardia) and "advanced 3 in by dr." stay."""
-    out = []
-    for m in _ABBREV_STREET.finditer(text):
-        words = [w.lower() for w in m.group(1).split()]
-        raw = m.group(1).split()
-        if all(w.rstrip(".") in ("n", "s", "e", "w") or (r[0].isupper() and not r.isupper())
-               for w, r in zip(words, raw)):
-            out.append(Span(m.start(), m.end(), "ADDRESS"))
-    return out
 
 
 def _month_day_spans(text: str) -> list[Span]:
@@ -180,7 +188,6 @@ def pattern_spans(text: str) -> list[Span]:
         g = "v" if "v" in rx.groupindex else 0
         out.extend(Span(m.start(g), m.end(g), label) for m in rx.finditer(text) if m.start(g) < m.end(g))
     out.extend(_month_day_spans(text))
-    out.extend(_street_spans(text))
     for m in _YEAR_CUED.finditer(text):
         g = 1 if m.group(1) else 2
         out.append(Span(m.start(g), m.end(g), "DATE"))

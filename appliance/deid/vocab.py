@@ -52,6 +52,15 @@ def places() -> tuple[frozenset[str], frozenset[tuple[str, ...]]]:
 
 
 @lru_cache(maxsize=None)
+def postal_places() -> frozenset[tuple[str, ...]]:
+    """Lower-case word tuples of countries, world cities and first-level regions: the tail of a
+    postal address. Only ever used to continue an address already found, never alone."""
+    names = (lines("countries.txt") + lines("world_cities.txt") + lines("regions.txt")
+             + lines("us_cities.txt") + lines("us_states.txt"))
+    return frozenset(tuple(n.lower().replace(".", "").split()) for n in names)
+
+
+@lru_cache(maxsize=None)
 def common() -> frozenset[str]:
     """Words never taken as a name or place on dictionary evidence alone."""
     return english() | clinical()
