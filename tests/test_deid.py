@@ -50,6 +50,8 @@ POSITIVE = [
     ("ip", "from host 10.20.30.40 at night", "10.20.30.40"),
     ("card", "card 4111 1111 1111 1111 declined", "4111 1111 1111 1111"),
     ("mrn", "MRN: 00123456 verified", "00123456"),
+    ("iban", "refund to GB82 WEST 1234 5698 7654 32 please", "GB82 WEST 1234 5698 7654 32"),
+    ("iban", "my iban is gb42nawi04454264788619", "gb42nawi04454264788619"),
     ("licence", "driver licence # D1234567 checked", "D1234567"),
     ("zip", "Springfield, IL 62704", "62704"),
     ("street", "lives at 42 Birchwood Lane with wife", "42 Birchwood Lane"),

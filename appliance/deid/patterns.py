@@ -181,6 +181,19 @@ _COMPILED = [(label, re.compile(p, re.IGNORECASE if label in ("DATE", "URL") els
              for label, p in PATTERNS]
 
 
+# IBAN (an account number, Safe Harbor class 10): country, check digits, 11-30 letters and digits,
+# printed in groups of four or not; the mod-97 check keeps other codes out.
+_IBAN = re.compile(r"(?i)\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b")
+
+
+def _iban_ok(candidate: str) -> bool:
+    s = candidate.replace(" ", "").upper()
+    if not 15 <= len(s) <= 34:
+        return False
+    digits = "".join(str(int(c, 36)) for c in s[4:] + s[:4])
+    return int(digits) % 97 == 1
+
+
 def pattern_spans(text: str) -> list[Span]:
     out: list[Span] = []
     for label, rx in _COMPILED:
@@ -188,6 +201,7 @@ def pattern_spans(text: str) -> list[Span]:
         g = "v" if "v" in rx.groupindex else 0
         out.extend(Span(m.start(g), m.end(g), label) for m in rx.finditer(text) if m.start(g) < m.end(g))
     out.extend(_month_day_spans(text))
+    out.extend(Span(m.start(), m.end(), "ID") for m in _IBAN.finditer(text) if _iban_ok(m.group()))
     for m in _YEAR_CUED.finditer(text):
         g = 1 if m.group(1) else 2
         out.append(Span(m.start(g), m.end(g), "DATE"))
