@@ -30,6 +30,16 @@ class MllpConfig:
 
 
 @dataclass(frozen=True)
+class DicomConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 11112
+    ae_title: str = "APPLIANCE"  # the Called AE Title a PACS must address
+    max_pdu_bytes: int = 1024 * 1024
+    max_dataset_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     path: Path = Path("appliance.db")
     key_file: Path = Path("db.key")
@@ -59,12 +69,13 @@ class Config:
     state_dir: Path
     grpc: GrpcConfig = field(default_factory=GrpcConfig)
     mllp: MllpConfig = field(default_factory=MllpConfig)
+    dicom: DicomConfig = field(default_factory=DicomConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     deid: DeidConfig = field(default_factory=DeidConfig)
 
 
-_SECTIONS = {"grpc": GrpcConfig, "mllp": MllpConfig, "store": StoreConfig, "model": ModelConfig,
+_SECTIONS = {"grpc": GrpcConfig, "mllp": MllpConfig, "dicom": DicomConfig, "store": StoreConfig, "model": ModelConfig,
              "deid": DeidConfig}
 
 
@@ -116,7 +127,7 @@ def _section(path: Path, name: str, raw: Any, cls: type, base: Path) -> Any:
 
 def _validate(cfg: Config) -> None:
     p = cfg.source
-    for key, port in (("grpc.port", cfg.grpc.port), ("mllp.port", cfg.mllp.port)):
+    for key, port in (("grpc.port", cfg.grpc.port), ("mllp.port", cfg.mllp.port), ("dicom.port", cfg.dicom.port)):
         if not 0 <= port <= 65535:
             raise ConfigError(p, key, f"must be 0..65535 (0 picks a free port), not {port}")
     sha = cfg.model.sha256.lower()
@@ -131,6 +142,12 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(p, "model.max_tokens", f"must be 64..model.n_ctx ({cfg.model.n_ctx})")
     if cfg.mllp.max_frame_bytes < 1024:
         raise ConfigError(p, "mllp.max_frame_bytes", "must be at least 1024")
+    ae = cfg.dicom.ae_title
+    if not 1 <= len(ae) <= 16 or not ae.isascii() or "\\" in ae or ae.strip() != ae or not ae.isprintable():
+        raise ConfigError(p, "dicom.ae_title", "must be 1-16 printable ASCII characters, no backslash, "
+                          "no leading or trailing space")
+    if not 4096 <= cfg.dicom.max_pdu_bytes <= 16 * 1024 * 1024:
+        raise ConfigError(p, "dicom.max_pdu_bytes", "must be 4096..16777216")
 
 
 def load_config(path: Path | str) -> Config:

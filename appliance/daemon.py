@@ -23,6 +23,7 @@ from .errors import ApplianceError
 from .llm.engine import Engine, open_engine
 from .llm.integrity import verify_model
 from .llm.worker import SummaryHub, SummaryWorker
+from .api.dicom import DicomServer
 from .api.mllp import MllpServer
 from .services.commit import CommitQueue
 from .services.deid_stage import DeidStage
@@ -48,6 +49,8 @@ class Daemon:
         self.grpc_port = 0
         self.mllp_port = 0
         self.mllp: MllpServer | None = None
+        self.dicom_port = 0
+        self.dicom: DicomServer | None = None
         self.commits: CommitQueue | None = None
         self.deid_stage: DeidStage | None = None
         self._server: grpc.Server | None = None
@@ -91,20 +94,25 @@ class Daemon:
         if cfg.mllp.enabled:
             self.mllp = MllpServer(cfg.mllp, self.intake)
             self.mllp_port = self.mllp.start()
+        if cfg.dicom.enabled:
+            self.dicom = DicomServer(cfg.dicom, self.intake)
+            self.dicom_port = self.dicom.start()
         self.worker.start()
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._write_runtime()
         sd.notify(f"READY=1\nSTATUS=serving grpc={cfg.grpc.host}:{self.grpc_port} mllp={cfg.mllp.host}:"
-                  f"{self.mllp_port} device={self.engine.info.device}")
+                  f"{self.mllp_port} dicom={cfg.dicom.host}:{self.dicom_port} device={self.engine.info.device}")
         self._watchdog.start()
-        log.info("ready grpc=%s:%d mllp=%s:%d device=%s model=%s", cfg.grpc.host, self.grpc_port, cfg.mllp.host,
-                 self.mllp_port, self.engine.info.device, self.engine.info.name)
+        log.info("ready grpc=%s:%d mllp=%s:%d dicom=%s:%d device=%s model=%s", cfg.grpc.host, self.grpc_port,
+                 cfg.mllp.host, self.mllp_port, cfg.dicom.host, self.dicom_port, self.engine.info.device,
+                 self.engine.info.name)
 
     def _write_runtime(self) -> None:
         run = self.cfg.state_dir / "run"
         run.mkdir(parents=True, exist_ok=True)
-        (run / "ports.json").write_text(json.dumps({"grpc": self.grpc_port, "mllp": self.mllp_port}))
+        (run / "ports.json").write_text(json.dumps({"grpc": self.grpc_port, "mllp": self.mllp_port,
+                                                     "dicom": self.dicom_port}))
 
     def stop(self) -> None:
         sd.notify("STOPPING=1")
@@ -113,6 +121,8 @@ class Daemon:
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.mllp is not None:
             self.mllp.stop()
+        if self.dicom is not None:
+            self.dicom.stop()
         if self._server is not None:
             self._server.stop(grace=5).wait()
         if self.commits is not None:

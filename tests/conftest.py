@@ -28,7 +28,8 @@ def state(tmp_path: Path) -> Path:
     """A state directory made by the real `appliancectl init`; returns the config path."""
     from appliance.cli.init import init_state
 
-    return init_state(tmp_path / "state", grpc_port=free_port(), mllp_port=free_port())
+    return init_state(tmp_path / "state", grpc_port=free_port(), mllp_port=free_port(),
+                      dicom_port=free_port())
 
 
 @dataclass

@@ -6,6 +6,7 @@ import queue
 import grpc
 
 from ..errors import InvalidMessage, InvalidRequest, NotReady, SummaryFailed
+from ..ingest.dicom.read import is_dicom_file
 from ..llm.worker import FailedEvent, FinalEvent, SummaryHub, TokenEvent
 from ..services.intake import IntakeResult, IntakeService
 from ..store.db import DocumentRow, Store, SummaryRow
@@ -15,8 +16,8 @@ from ..v1 import appliance_pb2_grpc as pb_grpc
 
 def _result(r: IntakeResult) -> pb.SubmitResult:
     return pb.SubmitResult(outcome=pb.Outcome.Value(r.outcome), document_id=r.document_id,
-                           message_control_id=r.header.control_id if r.header else "",
-                           message_type=r.header.message_type if r.header else "", reason=r.reason,
+                           message_control_id=r.header.control_id if r.header else r.reference,
+                           message_type=r.header.message_type if r.header else r.kind, reason=r.reason,
                            dead_letter_id=r.dead_letter_id)
 
 
@@ -64,6 +65,15 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
             raise InvalidMessage(f"{r.reason} (kept as dead letter {r.dead_letter_id})")
         return pb.SubmitHL7Response(results=[_result(r) for r in results])
 
+    def SubmitDICOM(self, request: pb.SubmitDICOMRequest, context: grpc.ServicerContext) -> pb.SubmitResult:
+        self._check()
+        if not request.file:
+            raise InvalidRequest("file is required: the DICOM Part 10 bytes of a structured report")
+        r = self._intake.submit_dicom(request.file, transport="grpc", source=request.source)
+        if not r.ok:
+            raise InvalidMessage(f"{r.reason} (kept as dead letter {r.dead_letter_id})")
+        return _result(r)
+
     def GetDocument(self, request: pb.GetDocumentRequest, context: grpc.ServicerContext) -> pb.Document:
         self._check()
         if not request.document_id:
@@ -88,8 +98,11 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
         dead = self._store.get_dead_letter(request.dead_letter_id)
         if dead.resolved_ms is not None:
             raise InvalidRequest(f"dead letter {dead.id} is already resolved")
-        results = self._intake.submit(request.corrected_message or dead.raw, transport=dead.transport,
-                                      source="resubmitted")
+        raw = request.corrected_message or dead.raw
+        if is_dicom_file(raw):
+            results = [self._intake.submit_dicom(raw, transport=dead.transport, source="resubmitted")]
+        else:
+            results = self._intake.submit(raw, transport=dead.transport, source="resubmitted")
         if all(r.ok for r in results):
             self._store.resolve_dead_letter(dead.id, "api")
         return pb.SubmitHL7Response(results=[_result(r) for r in results])

@@ -20,7 +20,8 @@ def default_model_path() -> Path | None:
     return p if p.is_file() else None
 
 
-def init_state(state_dir: Path, *, grpc_port: int = 50051, mllp_port: int = 2575, model: Path | None = None,
+def init_state(state_dir: Path, *, grpc_port: int = 50051, mllp_port: int = 2575, dicom_port: int = 11112,
+               model: Path | None = None,
                n_gpu_layers: int = -1, force: bool = False) -> Path:
     state_dir = state_dir.resolve()
     cfg_path = state_dir / "appliance.toml"
@@ -50,6 +51,13 @@ enabled = true
 host = "127.0.0.1"
 port = {mllp_port}
 max_frame_bytes = 16777216
+
+[dicom]
+enabled = true
+host = "127.0.0.1"
+port = {dicom_port}
+ae_title = "APPLIANCE"   # the Called AE Title the PACS must use
+max_pdu_bytes = 1048576
 
 [store]
 path = "appliance.db"

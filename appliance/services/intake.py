@@ -14,8 +14,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from ..deid import deidentify
-from ..domain import MessageHeader
+from ..domain import Document, MessageHeader
 from ..errors import InvalidMessage
+from ..ingest.dicom.read import parse_dicom
 from ..ingest.hl7.ack import acks_for
 from ..ingest.hl7.er7 import decode_message, split_batch, split_segments
 from ..ingest.hl7.header import read_header
@@ -35,6 +36,8 @@ class IntakeResult:
     dead_letter_id: str = ""
     error: InvalidMessage | None = None
     acks: tuple[bytes, ...] = ()  # what to send back over MLLP, in order
+    reference: str = ""  # DICOM: the SOP Instance UID
+    kind: str = ""  # DICOM: the document kind
 
     @property
     def ok(self) -> bool:
@@ -128,7 +131,30 @@ class IntakeService:
             merged_from = self.patient_ref(parsed.prior_patient_key) if parsed.prior_patient_key else ""
             return Prepared(raw, transport, header, key=key, parsed=parsed, patient_ref=pref,
                             merged_from=merged_from, acks=acks)
+        return self._prepare_document(parsed.document, raw, transport, header, key, parsed, pref, acks, deid_now)
+
+    def prepare_dicom(self, raw: bytes, *, transport: str, source: str = "", deid_now: bool = True) -> Prepared:
+        """A DICOM Part 10 file (from C-STORE or gRPC) -> a prepared document or a refusal.
+        The SOP Instance UID is the de-duplication key: a PACS that resends is answered as
+        before, and nothing is stored twice."""
+        self.last_prepare = time.monotonic()
+        try:
+            parsed = parse_dicom(raw, source=source)
+        except InvalidMessage as e:
+            return self.refuse(raw, e, transport, None)
+        key = f"dicom|{parsed.sop_instance_uid}"
+        if self._store.find_message(key) is not None:
+            return Prepared(raw, transport, None, key=key)
         doc = parsed.document
+        return self._prepare_document(doc, raw, transport, None, key, None, self.patient_ref(doc.known.patient_key),
+                                      (), deid_now)
+
+    def submit_dicom(self, raw: bytes, *, transport: str, source: str = "") -> IntakeResult:
+        return self.commit_async(self.prepare_dicom(raw, transport=transport, source=source)).result()
+
+    def _prepare_document(self, doc: Document, raw: bytes, transport: str, header: MessageHeader | None, key: str,
+                          parsed: ParsedMessage | None, pref: str, acks: tuple[bytes, ...], deid_now: bool
+                          ) -> Prepared:
         common = dict(kind=doc.kind, source=doc.source, transport=transport, patient_ref=pref,
                       document_ref=doc.document_ref, raw=raw, message_key=key, known=doc.known,
                       replaces_ref=doc.replaces_control_id)
@@ -178,15 +204,18 @@ class IntakeService:
                 outcome = "ERROR" if p.error.ack_code == "AE" else "REJECTED"
                 return IntakeResult(outcome, p.header, reason=p.error.reason, dead_letter_id=dl, error=p.error,
                                     acks=p.acks)
+            ref = p.key.removeprefix("dicom|") if p.header is None else ""
             seen = self._store.seen(cur, p.key)
             if seen is not None:  # committed before: the same answer again, nothing stored
-                return IntakeResult("DUPLICATE", p.header, document_id=seen[0] or "", acks=_split(seen[1]) or p.acks)
+                return IntakeResult("DUPLICATE", p.header, document_id=seen[0] or "", acks=_split(seen[1]) or p.acks,
+                                    reference=ref)
             if p.document is None and p.parsed is None:  # prepared as a duplicate that has since vanished
                 raise RuntimeError("duplicate without a stored message")
             stored_ack = _join(list(p.acks))
             if p.document is not None:
                 doc_id = self._store.insert_document(cur, p.document, p.transport, stored_ack)
-                return IntakeResult("ACCEPTED", p.header, document_id=doc_id, acks=p.acks)
+                return IntakeResult("ACCEPTED", p.header, document_id=doc_id, acks=p.acks, reference=ref,
+                                    kind=p.document.kind)
             self._store.insert_update(cur, p.key, p.transport, p.raw, p.transport, f"patient.{p.parsed.action}",
                                       p.patient_ref, p.parsed.known, p.merged_from, stored_ack)
             return IntakeResult("UPDATED", p.header, acks=p.acks)
@@ -195,7 +224,7 @@ class IntakeService:
     def _after(self, r: IntakeResult) -> None:
         if r.outcome == "ACCEPTED":
             self.accepted += 1
-            log.info("document accepted id=%s kind=%s", r.document_id, r.header.message_type if r.header else "")
+            log.info("document accepted id=%s kind=%s", r.document_id, r.header.message_type if r.header else r.kind)
             self._on_document(r.document_id)
         elif r.outcome == "DUPLICATE":
             self.duplicates += 1

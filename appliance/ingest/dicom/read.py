@@ -1,0 +1,128 @@
+"""DICOM bytes (a Part 10 file, or a bare dataset received over the network) to a Document.
+
+Only structured reports carry report text; any other SOP class is refused with a reason that
+names it. Every person, ID, date and address the header declares becomes a known identifier,
+found later in the report text in any case and order."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from io import BytesIO
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+from ...domain import Document, KnownIdentifiers, PersonName
+from ...errors import InvalidMessage
+from .sr import person, read_content
+
+# Structured report storage classes (PS3.4 B.5) whose content tree holds the report.
+SR_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.88.11": "Basic Text SR",
+    "1.2.840.10008.5.1.4.1.1.88.22": "Enhanced SR",
+    "1.2.840.10008.5.1.4.1.1.88.33": "Comprehensive SR",
+    "1.2.840.10008.5.1.4.1.1.88.34": "Comprehensive 3D SR",
+    "1.2.840.10008.5.1.4.1.1.88.35": "Extensible SR",
+}
+
+_PATIENT_PN = ("PatientName", "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName")
+_OTHER_PN = ("ReferringPhysicianName", "PerformingPhysicianName", "NameOfPhysiciansReadingStudy",
+             "OperatorsName", "PhysiciansOfRecord", "RequestingPhysician", "ScheduledPerformingPhysicianName",
+             "ResponsiblePerson", "ContentCreatorName")
+_OBSERVER_SEQ = (("VerifyingObserverSequence", "VerifyingObserverName"),
+                 ("AuthorObserverSequence", "PersonName"), ("ParticipantSequence", "PersonName"))
+_IDS = ("PatientID", "AccessionNumber", "StudyID", "MedicalRecordLocator", "PatientInsurancePlanCodeSequence")
+_DATES = ("PatientBirthDate", "StudyDate", "SeriesDate", "ContentDate", "AcquisitionDate", "AdmittingDate")
+_ADDRESSES = ("PatientAddress", "InstitutionAddress", "ReferringPhysicianAddress", "InstitutionName",
+              "InstitutionalDepartmentName")
+_PHONES = ("PatientTelephoneNumbers", "ReferringPhysicianTelephoneNumbers")
+
+
+@dataclass(frozen=True)
+class ParsedDicom:
+    document: Document
+    sop_class_uid: str
+    sop_instance_uid: str
+
+
+def is_dicom_file(raw: bytes) -> bool:
+    return len(raw) >= 132 and raw[128:132] == b"DICM"
+
+
+def read_dataset(raw: bytes, transfer_syntax: str = "") -> Dataset:
+    """A Part 10 file, or (with `transfer_syntax`) a dataset as it arrives in C-STORE."""
+    try:
+        if transfer_syntax:
+            ts = UID(transfer_syntax)
+            ds = pydicom.filereader.read_dataset(BytesIO(raw), ts.is_implicit_VR, ts.is_little_endian)
+        else:
+            ds = pydicom.dcmread(BytesIO(raw))
+        ds.decode()  # resolve Specific Character Set now, so a bad one fails here, not later
+        return ds
+    except InvalidDicomError:
+        raise InvalidMessage("not a DICOM Part 10 file (no DICM prefix); send the file as written by the "
+                             "modality or PACS") from None
+    except (EOFError, ValueError, KeyError, TypeError, NotImplementedError, LookupError) as e:
+        raise InvalidMessage(f"DICOM dataset not readable ({type(e).__name__}); the file may be truncated "
+                             "or use an unsupported encoding") from None
+
+
+def _values(ds: Dataset, keyword: str) -> list:
+    v = ds.get(keyword)
+    if v is None or v == "":
+        return []
+    if isinstance(v, (list, tuple, pydicom.multival.MultiValue)):
+        return [x for x in v if str(x).strip()]
+    return [v]
+
+
+def known_identifiers(ds: Dataset, people: list[PersonName], sr_dates: list[str]) -> KnownIdentifiers:
+    patients = [person(v) for k in _PATIENT_PN for v in _values(ds, k)]
+    others = [person(v) for k in _OTHER_PN for v in _values(ds, k)]
+    for seq_kw, pn_kw in _OBSERVER_SEQ:
+        for item in ds.get(seq_kw) or []:
+            others += [person(v) for v in _values(item, pn_kw)]
+    others += people
+    ids = [str(v).strip() for k in _IDS if k != "PatientInsurancePlanCodeSequence" for v in _values(ds, k)]
+    for item in ds.get("OtherPatientIDsSequence") or []:
+        ids += [str(v).strip() for v in _values(item, "PatientID")]
+    birth = str(ds.get("PatientBirthDate", "") or "")
+    pid = str(ds.get("PatientID", "") or "").strip()
+    issuer = str(ds.get("IssuerOfPatientID", "") or "").strip()
+    first = next((p for p in patients if not p.is_empty()), PersonName())
+    key = f"{issuer}|{pid}" if pid else f"name|{first.family.upper()}|{first.given.upper()}|{birth}"
+    uniq = lambda xs: tuple(dict.fromkeys(x for x in xs if x))  # noqa: E731
+    return KnownIdentifiers(
+        patient_key=key,
+        patient_names=uniq(p for p in patients if not p.is_empty()),
+        other_names=uniq(p for p in others if not p.is_empty()),
+        record_numbers=uniq(ids),
+        dates=uniq([str(v) for k in _DATES for v in _values(ds, k)] + sr_dates),
+        addresses=uniq(str(v).strip() for k in _ADDRESSES for v in _values(ds, k)),
+        phones=uniq(str(v).strip() for k in _PHONES for v in _values(ds, k)),
+        birth_date=birth,
+    )
+
+
+def parse_dicom(raw: bytes, *, source: str = "", transfer_syntax: str = "") -> ParsedDicom:
+    ds = read_dataset(raw, transfer_syntax)
+    sop_class = str(ds.get("SOPClassUID", "") or "")
+    sop_instance = str(ds.get("SOPInstanceUID", "") or "")
+    if not sop_instance:
+        raise InvalidMessage("SOPInstanceUID (0008,0018) missing: every DICOM instance needs one")
+    if sop_class not in SR_CLASSES:
+        name = UID(sop_class).name if sop_class else "none"
+        raise InvalidMessage(f"SOP class {sop_class or '(missing)'} ({name}) carries no report text; accepted: "
+                             + ", ".join(SR_CLASSES.values()))
+    try:
+        content = read_content(ds)
+    except (ValueError, AttributeError, TypeError, KeyError) as e:
+        raise InvalidMessage(f"SR content tree not readable ({type(e).__name__})") from None
+    text = "\n".join(content.lines).strip()
+    if not text:
+        raise InvalidMessage("SR has no text, code or measurement to summarise")
+    known = known_identifiers(ds, content.people, content.dates)
+    doc = Document(kind=f"dicom:{SR_CLASSES[sop_class]}", source=source, text=text, known=known,
+                   document_ref=str(ds.get("AccessionNumber", "") or "") or sop_instance)
+    return ParsedDicom(doc, sop_class, sop_instance)

@@ -1,0 +1,87 @@
+"""An SR content tree as readable report text. Headings become section titles, TEXT items
+their text, CODE/NUM/DATE items "Concept: value" lines. PNAME items are people (observers,
+clinicians): their names seed the scrubber and never reach the text as themselves."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydicom.dataset import Dataset
+from pydicom.valuerep import PersonName as DicomPN
+
+from ...domain import PersonName
+
+_MAX_DEPTH = 32  # a malicious tree must not exhaust the stack
+# Context items that say how the report was made, not what it found
+_NOISE = {"language of content item and descendants", "observation context mode", "observer type",
+          "tracking unique identifier"}
+
+
+@dataclass
+class SrText:
+    lines: list[str] = field(default_factory=list)
+    people: list[PersonName] = field(default_factory=list)
+    dates: list[str] = field(default_factory=list)
+
+
+def person(pn: object) -> PersonName:
+    """A DICOM PN value (family^given^middle^prefix^suffix) as a domain PersonName."""
+    p = pn if isinstance(pn, DicomPN) else DicomPN(str(pn))
+    return PersonName(family=p.family_name.strip(), given=p.given_name.strip(), middle=p.middle_name.strip(),
+                      prefix=p.name_prefix.strip())
+
+
+def _meaning(item: Dataset, keyword: str) -> str:
+    seq = item.get(keyword)
+    if seq:
+        return str(seq[0].get("CodeMeaning", "")).strip()
+    return ""
+
+
+def read_content(root: Dataset) -> SrText:
+    out = SrText()
+    title = _meaning(root, "ConceptNameCodeSequence")
+    if title:
+        out.lines.append(title.upper())
+    _walk(root.get("ContentSequence") or [], out, 0)
+    return out
+
+
+def _walk(items, out: SrText, depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        raise ValueError("SR content tree deeper than 32 levels")
+    for item in items:
+        vt = str(item.get("ValueType", "")).upper()
+        concept = _meaning(item, "ConceptNameCodeSequence")
+        line = ""
+        if vt == "CONTAINER":
+            if concept:
+                line = f"\n{concept}:"
+        elif concept.lower() in _NOISE:
+            pass
+        elif vt == "TEXT":
+            text = str(item.get("TextValue", "")).strip()
+            if "observer name" in concept.lower() or "person name" in concept.lower():
+                out.people.append(person(text.replace(" ", "^", 1) if "^" not in text else text))
+            line = f"{concept}: {text}" if concept and "\n" not in text and len(text) < 80 else text
+        elif vt == "CODE":
+            value = _meaning(item, "ConceptCodeSequence")
+            line = f"{concept}: {value}" if value else ""
+        elif vt == "NUM":
+            mv = (item.get("MeasuredValueSequence") or [None])[0]
+            if mv is not None and "NumericValue" in mv:
+                unit = _meaning(mv, "MeasurementUnitsCodeSequence")
+                line = f"{concept}: {mv.NumericValue} {unit}".rstrip()
+        elif vt == "PNAME":
+            if item.get("PersonName"):
+                p = person(item.PersonName)
+                out.people.append(p)
+                line = f"{concept}: {' '.join(x for x in (p.given, p.family) if x)}"
+        elif vt in ("DATE", "DATETIME"):
+            value = str(item.get("Date") or item.get("DateTime") or "")
+            if value:
+                out.dates.append(value[:8])
+                line = f"{concept}: {value}"
+        if line.strip():
+            out.lines.append(line)
+        if "ContentSequence" in item:
+            _walk(item.ContentSequence, out, depth + 1)

@@ -1,0 +1,186 @@
+"""DICOM intake against the real daemon, driven by dcmtk's storescu/echoscu (a PACS's own
+tools): association negotiation, C-ECHO, C-STORE of structured reports committed before
+Success, duplicates, refusals kept as dead letters, and the SR reader on third-party files."""
+from __future__ import annotations
+
+import shutil
+import socket
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from appliance.api.dicom import decode_command, encode_command
+from appliance.config import load_config
+from appliance.errors import InvalidMessage
+from appliance.ingest.dicom.read import parse_dicom
+from conftest import DATA
+from dicom_sr import make_sr
+from test_mllp import stored_keys, wait_deidentified
+
+STORESCU, ECHOSCU = shutil.which("storescu"), shutil.which("echoscu")
+needs_dcmtk = pytest.mark.skipif(not STORESCU, reason="dcmtk not installed (make deps installs it)")
+DICOM_DATA = DATA / "dicom"
+
+
+def dicom_port(run) -> int:
+    return load_config(run.config).dicom.port
+
+
+def storescu(port: int, *files: Path, aec: str = "APPLIANCE", flag: str = "-v") -> subprocess.CompletedProcess:
+    return subprocess.run([STORESCU, flag, "-aec", aec, "-aet", "PACS1", "127.0.0.1", str(port), *map(str, files)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def documents(run):
+    from appliance.v1 import appliance_pb2 as pb
+
+    return run.stub().ListDocuments(pb.ListDocumentsRequest(limit=100), timeout=10).documents
+
+
+def dead_letters(run):
+    from appliance.v1 import appliance_pb2 as pb
+
+    return run.stub().ListDeadLetters(pb.ListDeadLettersRequest(limit=100), timeout=10).dead_letters
+
+
+@needs_dcmtk
+def test_echoscu_verifies_the_association(daemon):
+    r = subprocess.run([ECHOSCU, "-v", "-aec", "APPLIANCE", "127.0.0.1", str(dicom_port(daemon))],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Received Echo Response (Success)" in r.stdout + r.stderr
+
+
+@needs_dcmtk
+def test_storescu_sr_is_committed_deidentified_and_deduplicated(daemon, tmp_path):
+    path = tmp_path / "report.dcm"
+    path.write_bytes(make_sr())
+    r = storescu(dicom_port(daemon), path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "Received Store Response (Success)" in out
+    docs = [d for d in documents(daemon) if d.kind == "dicom:Basic Text SR"]
+    assert len(docs) == 1
+    doc = wait_deidentified(daemon, docs[0].id)
+    for phi in ("Eleanor", "Whitaker", "MRN4471902", "OKAFOR", "Chidi", "03/12/2024"):
+        assert phi.lower() not in doc.deidentified_text.lower(), phi
+    assert "Heart size normal" in doc.deidentified_text
+    # The PACS resends the same instance: Success again, stored once.
+    r = storescu(dicom_port(daemon), path)
+    assert "Received Store Response (Success)" in r.stdout + r.stderr
+    assert len([d for d in documents(daemon) if d.kind == "dicom:Basic Text SR"]) == 1
+    assert sum(k.startswith("dicom|") for k in stored_keys(daemon.config)) == 1
+    log = daemon.output()
+    for phi in ("Eleanor", "Whitaker", "MRN4471902", "OKAFOR"):
+        assert phi.lower() not in log.lower(), phi
+
+
+@needs_dcmtk
+def test_many_reports_in_one_association(daemon, tmp_path):
+    files = []
+    for i in range(20):
+        p = tmp_path / f"r{i}.dcm"
+        p.write_bytes(make_sr(patient_id=f"P{i:04d}", impression=f"Finding number {i}."))
+        files.append(p)
+    r = storescu(dicom_port(daemon), *files)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (r.stdout + r.stderr).count("Received Store Response (Success)") == 20
+    assert len([d for d in documents(daemon) if d.kind.startswith("dicom:")]) == 20
+
+
+@needs_dcmtk
+def test_images_are_refused_at_negotiation_and_wrong_ae_title_is_rejected(daemon):
+    ct = DICOM_DATA / "CT_small.dcm"
+    r = storescu(dicom_port(daemon), ct)
+    assert r.returncode != 0
+    assert "No presentation context" in r.stdout + r.stderr or "no presentation context" in (r.stdout + r.stderr).lower()
+    r = storescu(dicom_port(daemon), ct, aec="SOMEONE_ELSE")
+    assert r.returncode != 0
+    assert "Called AE Title Not Recognized" in r.stdout + r.stderr
+    assert documents(daemon) == [] or all(not d.kind.startswith("dicom:") for d in documents(daemon))
+
+
+@needs_dcmtk
+def test_an_sr_without_text_is_refused_with_a_reason_and_kept(daemon, tmp_path):
+    import pydicom
+
+    from io import BytesIO
+
+    ds = pydicom.dcmread(BytesIO(make_sr()))
+    del ds.ContentSequence
+    del ds.ConceptNameCodeSequence
+    path = tmp_path / "empty.dcm"
+    ds.save_as(path)
+    r = storescu(dicom_port(daemon), path, flag="-d")
+    out = r.stdout + r.stderr
+    assert "0xc000: Error: Cannot understand" in out, out
+    assert "SR has no text, code or measurement to summarise" in out  # the Error Comment (0000,0902)
+    letters = dead_letters(daemon)
+    assert len(letters) == 1 and letters[0].transport == "dicom"
+    assert "no text" in letters[0].reason
+
+
+def test_submit_dicom_over_grpc(daemon):
+    import grpc
+
+    from appliance.v1 import appliance_pb2 as pb
+
+    raw = make_sr(sop_instance_uid="1.2.826.0.1.3680043.10.1234.99.1")
+    r = daemon.stub().SubmitDICOM(pb.SubmitDICOMRequest(file=raw, source="PACS-test"), timeout=30)
+    assert r.outcome == pb.ACCEPTED and r.message_control_id == "1.2.826.0.1.3680043.10.1234.99.1"
+    assert r.message_type == "dicom:Basic Text SR"
+    again = daemon.stub().SubmitDICOM(pb.SubmitDICOMRequest(file=raw), timeout=30)
+    assert again.outcome == pb.DUPLICATE and again.document_id == r.document_id
+    with pytest.raises(grpc.RpcError) as e:
+        daemon.stub().SubmitDICOM(pb.SubmitDICOMRequest(file=(DICOM_DATA / "CT_small.dcm").read_bytes()),
+                                  timeout=30)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "carries no report text" in e.value.details() and "dead letter" in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        daemon.stub().SubmitDICOM(pb.SubmitDICOMRequest(), timeout=30)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "file is required" in e.value.details()
+
+
+def test_garbage_on_the_dicom_port_aborts_only_that_connection(daemon):
+    port = dicom_port(daemon)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"\x09\x00" + struct.pack(">I", 4) + b"junk")
+        reply = s.recv(16)
+        assert reply[:1] == b"\x07"  # A-ABORT
+    test_echoscu_verifies_the_association(daemon)
+
+
+# -- the SR reader on third-party files ---------------------------------------------------------
+@pytest.mark.parametrize("name", ["test-SR.dcm", "reportsi.dcm", "sr_document.dcm",
+                                  "sr_document_with_multiple_groups.dcm"])
+def test_third_party_srs_give_text_and_identifiers(name):
+    p = parse_dicom((DICOM_DATA / name).read_bytes())
+    assert p.document.text.strip()
+    assert p.document.known.patient_names
+    assert p.sop_instance_uid
+
+
+def test_sr_observer_names_become_known_identifiers():
+    p = parse_dicom((DICOM_DATA / "sr_document_with_multiple_groups.dcm").read_bytes())
+    names = {(n.family, n.given) for n in p.document.known.other_names}
+    assert ("Doe", "John") in names or ("John", "Doe") in names
+
+
+@pytest.mark.parametrize("name,reason", [
+    ("CT_small.dcm", "carries no report text"),
+    ("MR_truncated.dcm", "carries no report text"),
+    ("no_meta.dcm", "not a DICOM Part 10 file"),
+])
+def test_unusable_files_are_refused_with_a_specific_reason(name, reason):
+    with pytest.raises(InvalidMessage) as e:
+        parse_dicom((DICOM_DATA / name).read_bytes())
+    assert reason in e.value.reason
+
+
+def test_dimse_command_round_trip():
+    data = encode_command([(0x0100, struct.pack("<H", 0x0030)), (0x0110, struct.pack("<H", 7))])
+    cmd = decode_command(data)
+    assert struct.unpack("<I", cmd[0x0000])[0] == len(data) - 12
+    assert cmd[0x0100] == b"\x30\x00" and cmd[0x0110] == b"\x07\x00"
