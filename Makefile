@@ -81,6 +81,7 @@ bench-peers: $(PEERS_VENV)/.installed
 bench: venv bench-peers
 	$(VENV)/bin/python bench/deid_vs_peers.py
 	$(VENV)/bin/python bench/hl7_intake.py
+	$(VENV)/bin/python bench/dicom_intake.py
 
 clean: stop
 	rm -rf $(STATE) build *.egg-info appliance/v1

@@ -184,3 +184,24 @@ def test_dimse_command_round_trip():
     cmd = decode_command(data)
     assert struct.unpack("<I", cmd[0x0000])[0] == len(data) - 12
     assert cmd[0x0100] == b"\x30\x00" and cmd[0x0110] == b"\x07\x00"
+
+
+@pytest.mark.parametrize("name,spoken", [
+    ("chrRuss.dcm", "Люкceмбypг"), ("chrGreek.dcm", "Διονυσιος"), ("chrH31.dcm", "山田"),
+    ("chrArab.dcm", "قباني"), ("chrKoreanMulti.dcm", "김희중"),
+])
+def test_patient_names_in_any_character_set_are_scrubbed(name, spoken):
+    """The patient's name from a header in ISO 8859-5/-7/-6, ISO 2022 (JIS, KS X 1001), in every
+    component group, is found in the report text of an SR for that patient."""
+    import pydicom
+
+    from appliance.deid import deidentify
+
+    src = pydicom.dcmread(DICOM_DATA / name)
+    src.decode()
+    raw = make_sr(patient_name=str(src.PatientName),
+                  findings=f"Patient {spoken} seen today. Heart size normal.")
+    parsed = parse_dicom(raw)
+    d = deidentify(parsed.document.text, parsed.document.known, b"s" * 32)
+    assert spoken not in d.text
+    assert "Heart size normal" in d.text

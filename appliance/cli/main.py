@@ -45,7 +45,13 @@ def cmd_init(args) -> int:
 def cmd_submit(args) -> int:
     from ..v1 import appliance_pb2 as pb
 
+    from ..ingest.dicom.read import is_dicom_file
+
     data = args.path.read_bytes() if str(args.path) != "-" else sys.stdin.buffer.read()
+    if is_dicom_file(data):
+        r = _stub(args).SubmitDICOM(pb.SubmitDICOMRequest(file=data, source=args.source), timeout=60)
+        print(r.document_id)
+        return 0
     resp = _stub(args).SubmitHL7(pb.SubmitHL7Request(message=data, source=args.source), timeout=60)
     rc = 0
     for r in resp.results:
@@ -171,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true")
     p.set_defaults(fn=cmd_init)
 
-    p = sub.add_parser("submit", help="send an HL7 v2 file (or - for stdin) over gRPC; prints the document id")
+    p = sub.add_parser("submit", help="send an HL7 v2 file or a DICOM SR file (or - for stdin) over gRPC; "
+                                          "prints the document id")
     p.add_argument("path", type=Path)
     p.add_argument("--source", default="appliancectl")
     p.set_defaults(fn=cmd_submit)

@@ -110,7 +110,8 @@ class Surrogates:
                 step += 1
             return word.replace(core, _like(core, pick))
 
-        return re.sub(r"[A-Za-z][A-Za-z'.\-]*", lambda m: one(m.group()), original)
+        # Any script: a Greek, Arabic or Korean name gets a surrogate too, never itself.
+        return re.sub(r"[^\W\d_][^\W\d]*(?:['.\-][^\W\d_]+)*\.?", lambda m: one(m.group()), original)
 
     def address(self, original: str) -> str:
         n = self._int("ADDR", original.lower())

@@ -15,7 +15,7 @@ from pydicom.uid import UID
 
 from ...domain import Document, KnownIdentifiers, PersonName
 from ...errors import InvalidMessage
-from .sr import person, read_content
+from .sr import people, read_content
 
 # Structured report storage classes (PS3.4 B.5) whose content tree holds the report.
 SR_CLASSES = {
@@ -77,13 +77,13 @@ def _values(ds: Dataset, keyword: str) -> list:
     return [v]
 
 
-def known_identifiers(ds: Dataset, people: list[PersonName], sr_dates: list[str]) -> KnownIdentifiers:
-    patients = [person(v) for k in _PATIENT_PN for v in _values(ds, k)]
-    others = [person(v) for k in _OTHER_PN for v in _values(ds, k)]
+def known_identifiers(ds: Dataset, sr_people: list[PersonName], sr_dates: list[str]) -> KnownIdentifiers:
+    patients = [p for k in _PATIENT_PN for v in _values(ds, k) for p in people(v)]
+    others = [p for k in _OTHER_PN for v in _values(ds, k) for p in people(v)]
     for seq_kw, pn_kw in _OBSERVER_SEQ:
         for item in ds.get(seq_kw) or []:
-            others += [person(v) for v in _values(item, pn_kw)]
-    others += people
+            others += [p for v in _values(item, pn_kw) for p in people(v)]
+    others += sr_people
     ids = [str(v).strip() for k in _IDS if k != "PatientInsurancePlanCodeSequence" for v in _values(ds, k)]
     for item in ds.get("OtherPatientIDsSequence") or []:
         ids += [str(v).strip() for v in _values(item, "PatientID")]

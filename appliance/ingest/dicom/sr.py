@@ -25,9 +25,19 @@ class SrText:
 
 def person(pn: object) -> PersonName:
     """A DICOM PN value (family^given^middle^prefix^suffix) as a domain PersonName."""
+    return people(pn)[0]
+
+
+def people(pn: object) -> list[PersonName]:
+    """Every component group of a PN: alphabetic, ideographic and phonetic ("Yamada^Tarou=
+    山田^太郎=やまだ^たろう") are three spellings of one person, and the text may use any."""
     p = pn if isinstance(pn, DicomPN) else DicomPN(str(pn))
-    return PersonName(family=p.family_name.strip(), given=p.given_name.strip(), middle=p.middle_name.strip(),
-                      prefix=p.name_prefix.strip())
+    out = []
+    for group in p.components or ("",):
+        parts = (group.split("^") + ["", "", "", ""])[:4]
+        out.append(PersonName(family=parts[0].strip(), given=parts[1].strip(), middle=parts[2].strip(),
+                              prefix=parts[3].strip()))
+    return out
 
 
 def _meaning(item: Dataset, keyword: str) -> str:
