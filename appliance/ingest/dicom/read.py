@@ -5,6 +5,7 @@ names it. Every person, ID, date and address the header declares becomes a known
 found later in the report text in any case and order."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -16,6 +17,12 @@ from pydicom.uid import UID
 from ...domain import Document, KnownIdentifiers, PersonName
 from ...errors import InvalidMessage
 from .sr import people, read_content
+
+# pydicom's reading warnings quote element values (a patient's name among them): never log
+# them. Invalid values still fail where the appliance reads them, with a reason and no value.
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+logging.getLogger("pydicom").propagate = False
+logging.getLogger("pydicom").addHandler(logging.NullHandler())
 
 # Structured report storage classes (PS3.4 B.5) whose content tree holds the report.
 SR_CLASSES = {
@@ -57,8 +64,7 @@ def read_dataset(raw: bytes, transfer_syntax: str = "") -> Dataset:
             ts = UID(transfer_syntax)
             ds = pydicom.filereader.read_dataset(BytesIO(raw), ts.is_implicit_VR, ts.is_little_endian)
         else:
-            ds = pydicom.dcmread(BytesIO(raw))
-        ds.decode()  # resolve Specific Character Set now, so a bad one fails here, not later
+            ds = pydicom.dcmread(BytesIO(raw), stop_before_pixels=True)
         return ds
     except InvalidDicomError:
         raise InvalidMessage("not a DICOM Part 10 file (no DICM prefix); send the file as written by the "
@@ -107,22 +113,28 @@ def known_identifiers(ds: Dataset, sr_people: list[PersonName], sr_dates: list[s
 
 def parse_dicom(raw: bytes, *, source: str = "", transfer_syntax: str = "") -> ParsedDicom:
     ds = read_dataset(raw, transfer_syntax)
-    sop_class = str(ds.get("SOPClassUID", "") or "")
-    sop_instance = str(ds.get("SOPInstanceUID", "") or "")
+    try:
+        sop_class = str(ds.get("SOPClassUID", "") or "")
+        sop_instance = str(ds.get("SOPInstanceUID", "") or "")
+    except (ValueError, TypeError, KeyError, EOFError) as e:
+        raise InvalidMessage(f"DICOM header not readable ({type(e).__name__})") from None
     if not sop_instance:
         raise InvalidMessage("SOPInstanceUID (0008,0018) missing: every DICOM instance needs one")
     if sop_class not in SR_CLASSES:
         name = UID(sop_class).name if sop_class else "none"
         raise InvalidMessage(f"SOP class {sop_class or '(missing)'} ({name}) carries no report text; accepted: "
                              + ", ".join(SR_CLASSES.values()))
+    # Values decode lazily under the dataset's Specific Character Set, so a bad one, or a
+    # malformed element, surfaces while the tree and the header are read.
     try:
         content = read_content(ds)
-    except (ValueError, AttributeError, TypeError, KeyError) as e:
-        raise InvalidMessage(f"SR content tree not readable ({type(e).__name__})") from None
+        known = known_identifiers(ds, content.people, content.dates)
+    except (ValueError, AttributeError, TypeError, KeyError, LookupError, EOFError, NotImplementedError) as e:
+        raise InvalidMessage(f"SR content or header not readable ({type(e).__name__}); check the Specific "
+                             "Character Set and the content tree") from None
     text = "\n".join(content.lines).strip()
     if not text:
         raise InvalidMessage("SR has no text, code or measurement to summarise")
-    known = known_identifiers(ds, content.people, content.dates)
     doc = Document(kind=f"dicom:{SR_CLASSES[sop_class]}", source=source, text=text, known=known,
                    document_ref=str(ds.get("AccessionNumber", "") or "") or sop_instance)
     return ParsedDicom(doc, sop_class, sop_instance)
