@@ -205,3 +205,43 @@ def test_patient_names_in_any_character_set_are_scrubbed(name, spoken):
     d = deidentify(parsed.document.text, parsed.document.known, b"s" * 32)
     assert spoken not in d.text
     assert "Heart size normal" in d.text
+
+
+@needs_dcmtk
+def test_kill_9_while_a_pacs_sends_loses_no_report_that_got_success(state, tmp_path):
+    import os
+    import random
+    import signal
+    import time
+
+    from conftest import start_daemon, stop_daemon
+
+    uid = "1.2.826.0.1.3680043.10.1234.7.{}".format
+    files = []
+    for i in range(300):
+        p = tmp_path / f"k{i:04d}.dcm"
+        p.write_bytes(make_sr(patient_id=f"K{i:04d}", sop_instance_uid=uid(i)))
+        files.append(p)
+    run = start_daemon(state, tmp_path / "d0.log")
+    proc = subprocess.Popen([STORESCU, "-v", "-aec", "APPLIANCE", "127.0.0.1", str(dicom_port(run)),
+                             *map(str, files)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "TCP_NODELAY": "1"})
+    time.sleep(random.Random(7).uniform(0.3, 0.6))
+    run.proc.send_signal(signal.SIGKILL)
+    out, _ = proc.communicate(timeout=60)
+    run.proc.wait(30)
+    succeeded, current = set(), None
+    for line in out.splitlines():
+        if "Sending file:" in line:
+            current = Path(line.split("Sending file:")[1].strip()).name
+        elif "Received Store Response (Success)" in line and current:
+            succeeded.add(int(current[1:5]))
+    assert 0 < len(succeeded) < 300, "the kill should land mid-stream"
+    before = {k for k in stored_keys(state) if k.startswith("dicom|")}
+    assert {f"dicom|{uid(i)}" for i in succeeded} <= before, "a report answered Success was lost"
+    run = start_daemon(state, tmp_path / "d1.log")
+    r = storescu(dicom_port(run), *files)
+    assert (r.stdout + r.stderr).count("Received Store Response (Success)") == 300
+    assert stop_daemon(run) == 0
+    keys = [k for k in stored_keys(state) if k.startswith("dicom|")]
+    assert len(keys) == len(set(keys)) == 300, "a report was stored twice or lost"
