@@ -38,6 +38,9 @@ POSITIVE = [
     ("date", "DOB: 03/12/1958", "03/12/1958"),
     ("date", "returned 2021-04-09 for follow-up", "2021-04-09"),
     ("date", "PTCA AND STENT TO RCA 12/82.", "12/82"),
+    ("date", "PICC placed 7/22 L arm", "7/22"),
+    ("date", "progress note 1->2 nov, 96   1900 - 0700", "1->2 nov, 96"),
+    ("date", "PICC PLACED IN R AC 11/17, ART LINE PLACED", "11/17"),
     ("age", "a 94 year old woman", "94 year"),
     ("age", "PT IS A 101 YO MALE", "101 YO"),
     ("phone", "call (206) 334-5232 today", "(206) 334-5232"),
@@ -104,6 +107,11 @@ NEGATIVE = [
     "simv 10 x 600 50% 7.5 peep pip's 28, abg's now",
     "given 2 Percocet 5, pain eased",
     "ps 13 slowly during day. fio2 40, peep 5",
+    "SAT>95 ON 4-5 L NC WITH RR 20S",
+    "Cpap 5, Fio2 30%, with flowby 6/2. Spont vols",
+    "VENT CHANGED TO AC 10/5 OVERNIGHT",
+    "hands edematous and up on 1-2 pillows",
+    "AFTER APPROX. 11/2HR, RATE INCREASED",
 ]
 
 
@@ -226,8 +234,8 @@ def _score(path):
 
 def test_recall_floor_on_physionet_nursing_notes_slice():
     m = _score(DATA / "deid" / "physionet-nursing-notes-first300.jsonl")
-    assert m["recall"] >= 0.98  # measured 0.982 on this slice, 0.9815 on all 1,450 shared notes
-    assert m["precision"] >= 0.75
+    assert m["recall"] >= 0.98  # measured 0.982 on this slice, 0.985 on all 1,450 shared notes
+    assert m["precision"] >= 0.78  # 0.795 here, 0.823 on all
 
 
 def test_recall_floor_on_presidio_synthetic_slice():

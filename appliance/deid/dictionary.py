@@ -86,7 +86,10 @@ def dictionary_spans(text: str) -> tuple[list[Span], bool]:
 
     def _initial(i: int) -> bool:  # "Q. LANDER", "q. lander": one letter and a full stop
         raw = text[toks[i][0]:toks[i][1]]
-        return len(raw) == 1 and text[toks[i][1]:toks[i][1] + 1] == "."
+        return len(raw) == 1 and text[toks[i][1]:toks[i][1] + 1] == "." and _word_start(i)
+
+    def _word_start(i: int) -> bool:  # not the "m" of "4:30am."
+        return toks[i][0] == 0 or not text[toks[i][0] - 1].isalnum()
 
     def _name_like(i: int) -> bool:
         """Could be part of a proper name: not an ordinary word, or capitalised in mixed text."""
@@ -104,6 +107,16 @@ def dictionary_spans(text: str) -> tuple[list[Span], bool]:
         if i > 0 and len(toks[i - 1][2]) == 1 and before.rstrip().endswith("."):
             return False  # the full stop of an initial ("Ella H. Snider") ends no sentence
         return i == 0 or any(c in before for c in ".!?:\n")
+
+    def _title_run(i: int) -> bool:
+        """An English word inside a Title Case heading ("Respiratory Care Note  Patient ..."):
+        there capitals mark the heading, not a name. A given name before it still counts
+        ("Brad Key")."""
+        eng = vocab.english()
+        if i == 0 or toks[i][2] not in eng or "\n" in gap(i - 1):
+            return False
+        prev, raw = toks[i - 1][2], text[toks[i - 1][0]:toks[i - 1][1]]
+        return raw[:1].isupper() and prev in eng and prev not in vocab.first_names() and prev not in STOP
 
     def adjacent(i: int) -> bool:  # i and i+1 are neighbours in one phrase
         g = gap(i)
@@ -180,11 +193,12 @@ def dictionary_spans(text: str) -> tuple[list[Span], bool]:
             j = i - 1
             while j >= 0 and len(run) < 3 and (toks[j][2] not in STOP or _initial(j)) \
                     and toks[j][2] not in CREDENTIALS \
-                    and (j == i - 1 or adjacent(j)) and "\n" not in text[toks[j][1]:toks[i][0]]:
+                    and (j == i - 1 or adjacent(j)) and "\n" not in text[toks[j][1]:toks[i][0]] \
+                    and (j == i - 1 or "." not in gap(j) or _initial(j) or toks[j][2] in TITLES):
                 run.append(j)
                 j -= 1
-            run = [k for k in run if len(toks[k][2]) > 1 or text[toks[k][1]:toks[k][1] + 1] == "."] \
-                if all(len(toks[k][2]) > 1 or text[toks[k][1]:toks[k][1] + 1] == "." for k in run) else []
+            run = [k for k in run if len(toks[k][2]) > 1 or _initial(k)] \
+                if all(len(toks[k][2]) > 1 or _initial(k) for k in run) else []
             if any(_unknown(toks[k][2]) or _is_namey(toks[k][2]) or len(toks[k][2]) == 1 for k in run) \
                     and any(len(toks[k][2]) > 1 for k in run):
                 for k in run:
@@ -238,7 +252,7 @@ def dictionary_spans(text: str) -> tuple[list[Span], bool]:
             # a census name capitalised mid-sentence ("directed by Brad", "leave me Mark"), or opening a
             # sentence as the person addressed ("Warrane, can I ...")
             census = (toks[i][2] in vocab.first_names() or toks[i][2] in vocab.last_names()) \
-                and toks[i][2] not in CAPITALISED_WORDS and toks[i][2] not in CUES
+                and toks[i][2] not in CAPITALISED_WORDS and toks[i][2] not in CUES and not _title_run(i)
             if census and (not _sentence_start(i) or text[toks[i][1]:toks[i][1] + 1] == ","):
                 label[i] = "NAME"
                 continue
@@ -311,9 +325,14 @@ def dictionary_spans(text: str) -> tuple[list[Span], bool]:
                 a, b = (j, i) if j < i else (i, j)
                 if not adjacent(a):
                     continue
+                # A full stop ends the name unless it closes an initial or a title ("per Dr.
+                # Vasquez. Milrinone gtt": the drug starts a new sentence).
+                if "." in gap(a) and len(toks[a][2]) > 1 and toks[a][2] not in TITLES:
+                    continue
                 w = toks[j][2]
                 raw = text[toks[j][0]:toks[j][1]]
-                initial = len(w) == 1 and w not in ("a", "i") and text[toks[j][1]:toks[j][1] + 1] == "."
+                initial = len(w) == 1 and w not in ("a", "i") and text[toks[j][1]:toks[j][1] + 1] == "." \
+                    and _word_start(j)
                 if w in CUES:
                     continue
                 # "Ferdinand Halfpenny": after a given name, a capitalised word is the surname

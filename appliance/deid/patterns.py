@@ -41,7 +41,9 @@ DATE_PATTERNS = [
     # 22 July 1992 / 22-JUL-1992 / 22nd of July
     rf"\b{_DAY}(?:\s+of)?[\s\-]+{_MON}\b\.?(?:[\s\-,]+{_YEAR}\b)?",
     # "nov, 96": a month, a comma and two digits is a year
-    rf"\b{_MON},\s\d\d\b(?!\s*(?:%|:|\d))",
+    rf"\b{_MON},\s\d\d\b(?!\s?(?:%|:)|\d)",
+    # "1->2 nov, 96": the first day of a range of days
+    rf"(?<![\d/])(?:[12]\d|3[01]|0?[1-9])(?=\s*->?\s*{_DAY}[\s\-]+{_MON}\b)",
     # years in running text: "in 2017", "during 2004", "a 2010 film"
     r"(?i)\b(?:in|during|of|year|founded|circa)\s(?P<v>(?:19|20)\d\d)\b(?!\s*(?:-|hrs?\b|h\b|:))",
     # "a 2021 Norwegian film": a year used as an adjective
@@ -141,14 +143,18 @@ PATTERNS: list[tuple[str, str]] = [
 
 # m/d without a year: a date unless it reads as a fraction, a ventilator setting, a dose or a ratio.
 _MONTH_DAY = re.compile(r"(?<![\d/.\-])(0?[1-9]|1[0-2])/([12]\d|3[01]|0?[1-9])(?![\d/]|\.\d)")
-_NOT_DATE_BEFORE = re.compile(r"(?i)(?:\b(?:ps|peep|cpap|psv|ac|simv|imv|bipap|ratio|d5|x|grade|"
-                              r"strength|bs|bp|abg|vent|pressure|support|trial|cpap/ps|ps/peep)\s*[:=]?\s*|[@x*/])$")
+# "AC 10/5" is assist-control; "R AC 11/17" is the right antecubital fossa, and a date follows
+_NOT_DATE_BEFORE = re.compile(r"(?i)(?:\b(?:ps|peep|cpap|psv|(?<![rl] )ac|simv|imv|bipap|ratio|d5|x|grade|"
+                              r"strength|bs|bp|abg|vent|pressure|support|trial|cpap/ps|ps/peep|co/ci|"
+                              r"flow-?by)\s*[:=]?\s*|[@x*/'])$")
+# what follows a number pair that is a quantity, not a date: units, "'s" decades, hours
 _NOT_DATE_AFTER = re.compile(r"(?i)\s*(?:%|ns\b|u\b|units?\b|cc\b|ml\b|mg\b|strength|peep|ps\b|x\s?\d|[/x]\d|"
-                             r"pain|scale|sem\b|murmur)")
+                             r"pain|scale|sem\b|murmur|'s|hrs?\b|hours?\b|l\s?(?:nc|np|o2)\b|lpm\b|liters?\b|nc\b|np\b|"
+                             r"pillows?\b)")
 _PAIN = re.compile(r"(?i)pain|\bcp\b|c/o|scale|discomfort|ache|hurt|angina")
 
 
-_VENT = re.compile(r"(?i)\b(?:cpap|ps|peep|bi-?pap|psv|ips|fio2|ventilation|simv|imv|vt|vent)\b")
+_VENT = re.compile(r"(?i)\b(?:cpap|ps|peep|bi-?pap|psv|ips|fio2|ventilation|simv|imv|vt|vent|flow-?by)\b")
 _VENT_AFTER = re.compile(r"(?i)[\s,.)]*(?:\d\d?\s*%|ips|psv|ps\b|peep|cpap|bi-?pap|fio2)")
 _DATE_CUE = re.compile(r"(?i)\b(?:on|since|from|until|dated|thru|through)\s+$")
 # m/yy ("AVR 8/88") and m-d after a date preposition ("on 7-8").
@@ -159,7 +165,8 @@ _DASHED = re.compile(r"(?i)\b(?:on|since|until|dated) ((?:0?[1-9]|1[0-2])-(?:[12
 def _month_day_spans(text: str) -> list[Span]:
     out = [Span(m.start(), m.end(), "DATE") for m in _MONTH_YEAR.finditer(text)
            if not _NOT_DATE_AFTER.match(text, m.end())]
-    out += [Span(m.start(1), m.end(1), "DATE") for m in _DASHED.finditer(text)]
+    out += [Span(m.start(1), m.end(1), "DATE") for m in _DASHED.finditer(text)
+            if not _NOT_DATE_AFTER.match(text, m.end())]
     for m in _MONTH_DAY.finditer(text):
         a, b = int(m.group(1)), int(m.group(2))
         cued = _DATE_CUE.search(text, max(0, m.start() - 8), m.start()) is not None
