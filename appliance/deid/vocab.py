@@ -40,9 +40,10 @@ def clinical() -> frozenset[str]:
 
 @lru_cache(maxsize=None)
 def places() -> tuple[frozenset[str], frozenset[tuple[str, ...]]]:
-    """(one-word place names, multi-word place names as word tuples), lower case."""
+    """(one-word place names, multi-word place names as word tuples), lower case. Cities only:
+    a state is no Safe Harbor identifier, and "sister in California" may stay."""
     single, multi = set(), set()
-    for name in lines("us_cities.txt") + lines("us_states.txt"):
+    for name in lines("us_cities.txt"):
         words = tuple(name.lower().replace(".", "").split())
         if len(words) == 1:
             single.add(words[0])
