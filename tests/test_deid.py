@@ -283,3 +283,11 @@ def test_a_surrogate_is_never_one_of_the_patients_real_names():
         text = deidentify("Williams and Brown saw Mary Johnson with Dr James Smith.", common, secret).text
         for real in ("Johnson", "Mary", "Smith", "James"):
             assert not re.search(rf"\b{real}\b", text)
+
+
+def test_case_tells_a_place_from_shorthand_where_the_writer_capitalises_names():
+    text = ("Pt transferred from Riverside Hospital. Cardiac outputs done by thermodilution and fick "
+            "per Dr. Martyn. Milrinone gtt at 0.35. Pt requests to go to camode often.")
+    found = {text[s.start:s.end] for s in find_spans(text, NOBODY)}
+    assert "Martyn" in found and "Riverside" in found
+    assert not found & {"thermodilution", "Milrinone", "camode"}

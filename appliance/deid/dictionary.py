@@ -76,6 +76,9 @@ def dictionary_spans(text: str) -> tuple[list[Span], bool]:
     single_places, multi_places = vocab.places()
     letters = sum(c.isalpha() for c in text)
     mixed = sum(c.islower() for c in text) > 0.3 * max(letters, 1)
+    # The writer uses capitals for names: Title-case words are common, and so are lower-case ones
+    titled = sum(1 for m in _WORD.finditer(text) if m.group()[0].isupper() and not m.group().isupper())
+    cased = mixed and titled >= 0.08 * max(n, 1)
 
     def gap(i: int) -> str:  # text between token i and i+1
         return text[toks[i][1]:toks[i + 1][0]] if i + 1 < n else ""
@@ -179,7 +182,9 @@ def dictionary_spans(text: str) -> tuple[list[Span], bool]:
             cand = toks[i_next][2]
             moved = i > 0 and toks[i - 1][2] in MOVERS
             # "to" also makes infinitives ("to diurese"): an unknown word after it needs a mover.
-            if len(cand) >= 2 and ((_unknown(cand) and (moved or w != "to"))
+            # Where the writer capitalises names, a lower-case word after "from" is no place.
+            lowered = cased and text[toks[i_next][0]].islower()
+            if not lowered and len(cand) >= 2 and ((_unknown(cand) and (moved or w != "to"))
                                    or (moved and (_is_namey(cand) or cand in single_places))
                                    or cand in HOSPITAL_WORDS
                                    or (moved and cand in STATES and _upper(i_next) and cand not in common)):
