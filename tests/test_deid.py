@@ -110,6 +110,10 @@ NEGATIVE = [
     "SAT>95 ON 4-5 L NC WITH RR 20S",
     "Cpap 5, Fio2 30%, with flowby 6/2. Spont vols",
     "VENT CHANGED TO AC 10/5 OVERNIGHT",
+    "Tube feedings restarted at 5pm. Nepro at 10 cc/hr.",
+    "Fell asleep by 1:30AM. Desats to 88% on RA.",
+    "SR w/ 1st AVB w/ freq PVCs, Trigem, pairs, couplets",
+    "HD via L IJ, K 4.2, SBP 110s. cannot leave until after the Permacath is placed",
     "hands edematous and up on 1-2 pillows",
     "AFTER APPROX. 11/2HR, RATE INCREASED",
 ]

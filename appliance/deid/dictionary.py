@@ -22,6 +22,8 @@ from .cues import (
 _PLACE_POSTCODE = re.compile(r"\b(?:in|at|of)\s+(?:(?:[^\W\d_][\w'\-]*|de|da|do|del|la|le|di)\s+){1,4}"
                              r"(?P<v>\d{3,5}(?:-\d{3,4})?)\b(?![.,]\d)")
 # Letters of any script ("Červinková", "Järvilehto"); "300's" and "120s" hold no word.
+_ACRONYM_PLURAL = re.compile(r"[A-Z]{2,}[a-z]{1,2}$")
+DETERMINERS = frozenset("the a an this that these those his her their our your my its no any each every".split())
 _WORD = re.compile(r"(?<![0-9'])[^\W\d_](?:[^\W\d_]|')*")
 
 
@@ -85,14 +87,15 @@ def dictionary_spans(text: str) -> tuple[list[Span], bool]:
 
     def _title_case(i: int) -> bool:
         raw = text[toks[i][0]:toks[i][1]]
-        return raw[0].isupper() and not raw.isupper()
+        # "PVCs", "ABGs", "MAEs" are acronyms in the plural, not capitalised words
+        return raw[0].isupper() and not raw.isupper() and not _ACRONYM_PLURAL.match(raw)
 
     def _initial(i: int) -> bool:  # "Q. LANDER", "q. lander": one letter and a full stop
         raw = text[toks[i][0]:toks[i][1]]
         return len(raw) == 1 and text[toks[i][1]:toks[i][1] + 1] == "." and _word_start(i)
 
-    def _word_start(i: int) -> bool:  # not the "m" of "4:30am."
-        return toks[i][0] == 0 or not text[toks[i][0] - 1].isalnum()
+    def _word_start(i: int) -> bool:  # not the "m" of "4:30am." or of "mcg/k/m."
+        return toks[i][0] == 0 or text[toks[i][0] - 1] in " \t\n([\"'-,;:"
 
     def _name_like(i: int) -> bool:
         """Could be part of a proper name: not an ordinary word, or capitalised in mixed text."""
@@ -212,6 +215,7 @@ def dictionary_spans(text: str) -> tuple[list[Span], bool]:
                                                              _initial(i + 1)) and toks[i + 1][2] not in STOP:
             label[i] = label[i + 1] = "INSTITUTION"
         elif len(w) == 1 and i + 1 < n and text[toks[i][1]:toks[i][1] + 2] == ". " and w not in ("a", "i") \
+                and _word_start(i) \
                 and (_is_namey(toks[i + 1][2]) or (_unknown(toks[i + 1][2]) and not _upper(i + 1))):
             label[i] = label[i + 1] = "NAME"  # "D. Phyl", "j. o'brien"
         if label[i] is None and len(w) >= 4 and _unknown(w) and re.match(r" \d(?![\d%/]|\.\d)", text[toks[i][1]:toks[i][1] + 4]):
@@ -282,7 +286,9 @@ def dictionary_spans(text: str) -> tuple[list[Span], bool]:
                 continue
             before = " ".join(t[2] for t in toks[max(0, i - 2):i])
             after = toks[i + 1][2] if i + 1 < n else ""
-            if any(before.endswith(c) for c in NAMING_CUES) or after in PERSON_VERBS:
+            # ... but never after an article: "the Permacath is placed"
+            determined = i > 0 and toks[i - 1][2] in DETERMINERS
+            if any(before.endswith(c) for c in NAMING_CUES) or (after in PERSON_VERBS and not determined):
                 label[i] = "NAME"
     # After "my name is", "call me", "Name:" the next words are the name, whatever they are.
     cue_ends = {c.rsplit(" ", 1)[-1] for c in STRONG_NAMING_CUES}
