@@ -193,6 +193,22 @@ _COMPILED = [(label, re.compile(p, re.IGNORECASE if label in ("DATE", "URL") els
 _IBAN = re.compile(r"(?i)\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b")
 
 
+# A number range after a measurement is its range, not a phone number: "SVR 954-1183",
+# "voiding 575-1000", "SVR is in the 900-1300". And a phone number never starts inside a
+# decimal ("pH 7.44-7.46").
+_MEASURED = re.compile(r"(?i)\b(?:svr|pvr|hr|bp|sbp|map|cvp|co|ci|uo|u/o|voiding|plt|wbc|glucose|"
+                       r"fs|bs|vt|tv|rate|range)\b[\s:=]*(?:(?:is\s+)?in\s+the\s+)?$")
+
+
+def _not_phone(text: str, start: int, end: int) -> bool:
+    in_decimal = start >= 2 and text[start - 1] == "." and text[start - 2].isdigit()
+    return (_MEASURED.search(text, max(0, start - 16), start) is not None or in_decimal
+            or _DECIMAL.match(text, start, end) is not None)
+
+
+_DECIMAL = re.compile(r"\d\.\d")
+
+
 def _iban_ok(candidate: str) -> bool:
     s = candidate.replace(" ", "").upper()
     if not 15 <= len(s) <= 34:
@@ -206,7 +222,8 @@ def pattern_spans(text: str) -> list[Span]:
     for label, rx in _COMPILED:
         # A pattern with a (?P<v>...) group marks only that group; the rest is context.
         g = "v" if "v" in rx.groupindex else 0
-        out.extend(Span(m.start(g), m.end(g), label) for m in rx.finditer(text) if m.start(g) < m.end(g))
+        out.extend(Span(m.start(g), m.end(g), label) for m in rx.finditer(text) if m.start(g) < m.end(g)
+                   and not (label == "PHONE" and _not_phone(text, m.start(g), m.end(g))))
     out.extend(_month_day_spans(text))
     out.extend(Span(m.start(), m.end(), "ID") for m in _IBAN.finditer(text) if _iban_ok(m.group()))
     for m in _YEAR_CUED.finditer(text):
