@@ -39,6 +39,8 @@ POSITIVE = [
     ("date", "returned 2021-04-09 for follow-up", "2021-04-09"),
     ("date", "PTCA AND STENT TO RCA 12/82.", "12/82"),
     ("date", "PICC placed 7/22 L arm", "7/22"),
+    ("date", "PMHX CVA in 94 and 00 affected (R) side", "94 and 00"),
+    ("date", "AAA REPAIR IN 14' C/B DVT", "14"),
     ("date", "progress note 1->2 nov, 96   1900 - 0700", "1->2 nov, 96"),
     ("date", "PICC PLACED IN R AC 11/17, ART LINE PLACED", "11/17"),
     ("age", "a 94 year old woman", "94 year"),

@@ -49,8 +49,10 @@ DATE_PATTERNS = [
     # "a 2021 Norwegian film": a year used as an adjective
     r"(?i)\b(?:a|an|the)\s(?P<v>(?:19|20)\d\d)\s(?!(?:ml|cc|mg|mcg|units?|kcal|cal|calorie|hrs?|h|to|-)\b)[a-z]",
     # "CVA in 94": two digits from 40 after "in", when no unit follows
-    r"(?i)\bin\s(?P<v>[4-9]\d|0\d)\b(?!'?s\b|\s*(?:%|mg|mcg|cc|ml|min|mins|minutes|hours?|hrs?|sec|seconds|units?|"
-    r"mmhg|beats|bpm|degrees|x\b|l\b|kg|lbs?|breaths|/|-|\.\d))",
+    r"(?i)\bin\s(?P<v>(?:[4-9]\d|0\d)(?:\s(?:and|&)\s(?:[4-9]\d|0\d))?)\b(?!'?s\b|\s*(?:%|mg|mcg|cc|ml|min|mins|"
+    r"minutes|hours?|hrs?|sec|seconds|units?|mmhg|beats|bpm|degrees|x\b|l\b|kg|lbs?|breaths|/|-|\.\d))",
+    # "REPAIR IN 14'": two digits and an apostrophe after "in" are a year
+    r"(?i)\bin\s(?P<v>\d\d)'(?=\s)",
     # "on the 11th", "the 3rd"
     rf"(?:(?<=\bthe )|(?<=\bon ))(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)\b"
     rf"(?=\s*(?:$|[.,;:)\n]|of\b|at\b|and\b|to\b|through\b|thru\b|-))",
