@@ -40,6 +40,13 @@ class DicomConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 9464
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     path: Path = Path("appliance.db")
     key_file: Path = Path("db.key")
@@ -70,12 +77,14 @@ class Config:
     grpc: GrpcConfig = field(default_factory=GrpcConfig)
     mllp: MllpConfig = field(default_factory=MllpConfig)
     dicom: DicomConfig = field(default_factory=DicomConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     deid: DeidConfig = field(default_factory=DeidConfig)
 
 
-_SECTIONS = {"grpc": GrpcConfig, "mllp": MllpConfig, "dicom": DicomConfig, "store": StoreConfig, "model": ModelConfig,
+_SECTIONS = {"grpc": GrpcConfig, "mllp": MllpConfig, "dicom": DicomConfig, "metrics": MetricsConfig,
+             "store": StoreConfig, "model": ModelConfig,
              "deid": DeidConfig}
 
 
@@ -127,7 +136,8 @@ def _section(path: Path, name: str, raw: Any, cls: type, base: Path) -> Any:
 
 def _validate(cfg: Config) -> None:
     p = cfg.source
-    for key, port in (("grpc.port", cfg.grpc.port), ("mllp.port", cfg.mllp.port), ("dicom.port", cfg.dicom.port)):
+    for key, port in (("grpc.port", cfg.grpc.port), ("mllp.port", cfg.mllp.port), ("dicom.port", cfg.dicom.port),
+                      ("metrics.port", cfg.metrics.port)):
         if not 0 <= port <= 65535:
             raise ConfigError(p, key, f"must be 0..65535 (0 picks a free port), not {port}")
     sha = cfg.model.sha256.lower()

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from concurrent import futures
 from pathlib import Path
 
@@ -15,7 +16,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from . import sd
+from .api.dicom import DicomServer
 from .api.errors import ErrorInterceptor
+from .api.metrics import MetricsServer
+from .api.mllp import MllpServer
 from .api.servicer import ApplianceServicer
 from .api.transport import add_server_port
 from .config import DEFAULT_CONFIG_PATH, Config, load_config
@@ -23,11 +27,10 @@ from .errors import ApplianceError
 from .llm.engine import Engine, open_engine
 from .llm.integrity import verify_model
 from .llm.worker import SummaryHub, SummaryWorker
-from .api.dicom import DicomServer
-from .api.mllp import MllpServer
 from .services.commit import CommitQueue
 from .services.deid_stage import DeidStage
 from .services.intake import IntakeService
+from .services.status import Parts, collect
 from .store import Store, open_store
 from .store.keys import read_key
 from .v1 import appliance_pb2 as pb
@@ -51,6 +54,9 @@ class Daemon:
         self.mllp: MllpServer | None = None
         self.dicom_port = 0
         self.dicom: DicomServer | None = None
+        self.metrics_port = 0
+        self.metrics: MetricsServer | None = None
+        self._started = time.monotonic()
         self.commits: CommitQueue | None = None
         self.deid_stage: DeidStage | None = None
         self._server: grpc.Server | None = None
@@ -97,6 +103,9 @@ class Daemon:
         if cfg.dicom.enabled:
             self.dicom = DicomServer(cfg.dicom, self.intake)
             self.dicom_port = self.dicom.start()
+        if cfg.metrics.enabled:
+            self.metrics = MetricsServer(cfg.metrics, self._collect)
+            self.metrics_port = self.metrics.start()
         self.worker.start()
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -108,11 +117,16 @@ class Daemon:
                  cfg.mllp.host, self.mllp_port, cfg.dicom.host, self.dicom_port, self.engine.info.device,
                  self.engine.info.name)
 
+    def _collect(self):
+        return collect(Parts(started=self._started, intake=self.intake, worker=self.worker,
+                             deid_stage=self.deid_stage, commits=self.commits, store=self.store,
+                             engine=self.engine, mllp=self.mllp, dicom=self.dicom))
+
     def _write_runtime(self) -> None:
         run = self.cfg.state_dir / "run"
         run.mkdir(parents=True, exist_ok=True)
         (run / "ports.json").write_text(json.dumps({"grpc": self.grpc_port, "mllp": self.mllp_port,
-                                                     "dicom": self.dicom_port}))
+                                                     "dicom": self.dicom_port, "metrics": self.metrics_port}))
 
     def stop(self) -> None:
         sd.notify("STOPPING=1")
@@ -123,6 +137,8 @@ class Daemon:
             self.mllp.stop()
         if self.dicom is not None:
             self.dicom.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         if self._server is not None:
             self._server.stop(grace=5).wait()
         if self.commits is not None:

@@ -85,7 +85,8 @@ def start_appliance(tmp: Path) -> tuple[subprocess.Popen, int]:
     from appliance.cli.init import init_state
 
     port = free_port()
-    cfg = init_state(tmp / "state", grpc_port=free_port(), mllp_port=port, dicom_port=free_port())
+    cfg = init_state(tmp / "state", grpc_port=free_port(), mllp_port=port, dicom_port=free_port(),
+                     metrics_port=free_port())
     # Intake is measured, not the model: summaries wait until someone asks for one.
     cfg.write_text(cfg.read_text().replace("max_tokens = 192", "max_tokens = 192\nsummarize_on_arrival = false"))
     log = (tmp / "applianced.log").open("w")

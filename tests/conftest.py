@@ -29,7 +29,7 @@ def state(tmp_path: Path) -> Path:
     from appliance.cli.init import init_state
 
     return init_state(tmp_path / "state", grpc_port=free_port(), mllp_port=free_port(),
-                      dicom_port=free_port())
+                      dicom_port=free_port(), metrics_port=free_port())
 
 
 @dataclass

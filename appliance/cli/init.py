@@ -21,7 +21,7 @@ def default_model_path() -> Path | None:
 
 
 def init_state(state_dir: Path, *, grpc_port: int = 50051, mllp_port: int = 2575, dicom_port: int = 11112,
-               model: Path | None = None,
+               metrics_port: int = 9464, model: Path | None = None,
                n_gpu_layers: int = -1, force: bool = False) -> Path:
     state_dir = state_dir.resolve()
     cfg_path = state_dir / "appliance.toml"
@@ -58,6 +58,11 @@ host = "127.0.0.1"
 port = {dicom_port}
 ae_title = "APPLIANCE"   # the Called AE Title the PACS must use
 max_pdu_bytes = 1048576
+
+[metrics]
+enabled = true
+host = "127.0.0.1"       # Prometheus text format at http://HOST:PORT/metrics; counts only, no content
+port = {metrics_port}
 
 [store]
 path = "appliance.db"

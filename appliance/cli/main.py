@@ -36,7 +36,7 @@ def cmd_init(args) -> int:
     from .init import init_state
 
     path = init_state(args.state_dir, grpc_port=args.grpc_port, mllp_port=args.mllp_port,
-                      dicom_port=args.dicom_port, model=args.model,
+                      dicom_port=args.dicom_port, metrics_port=args.metrics_port, model=args.model,
                       n_gpu_layers=args.n_gpu_layers, force=args.force)
     print(path)
     return 0
@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grpc-port", type=int, default=50051)
     p.add_argument("--mllp-port", type=int, default=2575)
     p.add_argument("--dicom-port", type=int, default=11112)
+    p.add_argument("--metrics-port", type=int, default=9464)
     p.add_argument("--model", type=Path, help="GGUF file (default: the installed SmolLM2 package)")
     p.add_argument("--n-gpu-layers", type=int, default=-1)
     p.add_argument("--force", action="store_true")

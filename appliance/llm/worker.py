@@ -85,6 +85,8 @@ class SummaryWorker:
         self.completed = 0
         self.failed = 0
         self.tokens_generated = 0
+        self.generation_seconds = 0.0
+        self.leaks_redacted = 0
 
     def start(self) -> None:
         n = self._store.requeue_interrupted()
@@ -151,6 +153,8 @@ class SummaryWorker:
         self._store.save_summary(row, "worker")
         self.completed += 1
         self.tokens_generated += tokens
+        self.generation_seconds += time.monotonic() - started
+        self.leaks_redacted += leaks
         log.info("summary done doc=%s tokens=%d seconds=%.2f leaks_redacted=%d", doc_id, tokens,
                  time.monotonic() - started, leaks)
         self._hub.publish(doc_id, FinalEvent(row))

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import logging
 import time
+from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -82,6 +83,7 @@ class IntakeService:
         self.accepted = 0
         self.duplicates = 0
         self.rejected = 0
+        self.outcomes: Counter[tuple[str, str]] = Counter()  # (transport, outcome) -> messages
         self.last_prepare = 0.0  # monotonic time of the last message prepared
 
     def busy(self, window: float = 0.25) -> bool:
@@ -194,6 +196,7 @@ class IntakeService:
                 r = IntakeResult("ERROR", p.header, reason=err.reason, error=err,
                                  acks=tuple(acks_for(p.header, False, err)))
             out.append(r)
+            self.outcomes[(p.transport, r.outcome)] += 1
             self._after(r)
         return out
 

@@ -302,6 +302,16 @@ class Store:
     def count_documents(self) -> int:
         return self._query("SELECT count(*) FROM documents")[0][0]
 
+    def gauges(self) -> dict[str, dict[str, int]]:
+        """Counts for monitoring (no content): documents by status, jobs by state, open dead
+        letters by transport."""
+        return {
+            "documents": dict(self._query("SELECT status, count(*) FROM documents GROUP BY status")),
+            "jobs": dict(self._query("SELECT state, count(*) FROM jobs GROUP BY state")),
+            "dead_letters": dict(self._query("SELECT transport, count(*) FROM dead_letters "
+                                             "WHERE resolved_ms IS NULL GROUP BY transport")),
+        }
+
     def surrogate_map(self, doc_id: str) -> dict[str, str]:
         return dict(self._query("SELECT surrogate, original FROM surrogates WHERE document_id=?", (doc_id,)))
 

@@ -1,0 +1,73 @@
+"""Prometheus text exposition (format 0.0.4) on loopback: GET /metrics. Counts, states and
+timings only; nothing here ever carries report text, a name or an identifier."""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from ..config import MetricsConfig
+from ..services.status import Metric
+
+log = logging.getLogger(__name__)
+
+
+def _escape(v: str) -> str:
+    return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def render(metrics: list[Metric]) -> str:
+    out = []
+    for m in metrics:
+        out.append(f"# HELP {m.name} {m.help}")
+        out.append(f"# TYPE {m.name} {m.kind}")
+        for labels, value in m.samples:
+            lab = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+            number = repr(value) if value != int(value) else str(int(value))
+            out.append(f"{m.name}{{{lab}}} {number}" if lab else f"{m.name} {number}")
+    return "\n".join(out) + "\n"
+
+
+class MetricsServer:
+    def __init__(self, cfg: MetricsConfig, collect: Callable[[], list[Metric]]) -> None:
+        self._cfg = cfg
+        collect_ = collect
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                if self.path.split("?")[0] != "/metrics":
+                    self.send_error(404, "only /metrics is served here")
+                    return
+                try:
+                    body = render(collect_()).encode()
+                except Exception as e:  # a scrape must never take the daemon down
+                    log.error("metrics collection failed: %s", type(e).__name__)
+                    self.send_error(500, "metrics collection failed; see the daemon log")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, fmt: str, *args) -> None:  # scrapes every few seconds: not worth a line
+                pass
+
+        try:
+            self._httpd = ThreadingHTTPServer((cfg.host, cfg.port), Handler)
+        except OSError as e:
+            raise OSError(f"cannot bind metrics to {cfg.host}:{cfg.port} (config key metrics.port): "
+                          f"{e.strerror}") from None
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics", daemon=True)
+
+    def start(self) -> int:
+        self._thread.start()
+        log.info("metrics on http://%s:%d/metrics", self._cfg.host, self.port)
+        return self.port
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()

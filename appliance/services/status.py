@@ -1,0 +1,88 @@
+"""What the appliance reports about itself for monitoring: message and document counts,
+queues, summaries, the model's device, the process. Numbers and enums only."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import psutil
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    kind: str  # counter | gauge
+    help: str
+    samples: tuple[tuple[tuple[tuple[str, str], ...], float], ...] = field(default_factory=tuple)
+
+
+def sample(value: float, **labels: str) -> tuple[tuple[tuple[str, str], ...], float]:
+    return tuple(sorted(labels.items())), float(value)
+
+
+@dataclass
+class Parts:
+    """The running pieces the figures come from; any may be None while starting."""
+
+    started: float
+    intake: object = None
+    worker: object = None
+    deid_stage: object = None
+    commits: object = None
+    store: object = None
+    engine: object = None
+    mllp: object = None
+    dicom: object = None
+
+
+def collect(p: Parts) -> list[Metric]:
+    out = [Metric("appliance_uptime_seconds", "gauge", "Seconds since the daemon started.",
+                  (sample(time.monotonic() - p.started),))]
+    proc = psutil.Process()
+    out.append(Metric("appliance_process_resident_memory_bytes", "gauge", "Resident memory of the daemon.",
+                      (sample(proc.memory_info().rss),)))
+    if p.engine is not None:
+        info = p.engine.info
+        out.append(Metric("appliance_model_info", "gauge", "The loaded model; device is cuda or cpu.",
+                          (sample(1, model=info.name, device=info.device, gpu_layers=str(info.gpu_layers)),)))
+    if p.intake is not None:
+        out.append(Metric("appliance_messages_total", "counter",
+                          "Messages and reports received, by transport and outcome.",
+                          tuple(sample(n, transport=t, outcome=o.lower())
+                                for (t, o), n in sorted(dict(p.intake.outcomes).items()))))
+    if p.commits is not None:
+        out.append(Metric("appliance_commit_batches_total", "counter", "Group-commit transactions.",
+                          (sample(p.commits.batches),)))
+    if p.deid_stage is not None:
+        out.append(Metric("appliance_deidentified_total", "counter",
+                          "Documents de-identified after an MLLP or DICOM acknowledgement.",
+                          (sample(p.deid_stage.done),)))
+    if p.worker is not None:
+        w = p.worker
+        out += [
+            Metric("appliance_summaries_total", "counter", "Summaries written, by result.",
+                   (sample(w.completed, result="ok"), sample(w.failed, result="failed"))),
+            Metric("appliance_summary_tokens_total", "counter", "Tokens generated.", (sample(w.tokens_generated),)),
+            Metric("appliance_summary_seconds_total", "counter", "Seconds spent generating.",
+                   (sample(round(w.generation_seconds, 3)),)),
+            Metric("appliance_leaks_redacted_total", "counter",
+                   "Declared identifiers the leak gate removed from prompts and model output.",
+                   (sample(w.leaks_redacted),)),
+        ]
+    if p.mllp is not None:
+        out.append(Metric("appliance_mllp_connections_total", "counter", "MLLP connections accepted.",
+                          (sample(p.mllp.connections),)))
+    if p.dicom is not None:
+        out.append(Metric("appliance_dicom_associations_total", "counter", "DICOM associations accepted.",
+                          (sample(p.dicom.associations),)))
+    if p.store is not None:
+        g = p.store.gauges()
+        out += [
+            Metric("appliance_documents", "gauge", "Documents in the store, by status.",
+                   tuple(sample(n, status=s.lower()) for s, n in sorted(g["documents"].items()))),
+            Metric("appliance_summary_jobs", "gauge", "Summary jobs, by state.",
+                   tuple(sample(n, state=s.lower()) for s, n in sorted(g["jobs"].items()))),
+            Metric("appliance_dead_letters", "gauge", "Refused messages not yet resolved, by transport.",
+                   tuple(sample(n, transport=t) for t, n in sorted(g["dead_letters"].items()))),
+        ]
+    return out
