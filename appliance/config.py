@@ -35,6 +35,7 @@ class DicomConfig:
     host: str = "127.0.0.1"
     port: int = 11112
     ae_title: str = "APPLIANCE"  # the Called AE Title a PACS must address
+    calling_ae_titles: tuple[str, ...] = ()  # senders allowed to associate; empty: any
     max_pdu_bytes: int = 1024 * 1024
     max_dataset_bytes: int = 64 * 1024 * 1024
 
@@ -90,6 +91,10 @@ _SECTIONS = {"grpc": GrpcConfig, "mllp": MllpConfig, "dicom": DicomConfig, "metr
 
 def _coerce(path: Path, key: str, value: Any, default: Any, base: Path) -> Any:
     kind = type(default)
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(path, key, "must be a list of non-empty strings, e.g. [\"PACS1\", \"PACS2\"]")
+        return tuple(value)
     if isinstance(default, Path):
         if not isinstance(value, str) or not value:
             raise ConfigError(path, key, "must be a non-empty path string")

@@ -245,3 +245,21 @@ def test_kill_9_while_a_pacs_sends_loses_no_report_that_got_success(state, tmp_p
     assert stop_daemon(run) == 0
     keys = [k for k in stored_keys(state) if k.startswith("dicom|")]
     assert len(keys) == len(set(keys)) == 300, "a report was stored twice or lost"
+
+
+@needs_dcmtk
+def test_only_listed_calling_ae_titles_may_send(state, tmp_path):
+    from conftest import start_daemon, stop_daemon
+
+    state.write_text(state.read_text().replace("calling_ae_titles = []", 'calling_ae_titles = ["PACS1"]'))
+    run = start_daemon(state, tmp_path / "d.log")
+    try:
+        path = tmp_path / "r.dcm"
+        path.write_bytes(make_sr())
+        r = subprocess.run([STORESCU, "-v", "-aec", "APPLIANCE", "-aet", "INTRUDER", "127.0.0.1",
+                            str(dicom_port(run)), str(path)], capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0 and "Calling AE Title Not Recognized" in r.stdout + r.stderr
+        r = storescu(dicom_port(run), path)  # -aet PACS1
+        assert "Received Store Response (Success)" in r.stdout + r.stderr
+    finally:
+        stop_daemon(run)

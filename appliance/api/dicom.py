@@ -314,6 +314,10 @@ class DicomServer:
             writer.write(associate_rj(1, 7))  # called AE title not recognised
             log.warning("DICOM association rejected: called AE title is not dicom.ae_title (%s)", self._cfg.ae_title)
             return None
+        if self._cfg.calling_ae_titles and assoc.calling not in self._cfg.calling_ae_titles:
+            writer.write(associate_rj(1, 3))  # calling AE title not recognised
+            log.warning("DICOM association rejected: calling AE title not in dicom.calling_ae_titles")
+            return None
         results = []
         for pc_id, abstract, transfers in proposed:
             if abstract not in ABSTRACT_SYNTAXES:

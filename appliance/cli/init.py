@@ -57,6 +57,7 @@ enabled = true
 host = "127.0.0.1"
 port = {dicom_port}
 ae_title = "APPLIANCE"   # the Called AE Title the PACS must use
+calling_ae_titles = []   # AE titles allowed to send, e.g. ["PACS1"]; empty: any sender that reaches the port
 max_pdu_bytes = 1048576
 
 [metrics]
