@@ -33,6 +33,7 @@ from .services.intake import IntakeService
 from .services.status import Parts, collect
 from .store import Store, open_store
 from .store.keys import read_key
+from .store.lock import StateLock
 from .v1 import appliance_pb2 as pb
 from .v1 import appliance_pb2_grpc as pb_grpc
 
@@ -57,6 +58,7 @@ class Daemon:
         self.metrics_port = 0
         self.metrics: MetricsServer | None = None
         self._started = time.monotonic()
+        self._lock = StateLock(cfg.state_dir, "applianced")
         self.commits: CommitQueue | None = None
         self.deid_stage: DeidStage | None = None
         self._server: grpc.Server | None = None
@@ -83,6 +85,7 @@ class Daemon:
         self.grpc_port = add_server_port(self._server, cfg.grpc)
         self._server.start()
 
+        self._lock.acquire()  # before the store: one daemon per database
         self.store = open_store(cfg.store.path, cfg.store.key_file)
         deid_secret = read_key(cfg.deid.secret_file, "deid")
         digest = verify_model(cfg.model.path, cfg.model.sha256)
@@ -151,6 +154,7 @@ class Daemon:
             self.engine.close()
         if self.store is not None:
             self.store.close()
+        self._lock.release()
         log.info("stopped cleanly")
 
 

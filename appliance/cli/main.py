@@ -65,6 +65,19 @@ def cmd_submit(args) -> int:
     return rc
 
 
+def cmd_rotate_key(args) -> int:
+    from ..config import load_config
+    from ..store.lock import StateLock
+    from ..store.rotate import rotate_key
+
+    cfg = load_config(args.config)
+    with StateLock(cfg.state_dir, "rotate-key"):
+        kept = rotate_key(cfg.store.path, cfg.store.key_file)
+    print(f"database re-encrypted under a new key: {kept} documents kept; new key in {cfg.store.key_file}. "
+          "Back up the new key now: without it the database cannot be read.")
+    return 0
+
+
 def cmd_summary(args) -> int:
     from ..v1 import appliance_pb2 as pb
 
@@ -184,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default="appliancectl")
     p.set_defaults(fn=cmd_submit)
 
+    p = sub.add_parser("rotate-key", help="re-encrypt the database under a new random key (daemon stopped)")
+    p.set_defaults(fn=cmd_rotate_key)
     p = sub.add_parser("summary", help="print a document's summary")
     p.add_argument("doc_id")
     p.add_argument("--follow", action="store_true", help="stream tokens as the model writes them")

@@ -392,9 +392,12 @@ def _connect(path: Path, key: bytes, key_file: Path) -> sqlcipher3.Connection:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlcipher3.DatabaseError:
         conn.close()
+        pending = key_file.with_name(key_file.name + ".new")
+        hint = (f" A key rotation was interrupted: {pending} holds the new key; move it to {key_file}."
+                if pending.exists() else "")
         raise StoreKeyError(f"store: database {path} cannot be opened with the {describe(key_file)}: "
                             "wrong key, or not an appliance database. Restore the matching key file; "
-                            "without it the data cannot be read") from None
+                            "without it the data cannot be read." + hint) from None
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")  # an ACK promises the commit survives power loss
     conn.execute("PRAGMA foreign_keys=ON")
