@@ -56,6 +56,13 @@ def test_oru_in_streamed_summary_out_without_identifiers(daemon, report):
 
     doc = stub.GetDocument(pb.GetDocumentRequest(document_id=doc_id), timeout=10)
     assert doc.status == pb.SUMMARIZED
+    # Every figure of the real model's summary is either in the report or flagged, never both.
+    from appliance.llm.verify import _numbers, normalise
+
+    in_report = {normalise(n) for _, n in _numbers(doc.deidentified_text)}
+    flagged = set(final.unsupported_numbers)
+    for _, n in _numbers(final.text):
+        assert (n in flagged) == (normalise(n) not in in_report), n
     for ident in _pid_identifiers(report):
         assert not _contains(doc.deidentified_text, ident), "a PID identifier reached the stored text"
         assert not _contains(final.text, ident), "a PID identifier reached the summary"

@@ -17,6 +17,7 @@ from ..store.db import Store, SummaryRow, now_ms
 from .engine import Engine
 from .prompt import SYSTEM, fit_prompt
 from .think import strip_thinking
+from .verify import unsupported_numbers
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class SummaryWorker:
         self.tokens_generated = 0
         self.generation_seconds = 0.0
         self.leaks_redacted = 0
+        self.unsupported_numbers = 0
 
     def start(self) -> None:
         n = self._store.requeue_interrupted()
@@ -148,13 +150,15 @@ class SummaryWorker:
             self._store.requeue_interrupted()
             return
         leaks = pre.hits + sgate.hits
+        unsupported = unsupported_numbers(text, prompt)
         row = SummaryRow(document_id=doc_id, text=text.strip(), model=self._engine.info.name, tokens=tokens,
-                         leaks_redacted=leaks, created_ms=now_ms())
+                         leaks_redacted=leaks, created_ms=now_ms(), unsupported_numbers=unsupported)
         self._store.save_summary(row, "worker")
         self.completed += 1
         self.tokens_generated += tokens
         self.generation_seconds += time.monotonic() - started
         self.leaks_redacted += leaks
-        log.info("summary done doc=%s tokens=%d seconds=%.2f leaks_redacted=%d", doc_id, tokens,
-                 time.monotonic() - started, leaks)
+        self.unsupported_numbers += len(unsupported)
+        log.info("summary done doc=%s tokens=%d seconds=%.2f leaks_redacted=%d unsupported_numbers=%d", doc_id,
+                 tokens, time.monotonic() - started, leaks, len(unsupported))
         self._hub.publish(doc_id, FinalEvent(row))

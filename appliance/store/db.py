@@ -57,6 +57,7 @@ class SummaryRow:
     tokens: int
     leaks_redacted: int
     created_ms: int
+    unsupported_numbers: tuple[str, ...] = ()  # figures the report does not state
 
 
 @dataclass(frozen=True)
@@ -344,14 +345,16 @@ class Store:
 
     def save_summary(self, s: SummaryRow, actor: str) -> None:
         with self.transaction() as cur:
-            cur.execute("INSERT OR REPLACE INTO summaries(document_id, text, model, tokens, leaks_redacted, created_ms) "
-                        "VALUES (?,?,?,?,?,?)", (s.document_id, s.text, s.model, s.tokens, s.leaks_redacted,
-                                                 s.created_ms))
+            cur.execute("INSERT OR REPLACE INTO summaries(document_id, text, model, tokens, leaks_redacted, created_ms, "
+                        "unsupported_numbers) VALUES (?,?,?,?,?,?,?)",
+                        (s.document_id, s.text, s.model, s.tokens, s.leaks_redacted, s.created_ms,
+                         json.dumps(list(s.unsupported_numbers))))
             cur.execute("DELETE FROM jobs WHERE document_id=?", (s.document_id,))
             cur.execute("UPDATE documents SET status='SUMMARIZED' WHERE id=? AND status<>'SUPERSEDED'",
                         (s.document_id,))
             self._audit(cur, actor, "summary.created", s.document_id,
-                        f"tokens={s.tokens} leaks_redacted={s.leaks_redacted}")
+                        f"tokens={s.tokens} leaks_redacted={s.leaks_redacted} "
+                        f"unsupported_numbers={len(s.unsupported_numbers)}")
 
     def fail_job(self, doc_id: str, reason: str, actor: str) -> None:
         with self.transaction() as cur:
@@ -360,9 +363,13 @@ class Store:
             self._audit(cur, actor, "summary.failed", doc_id, reason)
 
     def get_summary(self, doc_id: str) -> SummaryRow | None:
-        rows = self._query("SELECT document_id, text, model, tokens, leaks_redacted, created_ms FROM summaries "
+        rows = self._query("SELECT document_id, text, model, tokens, leaks_redacted, created_ms, unsupported_numbers "
+                           "FROM summaries "
                            "WHERE document_id=?", (doc_id,))
-        return SummaryRow(*rows[0]) if rows else None
+        if not rows:
+            return None
+        *head, numbers = rows[0]
+        return SummaryRow(*head, unsupported_numbers=tuple(json.loads(numbers)))
 
     # -- dead letters ---------------------------------------------------------------------
     def list_dead_letters(self, limit: int = 50, include_resolved: bool = False) -> list[DeadLetterRow]:

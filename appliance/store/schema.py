@@ -85,4 +85,8 @@ MIGRATIONS: list[str] = [
     ALTER TABLE documents ADD COLUMN known_json TEXT;
     CREATE INDEX documents_status ON documents(status);
     """,
+    # 3: numbers in a summary that the report does not state, recorded with the summary.
+    """
+    ALTER TABLE summaries ADD COLUMN unsupported_numbers TEXT NOT NULL DEFAULT '[]';
+    """,
 ]
