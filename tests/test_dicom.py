@@ -263,3 +263,26 @@ def test_only_listed_calling_ae_titles_may_send(state, tmp_path):
         assert "Received Store Response (Success)" in r.stdout + r.stderr
     finally:
         stop_daemon(run)
+
+
+@pytest.mark.parametrize("abuse", ["pdv_on_unknown_context", "dataset_before_command", "huge_pdu",
+                                   "truncated_pdv", "second_associate"])
+def test_protocol_abuse_aborts_that_association_only(daemon, abuse):
+    from dicom_client import associate_rq, pdu, read_pdu
+
+    port = dicom_port(daemon)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(associate_rq("APPLIANCE"))
+        kind, _ = read_pdu(s)
+        assert kind == 0x02  # A-ASSOCIATE-AC
+        bad = {
+            "pdv_on_unknown_context": pdu(0x04, struct.pack(">IBB", 4, 99, 3) + b"xx"),
+            "dataset_before_command": pdu(0x04, struct.pack(">IBB", 4, 1, 2) + b"xx"),
+            "huge_pdu": struct.pack(">BBI", 0x04, 0, 0x7FFFFFFF),
+            "truncated_pdv": pdu(0x04, struct.pack(">IBB", 400, 1, 3) + b"xx"),
+            "second_associate": associate_rq("APPLIANCE"),
+        }[abuse]
+        s.sendall(bad)
+        kind, _ = read_pdu(s)
+        assert kind == 0x07  # A-ABORT
+    test_echoscu_verifies_the_association(daemon)  # the listener serves the next peer
