@@ -87,6 +87,9 @@ def cmd_summary(args) -> int:
         for ev in stub.StreamSummary(pb.StreamSummaryRequest(document_id=args.doc_id), timeout=5):
             if ev.HasField("final"):
                 print(ev.final.text)
+                if ev.final.unsupported_numbers:
+                    print("-- not in the report, do not trust: " + ", ".join(ev.final.unsupported_numbers),
+                          file=sys.stderr)
                 return 0
         return 1
     streamed = False
@@ -101,6 +104,9 @@ def cmd_summary(args) -> int:
             sys.stdout.write("\n")
             print(f"-- {ev.final.tokens} tokens, model {ev.final.model}, "
                   f"{ev.final.leaks_redacted} identifiers redacted by the leak gate", file=sys.stderr)
+            if ev.final.unsupported_numbers:
+                print("-- not in the report, do not trust: " + ", ".join(ev.final.unsupported_numbers),
+                      file=sys.stderr)
     return 0
 
 
