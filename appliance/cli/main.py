@@ -78,6 +78,11 @@ def cmd_rotate_key(args) -> int:
     return 0
 
 
+def _warn_unsupported(final) -> None:
+    if final.unsupported_numbers:
+        print("-- not in the report, do not trust: " + ", ".join(final.unsupported_numbers), file=sys.stderr)
+
+
 def cmd_summary(args) -> int:
     from ..v1 import appliance_pb2 as pb
 
@@ -87,9 +92,7 @@ def cmd_summary(args) -> int:
         for ev in stub.StreamSummary(pb.StreamSummaryRequest(document_id=args.doc_id), timeout=5):
             if ev.HasField("final"):
                 print(ev.final.text)
-                if ev.final.unsupported_numbers:
-                    print("-- not in the report, do not trust: " + ", ".join(ev.final.unsupported_numbers),
-                          file=sys.stderr)
+                _warn_unsupported(ev.final)
                 return 0
         return 1
     streamed = False
@@ -104,9 +107,7 @@ def cmd_summary(args) -> int:
             sys.stdout.write("\n")
             print(f"-- {ev.final.tokens} tokens, model {ev.final.model}, "
                   f"{ev.final.leaks_redacted} identifiers redacted by the leak gate", file=sys.stderr)
-            if ev.final.unsupported_numbers:
-                print("-- not in the report, do not trust: " + ", ".join(ev.final.unsupported_numbers),
-                      file=sys.stderr)
+            _warn_unsupported(ev.final)
     return 0
 
 
