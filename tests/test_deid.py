@@ -39,6 +39,7 @@ POSITIVE = [
     ("date", "returned 2021-04-09 for follow-up", "2021-04-09"),
     ("date", "PTCA AND STENT TO RCA 12/82.", "12/82"),
     ("date", "PICC placed 7/22 L arm", "7/22"),
+    ("date", "Mr. Leiva flew home on Tuesday morning.", "Tuesday morning"),
     ("date", "PMHX CVA in 94 and 00 affected (R) side", "94 and 00"),
     ("date", "AAA REPAIR IN 14' C/B DVT", "14"),
     ("date", "progress note 1->2 nov, 96   1900 - 0700", "1->2 nov, 96"),
@@ -302,3 +303,8 @@ def test_case_tells_a_place_from_shorthand_where_the_writer_capitalises_names():
     found = {text[s.start:s.end] for s in find_spans(text, NOBODY)}
     assert "Martyn" in found and "Riverside" in found
     assert not found & {"thermodilution", "Milrinone", "camode"}
+
+
+def test_a_weekday_survives_the_whole_week_shift():
+    d = deidentify("Discharge planned for Tuesday morning, clinic 03/12/2024.", KNOWN, SECRET)
+    assert "Tuesday morning" in d.text and "03/12/2024" not in d.text

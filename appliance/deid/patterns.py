@@ -56,6 +56,10 @@ DATE_PATTERNS = [
     # "on the 11th", "the 3rd"
     rf"(?:(?<=\bthe )|(?<=\bon ))(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)\b"
     rf"(?=\s*(?:$|[.,;:)\n]|of\b|at\b|and\b|to\b|through\b|thru\b|-))",
+    # A weekday alone is kept (no Safe Harbor element, and the whole-week shift keeps it true);
+    # a weekday with its time of day is a point in time: "on Monday morning", "Monday at 10"
+    r"(?i)\b(?:mon|tues|wednes|thurs|fri|satur|sun)day\s+(?:morning|afternoon|evening|night|at\s+\d{1,2}"
+    r"(?::\d\d)?\s*(?:[ap]\.?m\.?)?(?!\d))",
     # '92 on its own, and 74' as clinicians write it after a history item
     r"(?<![\w'])'\d\d\b",
     # 1960-1999: never a 24-hour time, so a year wherever it stands (also "1980s")

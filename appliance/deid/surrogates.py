@@ -130,8 +130,13 @@ class Surrogates:
         return prefix + "XX"
 
     def date(self, original: str) -> str:
+        if _WEEKDAY_TIME.match(original):
+            return original  # the shift is whole weeks: "Monday morning" stays Monday morning
         shifted = shift_date_text(original, self.shift_days)
         return shifted if shifted is not None else "[date]"
+
+
+_WEEKDAY_TIME = re.compile(r"(?i)(?:mon|tues|wednes|thurs|fri|satur|sun)day\s")
 
 
 def _year(text: str, default: int = 2000) -> int:
