@@ -50,6 +50,8 @@ POSITIVE = [
     ("phone", "HOME# 603-960-5357", "603-960-5357"),
     ("phone", "grandson visited today.(301 273 45166) both", "301 273 45166"),
     ("phone", "son's ph 555-1234 for updates", "555-1234"),
+    ("phone", "my registered 024 971 50 30. Could you", "024 971 50 30"),
+    ("phone", "788-063-Office\\,07700 063 966-Fax", "07700 063 966"),
     ("phone", "pager #54321 anytime", "54321"),
     ("phone", "Desk: +447700 921 916", "+447700 921 916"),
     ("email", "mail jane.roe@example.com now", "jane.roe@example.com"),

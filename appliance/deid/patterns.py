@@ -96,7 +96,8 @@ PATTERNS: list[tuple[str, str]] = [
     ("ZIP", r"(?i)\b(?:zip(?:\s*code)?|postal\s*code|post\s*code|postcode)\s*(?:is|:|#)?\s*(?P<v>[A-Z0-9]{2,5}(?:[\s\-][A-Z0-9]{2,4})?)\b"),
     # international phone numbers: a leading + or 0 and several digit groups
     ("PHONE", r"(?<![\w+])\+\d{1,3}[\s.\-]?(?:\(0\)\s?)?\d[\d\s.\-]{5,14}\d(?![\d])"),
-    ("PHONE", r"(?<![\w.\-/])\(?0\d{1,4}\)?(?:[\s.\-]\d{2,4}){2,4}(?![\w.\-/]|\.\d)"),
+    # (a full stop or "-Fax" may follow; a dot or dash before more digits continues a number)
+    ("PHONE", r"(?<![\w.\-/])\(?0\d{1,4}\)?(?:[\s.\-]\d{2,4}){2,4}(?![\w/]|[.\-]\d)"),
     ("PHONE", r"(?i)\b(?:call me on|call me at|reach me at|text me at|text me on|messages to|me on|number is)\s"
               r"(?P<v>\+?\(?\d{2,5}\)?(?:[\s.\-]\d{2,6}){1,4})(?![\w.\-/]|\.\d)"),
     ("PHONE", r"(?<![\w)])\(\d{2,4}\)\s?\d{3}[\-\s]\d{3,4}(?![\d])"),
