@@ -7,6 +7,7 @@ from .dictionary import dictionary_spans
 from .initials import join_initials
 from .known import KnownMatcher
 from .patterns import pattern_spans
+from .propagate import propagate_names
 from .spans import merge
 from .streets import street_spans
 from .surrogates import Surrogates
@@ -23,7 +24,8 @@ def find_spans(text: str, known: KnownIdentifiers | None = None,
         spans.extend(matcher.spans(text))
     found, prose = dictionary_spans(text)
     spans.extend(found)
-    return merge(join_initials(text, merge(extend_addresses(text, merge(spans), prose))))
+    spans = join_initials(text, merge(extend_addresses(text, merge(spans), prose)))
+    return merge(propagate_names(text, spans))
 
 
 def deidentify(text: str, known: KnownIdentifiers, secret: bytes) -> Deidentified:

@@ -71,7 +71,7 @@ _YEAR_CUED = re.compile(r"(?i)\b(?:(?:in|since|year|of|yr|circa)\s+((?:19|20)[0-
                         r"stroke|tia|pci|nephrectomy|cholecystectomy|appendectomy|hysterectomy)\s+((?:19|20)[0-5]\d|'?\d\d))(?:'?s)?"
                         r"(?![\w.:/\-%]|\.\d|\s*(?:%|mg|cc|ml|units?|x\b|hrs?\b|min))")
 
-PATTERNS: list[tuple[str, str]] = [
+PATTERNS: list[tuple[str, str] | tuple[str, str, tuple[str, ...]]] = [
     ("EMAIL", r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+"),
     ("URL", r"\b(?:https?://|ftp://|www\.)[^\s<>\"']+"),
     ("IP", r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])"),
@@ -121,11 +121,13 @@ PATTERNS: list[tuple[str, str]] = [
     # "Király u. 15.": Hungarian utca, abbreviated
     ("ADDRESS", r"\b[A-ZÀ-Ž][\w\-]+(?:\s[A-ZÀ-Ž][\w\-]+)?\su\.\s\d+\.?"),
     # military mail: "PSC 0413, Box 8144 APO AA 42323", "Unit 4719 Box 7394 DPO AP 70942"
-    ("ADDRESS", r"(?i)\b(?:PSC|Unit|USNS|USNV|USS|USCGC)\s+\d{3,5},?\s*Box\s+\d{3,5}\b"),
-    ("ADDRESS", r"(?i)\b(?:USNS|USNV|USS|USCGC)\s+[^\W\d_][\w'\-]*(?=\s*(?:APO|DPO|FPO)\b)"),
-    ("ADDRESS", r"(?i)\b(?:APO|DPO|FPO)\s+A[AEP]\s+\d{5}\b"),
+    ("ADDRESS", r"(?i)\b(?:PSC|Unit|USNS|USNV|USS|USCGC)\s+\d{3,5},?\s*Box\s+\d{3,5}\b", ("box",)),
+    ("ADDRESS", r"(?i)\b(?:USNS|USNV|USS|USCGC)\s+[^\W\d_][\w'\-]*(?=\s*(?:APO|DPO|FPO)\b)",
+     ("apo", "dpo", "fpo")),
+    ("ADDRESS", r"(?i)\b(?:APO|DPO|FPO)\s+A[AEP]\s+\d{5}\b", ("apo", "dpo", "fpo")),
     # "the corner of Postbox 21 and Elisabeth Parks"
-    ("ADDRESS", r"(?i)\b(?:the\s+)?corner\s+of\s+[^\n,;]{2,40}?\s+and\s+[A-ZÀ-Ž][\w\-]*(?:\s+[A-ZÀ-Ž][\w\-]*){0,3}"),
+    ("ADDRESS", r"(?i)\b(?:the\s+)?corner\s+of\s+[^\n,;]{2,40}?\s+and\s+[A-ZÀ-Ž][\w\-]*(?:\s+[A-ZÀ-Ž][\w\-]*){0,3}",
+     ("corner",)),
     # form fields: "Name: Kamila Červinková"
     ("NAME", r"\b(?:Name|NAME|Patient|PATIENT|Contact|CONTACT)\s?:[ \t]*(?P<v>[^\W\d_][\w'\-]*(?:[ \t]+[^\W\d_][\w'.\-]*){0,2})"),
     # "lives at ...", "address: ...": the rest of the clause
@@ -141,10 +143,11 @@ PATTERNS: list[tuple[str, str]] = [
                 r"(?:\s*(?:Apt|Suite|Ste|Unit|#)\.?\s*[\w\-]+)?"),
     # a named street with no number: "on Berg Hills Street"
     ("ADDRESS", r"\b(?!(?:The|A|An|This|That|Our|My|Your|His|Her|Their|On|In|At|Of|To)\s)"
-                r"(?:[A-Z][a-z]+\s+){1,3}(?:Street|Avenue|Road|Boulevard|Lane|Drive)\b"),
+                r"(?:[A-Z][a-z]+\s+){1,3}(?:Street|Avenue|Road|Boulevard|Lane|Drive)\b",
+     ("street", "avenue", "road", "boulevard", "lane", "drive")),
     # "Hoge Wei 32 street", "Árpád fejedelem útja 3. street": a name and number the word street follows
     ("ADDRESS", r"(?:\bC/\s*|\b)[A-ZÀ-Ž][\w'\-]*\.?(?:[ \t]+[\w'\-]+\.?){0,3}[ \t]+\d{1,5}\.?"
-                r"(?=[ \t]+(?:street\b|road\b|avenue\b|St\.|Str\.))"),
+                r"(?=[ \t]+(?:street\b|road\b|avenue\b|St\.|Str\.))", ("street", "road", "avenue", "st.", "str.")),
     ("ADDRESS", r"(?i)\b(?:p\.?\s?o\.?\s+box)\s+\d+"),
 ] + [("DATE", p) for p in DATE_PATTERNS]
 
@@ -191,8 +194,9 @@ def _month_day_spans(text: str) -> list[Span]:
     return out
 
 
-_COMPILED = [(label, re.compile(p, re.IGNORECASE if label in ("DATE", "URL") else 0))
-             for label, p in PATTERNS]
+# (label, regex, words one of which the text must contain for the regex to be worth running)
+_COMPILED = [(entry[0], re.compile(entry[1], re.IGNORECASE if entry[0] in ("DATE", "URL") else 0),
+              entry[2] if len(entry) > 2 else ()) for entry in PATTERNS]
 
 
 # IBAN (an account number, Safe Harbor class 10): country, check digits, 11-30 letters and digits,
@@ -226,7 +230,10 @@ def _iban_ok(candidate: str) -> bool:
 
 def pattern_spans(text: str) -> list[Span]:
     out: list[Span] = []
-    for label, rx in _COMPILED:
+    lower = text.lower()
+    for label, rx, needs in _COMPILED:
+        if needs and not any(w in lower for w in needs):
+            continue
         # A pattern with a (?P<v>...) group marks only that group; the rest is context.
         g = "v" if "v" in rx.groupindex else 0
         out.extend(Span(m.start(g), m.end(g), label) for m in rx.finditer(text) if m.start(g) < m.end(g)
