@@ -310,3 +310,11 @@ def test_case_tells_a_place_from_shorthand_where_the_writer_capitalises_names():
 def test_a_weekday_survives_the_whole_week_shift():
     d = deidentify("Discharge planned for Tuesday morning, clinic 03/12/2024.", KNOWN, SECRET)
     assert "Tuesday morning" in d.text and "03/12/2024" not in d.text
+
+
+def test_a_name_found_once_is_found_everywhere_in_the_text():
+    text = "Seen with Dr. Szczepanik today. Plan per szczepanik's note: continue diuresis."
+    spans = find_spans(text, NOBODY)
+    second = text.index("szczepanik's")
+    assert any(s.start <= second < s.end for s in spans)
+    assert not any("diuresis" in text[s.start:s.end] for s in spans)
