@@ -266,7 +266,7 @@ def test_only_listed_calling_ae_titles_may_send(state, tmp_path):
 
 
 @pytest.mark.parametrize("abuse", ["pdv_on_unknown_context", "dataset_before_command", "huge_pdu",
-                                   "truncated_pdv", "second_associate"])
+                                   "truncated_pdv", "second_associate", "huge_release", "endless_command"])
 def test_protocol_abuse_aborts_that_association_only(daemon, abuse):
     from dicom_client import associate_rq, pdu, read_pdu
 
@@ -281,6 +281,9 @@ def test_protocol_abuse_aborts_that_association_only(daemon, abuse):
             "huge_pdu": struct.pack(">BBI", 0x04, 0, 0x7FFFFFFF),
             "truncated_pdv": pdu(0x04, struct.pack(">IBB", 400, 1, 3) + b"xx"),
             "second_associate": associate_rq("APPLIANCE"),
+            "huge_release": struct.pack(">BBI", 0x05, 0, 0x7FFFFFFF),
+            "endless_command": b"".join(pdu(0x04, struct.pack(">IBB", 16002, 1, 1) + bytes(16000))
+                                        for _ in range(5)),
         }[abuse]
         s.sendall(bad)
         kind, _ = read_pdu(s)

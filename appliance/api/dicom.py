@@ -40,6 +40,7 @@ C_STORE_RQ, C_STORE_RSP, C_ECHO_RQ, C_ECHO_RSP = 0x0001, 0x8001, 0x0030, 0x8030
 NO_DATASET = 0x0101
 SUCCESS, OUT_OF_RESOURCES, CANNOT_UNDERSTAND = 0x0000, 0xA700, 0xC000
 UNRECOGNIZED_OPERATION = 0x0211
+_MAX_COMMAND = 64 * 1024  # a command set is a few hundred bytes; more is abuse
 
 
 class ProtocolError(Exception):
@@ -227,9 +228,10 @@ class DicomServer:
     async def _read_pdu(self, reader: asyncio.StreamReader) -> tuple[int, bytes]:
         head = await reader.readexactly(6)
         kind, _, length = struct.unpack(">BBI", head)
-        limit = max(self._cfg.max_pdu_bytes, 64 * 1024)
-        if kind in (0x01, 0x04) and length > limit + 64 * 1024:
-            raise ProtocolError(f"PDU of {length} bytes exceeds dicom.max_pdu_bytes")
+        # P-DATA up to what we offered (some peers round up); everything else is small.
+        limit = self._cfg.max_pdu_bytes + 64 * 1024 if kind == 0x04 else 64 * 1024
+        if length > limit:
+            raise ProtocolError(f"PDU type 0x{kind:02x} of {length} bytes is larger than allowed ({limit})")
         return kind, await reader.readexactly(length)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -284,6 +286,8 @@ class DicomServer:
                     raise ProtocolError(f"PDV on presentation context {pc_id}, which was not accepted")
                 if header & 1:  # command
                     command += fragment
+                    if len(command) > _MAX_COMMAND:
+                        raise ProtocolError("DIMSE command set larger than 64 KiB")
                     if header & 2:
                         pending, pc_of_command = decode_command(bytes(command)), pc_id
                         command.clear()
