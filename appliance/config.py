@@ -19,6 +19,10 @@ class GrpcConfig:
     host: str = "127.0.0.1"
     port: int = 50051
     max_message_bytes: int = 16 * 1024 * 1024
+    # A unix socket for local clients (the desktop client): who may connect is decided by the
+    # file's owner, group and mode. Relative paths are under state_dir; "" turns it off.
+    unix_socket: str = ""
+    unix_socket_mode: int = 0o660
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,9 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(p, "model.n_threads", "must be at least 1")
     if not 64 <= cfg.model.max_tokens <= cfg.model.n_ctx:
         raise ConfigError(p, "model.max_tokens", f"must be 64..model.n_ctx ({cfg.model.n_ctx})")
+    if not 0 <= cfg.grpc.unix_socket_mode <= 0o777 or cfg.grpc.unix_socket_mode & 0o007:
+        raise ConfigError(p, "grpc.unix_socket_mode", "must be a file mode such as 0o660 that gives "
+                          "others no access (grant a group instead)")
     if cfg.mllp.max_frame_bytes < 1024:
         raise ConfigError(p, "mllp.max_frame_bytes", "must be at least 1024")
     ae = cfg.dicom.ae_title

@@ -21,7 +21,7 @@ from .api.errors import ErrorInterceptor
 from .api.metrics import MetricsServer
 from .api.mllp import MllpServer
 from .api.servicer import ApplianceServicer
-from .api.transport import add_server_port
+from .api.transport import add_server_port, add_unix_port
 from .config import DEFAULT_CONFIG_PATH, Config, load_config
 from .errors import ApplianceError
 from .llm.engine import Engine, open_engine
@@ -56,6 +56,7 @@ class Daemon:
         self.dicom_port = 0
         self.dicom: DicomServer | None = None
         self.metrics_port = 0
+        self.unix_socket: Path | None = None
         self.metrics: MetricsServer | None = None
         self._started = time.monotonic()
         self._lock = StateLock(cfg.state_dir, "applianced")
@@ -83,6 +84,10 @@ class Daemon:
         self.servicer = ApplianceServicer()
         pb_grpc.add_ApplianceServicer_to_server(self.servicer, self._server)
         self.grpc_port = add_server_port(self._server, cfg.grpc)
+        if cfg.grpc.unix_socket:
+            sock = Path(cfg.grpc.unix_socket)
+            self.unix_socket = add_unix_port(self._server, sock if sock.is_absolute() else cfg.state_dir / sock,
+                                             cfg.grpc.unix_socket_mode)
         self._server.start()
 
         self._lock.acquire()  # before the store: one daemon per database
@@ -144,6 +149,8 @@ class Daemon:
             self.metrics.stop()
         if self._server is not None:
             self._server.stop(grace=5).wait()
+        if self.unix_socket is not None:
+            self.unix_socket.unlink(missing_ok=True)
         if self.commits is not None:
             self.commits.stop()
         if self.deid_stage is not None:

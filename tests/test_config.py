@@ -31,6 +31,7 @@ def test_init_writes_a_working_config_with_0600_keys(state):
     ("ae_title = \"APPLIANCE\"", "ae_title = \"A VERY LONG AE TITLE\"", "dicom.ae_title"),
     ("calling_ae_titles = []", "calling_ae_titles = \"PACS1\"", "dicom.calling_ae_titles"),
     ("max_pdu_bytes = 1048576", "max_pdu_bytes = 10", "dicom.max_pdu_bytes"),
+    ("unix_socket_mode = 0o660", "unix_socket_mode = 0o666", "grpc.unix_socket_mode"),
 ])
 def test_errors_name_file_and_key(state, old, new, key):
     state.write_text(state.read_text().replace(old, new, 1))

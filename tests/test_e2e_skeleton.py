@@ -154,3 +154,17 @@ def test_appliancectl_commands_against_the_daemon(daemon):
     assert '"status": "SUMMARIZED"' in docs.stdout and doc_id in docs.stdout
     text = subprocess.run(ctl + ["document", doc_id], capture_output=True, text=True, timeout=60).stdout
     assert "Whitaker" not in text and "spiculated nodule" in text
+
+
+def test_unix_socket_serves_local_clients_with_its_file_mode(daemon):
+    import stat
+
+    cfg = load_config(daemon.config)
+    sock = cfg.state_dir / cfg.grpc.unix_socket
+    st = sock.stat()
+    assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660
+    from appliance.v1 import appliance_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(f"unix:{sock}") as ch:
+        docs = pb_grpc.ApplianceStub(ch).ListDocuments(pb.ListDocumentsRequest(limit=5), timeout=10)
+    assert list(docs.documents) == []

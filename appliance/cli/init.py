@@ -45,6 +45,8 @@ state_dir = "{state_dir}"
 [grpc]
 host = "127.0.0.1"
 port = {grpc_port}
+unix_socket = "run/appliance.sock"   # for local clients; access is the file's group and mode
+unix_socket_mode = 0o660
 
 [mllp]
 enabled = true
