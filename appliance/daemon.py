@@ -15,7 +15,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from . import sd
+from . import crash, sd
 from .api.dicom import DicomServer
 from .api.errors import ErrorInterceptor
 from .api.metrics import MetricsServer
@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     root = logging.getLogger()
     root.addHandler(sd.log_handler())
     root.setLevel(args.log_level.upper())
+    crash.install()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
