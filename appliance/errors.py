@@ -56,6 +56,12 @@ class NotReady(ApplianceError):
     status = "UNAVAILABLE"
 
 
+class PermissionDenied(ApplianceError):
+    """The caller may not do this over this channel; the message says where it is allowed."""
+
+    status = "PERMISSION_DENIED"
+
+
 class InvalidRequest(ApplianceError):
     """A request field is missing or malformed; the message names the field."""
 

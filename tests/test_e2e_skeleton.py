@@ -168,3 +168,32 @@ def test_unix_socket_serves_local_clients_with_its_file_mode(daemon):
     with grpc.insecure_channel(f"unix:{sock}") as ch:
         docs = pb_grpc.ApplianceStub(ch).ListDocuments(pb.ListDocumentsRequest(limit=5), timeout=10)
     assert list(docs.documents) == []
+
+
+def test_reidentify_only_on_the_unix_socket_and_audited(daemon):
+    from appliance.store import open_store
+    from appliance.v1 import appliance_pb2_grpc as pb_grpc
+
+    resp = daemon.stub().SubmitHL7(pb.SubmitHL7Request(message=SAMPLE.read_bytes()), timeout=30)
+    doc_id = resp.results[0].document_id
+    doc = daemon.stub().GetDocument(pb.GetDocumentRequest(document_id=doc_id), timeout=10)
+    assert "Whitaker" not in doc.deidentified_text
+    with pytest.raises(grpc.RpcError) as e:
+        daemon.stub().Reidentify(pb.ReidentifyRequest(document_id=doc_id, purpose=pb.TREATMENT), timeout=10)
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED and "unix socket" in e.value.details()
+    cfg = load_config(daemon.config)
+    with grpc.insecure_channel(f"unix:{cfg.state_dir / cfg.grpc.unix_socket}") as ch:
+        stub = pb_grpc.ApplianceStub(ch)
+        with pytest.raises(grpc.RpcError) as e:
+            stub.Reidentify(pb.ReidentifyRequest(document_id=doc_id), timeout=10)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "purpose" in e.value.details()
+        r = stub.Reidentify(pb.ReidentifyRequest(document_id=doc_id, purpose=pb.TREATMENT), timeout=10)
+    assert "Whitaker" in r.text and "1.4 cm" in r.text
+    assert "Whitaker" not in daemon.output()
+    stop_daemon(daemon)
+    store = open_store(cfg.store.path, cfg.store.key_file)
+    try:
+        rows = store._query("SELECT action, object_id, detail FROM audit WHERE action='document.reidentified'")
+    finally:
+        store.close()
+    assert rows == [("document.reidentified", doc_id, "purpose=TREATMENT")]

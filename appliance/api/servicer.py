@@ -5,10 +5,11 @@ import queue
 
 import grpc
 
-from ..errors import InvalidMessage, InvalidRequest, NotReady, SummaryFailed
+from ..errors import InvalidMessage, InvalidRequest, NotReady, PermissionDenied, SummaryFailed
 from ..ingest.dicom.read import is_dicom_file
 from ..llm.worker import FailedEvent, FinalEvent, SummaryHub, TokenEvent
 from ..services.intake import IntakeResult, IntakeService
+from ..services.reidentify import reidentify
 from ..store.db import DocumentRow, Store, SummaryRow
 from ..v1 import appliance_pb2 as pb
 from ..v1 import appliance_pb2_grpc as pb_grpc
@@ -107,6 +108,17 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
         if all(r.ok for r in results):
             self._store.resolve_dead_letter(dead.id, "api")
         return pb.SubmitHL7Response(results=[_result(r) for r in results])
+
+    def Reidentify(self, request: pb.ReidentifyRequest, context: grpc.ServicerContext) -> pb.ReidentifyResponse:
+        self._check()
+        if not context.peer().startswith("unix:"):
+            raise PermissionDenied("re-identification is served only on the local unix socket (config key "
+                                   "grpc.unix_socket), to the group allowed to see patient identities")
+        if not request.document_id:
+            raise InvalidRequest("document_id is required")
+        purpose = pb.Purpose.Name(request.purpose) if request.purpose else ""
+        r = reidentify(self._store, request.document_id, purpose, actor="unix-socket")
+        return pb.ReidentifyResponse(document_id=r.document_id, text=r.text, summary=r.summary)
 
     def StreamSummary(self, request: pb.StreamSummaryRequest, context: grpc.ServicerContext):
         self._check()

@@ -1,0 +1,42 @@
+"""Putting the real identity back, for a clinician who is allowed to see it. The surrogate map
+kept (encrypted) with each document turns its de-identified text and its summary back into
+the patient's own names, numbers and dates. Every call is audited with its purpose; the audit
+entry names the document and the purpose, never what was revealed."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..errors import InvalidRequest
+from ..store.db import Store
+
+PURPOSES = ("TREATMENT", "QUALITY_REVIEW", "PATIENT_REQUEST")
+
+
+@dataclass(frozen=True)
+class Reidentified:
+    document_id: str
+    text: str
+    summary: str  # "" when the document has no summary yet
+
+
+def restore(text: str, mapping: dict[str, str]) -> str:
+    """Replace each surrogate (whole words, any case: the model may capitalise) by its original.
+    Placeholders ("[date]") are shared by many originals and cannot be undone."""
+    usable = {s: o for s, o in mapping.items() if s and not (s.startswith("[") and s.endswith("]"))}
+    if not usable:
+        return text
+    lookup = {s.lower(): o for s, o in usable.items()}
+    rx = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(s) for s in sorted(usable, key=len, reverse=True))
+                    + r")(?!\w)", re.IGNORECASE)
+    return rx.sub(lambda m: lookup.get(m.group().lower(), m.group()), text)
+
+
+def reidentify(store: Store, doc_id: str, purpose: str, actor: str) -> Reidentified:
+    if purpose not in PURPOSES:
+        raise InvalidRequest(f"purpose must be one of {', '.join(PURPOSES)}; it is recorded in the audit log")
+    doc = store.get_document(doc_id)  # NotFound names the id
+    mapping = store.surrogate_map(doc_id)
+    summary = store.get_summary(doc_id)
+    store.audit(actor, "document.reidentified", doc_id, f"purpose={purpose}")
+    return Reidentified(doc_id, restore(doc.deid_text, mapping), restore(summary.text, mapping) if summary else "")
