@@ -7,7 +7,7 @@ STATE ?= .state
 GRPC_PORT ?= 50051
 MLLP_PORT ?= 2575
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := build-essential cmake pkg-config git python3-venv python3-dev libsystemd-dev systemd dcmtk
+APT_PACKAGES := build-essential cmake pkg-config git python3-venv python3-dev libsystemd-dev systemd dcmtk openssl
 # Portable CPU build (no -march=native): the same wheel runs on any x86-64 workstation.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 

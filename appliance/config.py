@@ -23,6 +23,11 @@ class GrpcConfig:
     # file's owner, group and mode. Relative paths are under state_dir; "" turns it off.
     unix_socket: str = ""
     unix_socket_mode: int = 0o660
+    # TLS on the TCP port (PEM files; relative paths are under state_dir). With a client CA the
+    # TCP port is mutual TLS: only clients holding a certificate that CA signed get in.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,12 @@ def _validate(cfg: Config) -> None:
     if not 0 <= cfg.grpc.unix_socket_mode <= 0o777 or cfg.grpc.unix_socket_mode & 0o007:
         raise ConfigError(p, "grpc.unix_socket_mode", "must be a file mode such as 0o660 that gives "
                           "others no access (grant a group instead)")
+    if bool(cfg.grpc.tls_cert_file) != bool(cfg.grpc.tls_key_file):
+        raise ConfigError(p, "grpc.tls_key_file" if cfg.grpc.tls_cert_file else "grpc.tls_cert_file",
+                          "TLS needs both grpc.tls_cert_file and grpc.tls_key_file")
+    if cfg.grpc.tls_client_ca_file and not cfg.grpc.tls_cert_file:
+        raise ConfigError(p, "grpc.tls_client_ca_file", "mutual TLS needs the server's own "
+                          "grpc.tls_cert_file and grpc.tls_key_file too")
     if cfg.mllp.max_frame_bytes < 1024:
         raise ConfigError(p, "mllp.max_frame_bytes", "must be at least 1024")
     ae = cfg.dicom.ae_title

@@ -83,7 +83,7 @@ class Daemon:
             self._server)
         self.servicer = ApplianceServicer()
         pb_grpc.add_ApplianceServicer_to_server(self.servicer, self._server)
-        self.grpc_port = add_server_port(self._server, cfg.grpc)
+        self.grpc_port = add_server_port(self._server, cfg.grpc, cfg.state_dir)
         if cfg.grpc.unix_socket:
             sock = Path(cfg.grpc.unix_socket)
             self.unix_socket = add_unix_port(self._server, sock if sock.is_absolute() else cfg.state_dir / sock,

@@ -40,6 +40,11 @@ class Running:
     log: Path
 
     def channel(self) -> grpc.Channel:
+        from appliance.config import load_config
+
+        cfg = load_config(self.config)
+        if cfg.grpc.tls_cert_file:  # the TCP port wants a certificate: tests use the local socket
+            return grpc.insecure_channel(f"unix:{cfg.state_dir / cfg.grpc.unix_socket}")
         return grpc.insecure_channel(f"127.0.0.1:{self.port}")
 
     def stub(self):

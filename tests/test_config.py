@@ -32,6 +32,9 @@ def test_init_writes_a_working_config_with_0600_keys(state):
     ("calling_ae_titles = []", "calling_ae_titles = \"PACS1\"", "dicom.calling_ae_titles"),
     ("max_pdu_bytes = 1048576", "max_pdu_bytes = 10", "dicom.max_pdu_bytes"),
     ("unix_socket_mode = 0o660", "unix_socket_mode = 0o666", "grpc.unix_socket_mode"),
+    ("unix_socket_mode = 0o660", "unix_socket_mode = 0o660\ntls_cert_file = \"server.pem\"", "grpc.tls_key_file"),
+    ("unix_socket_mode = 0o660", "unix_socket_mode = 0o660\ntls_client_ca_file = \"ca.pem\"",
+     "grpc.tls_client_ca_file"),
 ])
 def test_errors_name_file_and_key(state, old, new, key):
     state.write_text(state.read_text().replace(old, new, 1))

@@ -12,8 +12,27 @@ import grpc
 from ..config import GrpcConfig
 
 
-def add_server_port(server: grpc.Server, cfg: GrpcConfig) -> int:
-    port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+def _read(state_dir: Path, name: str, key: str) -> bytes:
+    path = Path(name) if Path(name).is_absolute() else state_dir / name
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise OSError(f"cannot read {path} (config key {key}): {e.strerror}") from None
+
+
+def server_credentials(cfg: GrpcConfig, state_dir: Path) -> grpc.ServerCredentials | None:
+    if not cfg.tls_cert_file:
+        return None
+    cert = _read(state_dir, cfg.tls_cert_file, "grpc.tls_cert_file")
+    key = _read(state_dir, cfg.tls_key_file, "grpc.tls_key_file")
+    ca = _read(state_dir, cfg.tls_client_ca_file, "grpc.tls_client_ca_file") if cfg.tls_client_ca_file else None
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+
+
+def add_server_port(server: grpc.Server, cfg: GrpcConfig, state_dir: Path = Path(".")) -> int:
+    creds = server_credentials(cfg, state_dir)
+    address = f"{cfg.host}:{cfg.port}"
+    port = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot bind gRPC to {cfg.host}:{cfg.port} (config key grpc.port); is another "
                       "process using it?")
@@ -48,8 +67,14 @@ def _listening(path: Path) -> bool:
             return False
 
 
-def client_channel(cfg: GrpcConfig, port: int | None = None) -> grpc.Channel:
-    host = cfg.host if cfg.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+def client_channel(cfg: GrpcConfig, port: int | None = None, state_dir: Path | None = None) -> grpc.Channel:
+    """The local CLI's channel: the unix socket when there is one (no certificate needed on the
+    box itself; the socket's mode decides), else TCP on loopback."""
     opts = [("grpc.max_receive_message_length", cfg.max_message_bytes),
             ("grpc.max_send_message_length", cfg.max_message_bytes)]
+    if cfg.unix_socket and state_dir is not None:
+        sock = Path(cfg.unix_socket) if Path(cfg.unix_socket).is_absolute() else state_dir / cfg.unix_socket
+        if sock.exists():
+            return grpc.insecure_channel(f"unix:{sock}", options=opts)
+    host = cfg.host if cfg.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
     return grpc.insecure_channel(f"{host}:{port or cfg.port}", options=opts)

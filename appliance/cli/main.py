@@ -23,7 +23,7 @@ def _stub(args):
     ports = cfg.state_dir / "run" / "ports.json"
     if port == 0 and ports.exists():  # a daemon on a free port says where it listens
         port = json.loads(ports.read_text())["grpc"]
-    return pb_grpc.ApplianceStub(client_channel(cfg.grpc, port))
+    return pb_grpc.ApplianceStub(client_channel(cfg.grpc, port, cfg.state_dir))
 
 
 def _status_name(value: int) -> str:
