@@ -41,6 +41,9 @@ def add_server_port(server: grpc.Server, cfg: GrpcConfig, state_dir: Path = Path
 
 def add_unix_port(server: grpc.Server, path: Path, mode: int) -> Path:
     """Listen on a unix socket too; the file mode is the access rule (0660: owner and group)."""
+    if len(str(path).encode()) > 107:  # sockaddr_un holds 108 bytes with its NUL
+        raise OSError(f"{path} (config key grpc.unix_socket) is longer than a unix socket path may be "
+                      "(107 bytes); use a shorter path such as /run/appliance/appliance.sock")
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         if not stat.S_ISSOCK(path.stat().st_mode):
