@@ -39,13 +39,15 @@ def init_state(state_dir: Path, *, grpc_port: int = 50051, mllp_port: int = 2575
         if not (state_dir / key).exists():
             write_new_key(state_dir / key)
     digest = sha256_file(model)
+    # A unix socket path holds at most 107 bytes; a deeper state_dir gets none (set one under /run).
+    socket = "run/appliance.sock" if len(str(state_dir / "run/appliance.sock").encode()) <= 107 else ""
     cfg_path.write_text(f"""# Appliance configuration. Relative paths are relative to state_dir.
 state_dir = "{state_dir}"
 
 [grpc]
 host = "127.0.0.1"
 port = {grpc_port}
-unix_socket = "run/appliance.sock"   # for local clients; access is the file's group and mode
+unix_socket = "{socket}"   # for local clients; access is the file's group and mode
 unix_socket_mode = 0o660
 
 [mllp]
