@@ -1,7 +1,7 @@
 """A name found once is a name everywhere in the same text: the context that exposed it
 ("Dr. Samoylova", "Valida M. Ibragimov") is often missing where it is used again ("Valida
-said", "samoylova's note"). Only words no vocabulary knows travel, so one false alarm on an
-ordinary word does not spread through the note."""
+said", "samoylova's note"). Only words outside the English and clinical vocabularies travel,
+so one false alarm on an ordinary word does not spread through the note."""
 from __future__ import annotations
 
 import re
