@@ -21,7 +21,7 @@ from .api.errors import ErrorInterceptor
 from .api.metrics import MetricsServer
 from .api.mllp import MllpServer
 from .api.servicer import ApplianceServicer
-from .api.transport import add_server_port, add_unix_port
+from .api.transport import add_server_port, add_unix_port, state_path
 from .config import DEFAULT_CONFIG_PATH, Config, load_config
 from .errors import ApplianceError
 from .llm.engine import Engine, open_engine
@@ -85,8 +85,7 @@ class Daemon:
         pb_grpc.add_ApplianceServicer_to_server(self.servicer, self._server)
         self.grpc_port = add_server_port(self._server, cfg.grpc, cfg.state_dir)
         if cfg.grpc.unix_socket:
-            sock = Path(cfg.grpc.unix_socket)
-            self.unix_socket = add_unix_port(self._server, sock if sock.is_absolute() else cfg.state_dir / sock,
+            self.unix_socket = add_unix_port(self._server, state_path(cfg.state_dir, cfg.grpc.unix_socket),
                                              cfg.grpc.unix_socket_mode)
         self._server.start()
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-import threading
 from dataclasses import dataclass, field
 from io import BytesIO
 
@@ -23,6 +22,7 @@ from pydicom.uid import UID
 from ..config import DicomConfig
 from ..ingest.dicom.read import SR_CLASSES
 from ..services.intake import IntakeService
+from .listener import TcpListener
 
 log = logging.getLogger(__name__)
 
@@ -186,44 +186,18 @@ def part10(dataset: bytes, sop_class: str, sop_instance: str, transfer_syntax: s
 
 
 # -- the server -------------------------------------------------------------------------------
-class DicomServer:
+class DicomServer(TcpListener):
     def __init__(self, cfg: DicomConfig, intake: IntakeService) -> None:
+        super().__init__("DICOM", cfg.host, cfg.port, "dicom.port")
         self._cfg = cfg
         self._intake = intake
-        self._loop = asyncio.new_event_loop()
-        self._server: asyncio.base_events.Server | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, name="dicom", daemon=True)
-        self._conns: set[asyncio.StreamWriter] = set()
-        self.port = 0
         self.associations = 0
         self.stored = 0
 
     def start(self) -> int:
-        self._thread.start()
-        self.port = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        super().start()
         log.info("DICOM listening on %s:%d as AE %s", self._cfg.host, self.port, self._cfg.ae_title)
         return self.port
-
-    async def _start(self) -> int:
-        try:
-            self._server = await asyncio.start_server(self._handle, self._cfg.host, self._cfg.port,
-                                                      reuse_address=True)
-        except OSError as e:
-            raise OSError(f"cannot bind DICOM to {self._cfg.host}:{self._cfg.port} (config key dicom.port): "
-                          f"{e.strerror}") from None
-        return self._server.sockets[0].getsockname()[1]
-
-    def stop(self) -> None:
-        async def _stop() -> None:
-            if self._server is not None:
-                self._server.close()
-            for w in list(self._conns):
-                w.close()
-            await asyncio.sleep(0)
-        if self._thread.is_alive():
-            asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
 
     async def _read_pdu(self, reader: asyncio.StreamReader) -> tuple[int, bytes]:
         head = await reader.readexactly(6)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 
 from ..config import MllpConfig
 from ..errors import InvalidMessage
 from ..services.intake import IntakeService
+from .listener import TcpListener
 
 log = logging.getLogger(__name__)
 VT, FS, CR = b"\x0b", b"\x1c", b"\x0d"
@@ -22,45 +22,17 @@ def frame(payload: bytes) -> bytes:
     return VT + payload + FS + CR
 
 
-class MllpServer:
+class MllpServer(TcpListener):
     def __init__(self, cfg: MllpConfig, intake: IntakeService) -> None:
+        super().__init__("MLLP", cfg.host, cfg.port, "mllp.port")
         self._cfg = cfg
         self._intake = intake
-        self._loop = asyncio.new_event_loop()
-        self._server: asyncio.base_events.Server | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, name="mllp", daemon=True)
-        self._conns: set[asyncio.StreamWriter] = set()
-        self.port = 0
         self.connections = 0
 
     def start(self) -> int:
-        self._thread.start()
-        fut = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
-        self.port = fut.result(10)
+        super().start()
         log.info("MLLP listening on %s:%d", self._cfg.host, self.port)
         return self.port
-
-    async def _start(self) -> int:
-        try:
-            self._server = await asyncio.start_server(self._handle, self._cfg.host, self._cfg.port,
-                                                      reuse_address=True)
-        except OSError as e:
-            raise OSError(f"cannot bind MLLP to {self._cfg.host}:{self._cfg.port} (config key mllp.port): "
-                          f"{e.strerror}") from None
-        return self._server.sockets[0].getsockname()[1]
-
-    def stop(self) -> None:
-        """Stop accepting, let messages in flight be acknowledged, close connections."""
-        async def _stop() -> None:
-            if self._server is not None:
-                self._server.close()
-            for w in list(self._conns):
-                w.close()
-            await asyncio.sleep(0)
-        if self._thread.is_alive():
-            asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
 
     async def _refuse(self, writer: asyncio.StreamWriter, raw: bytes, reason: str) -> None:
         """Answer a framing error with an AR, keep the bytes as a dead letter, close."""

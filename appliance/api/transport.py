@@ -12,8 +12,13 @@ import grpc
 from ..config import GrpcConfig
 
 
+def state_path(state_dir: Path, name: str) -> Path:
+    """A path from the [grpc] section: absolute as written, else under state_dir."""
+    return Path(name) if Path(name).is_absolute() else state_dir / name
+
+
 def _read(state_dir: Path, name: str, key: str) -> bytes:
-    path = Path(name) if Path(name).is_absolute() else state_dir / name
+    path = state_path(state_dir, name)
     try:
         return path.read_bytes()
     except OSError as e:
@@ -76,7 +81,7 @@ def client_channel(cfg: GrpcConfig, port: int | None = None, state_dir: Path | N
     opts = [("grpc.max_receive_message_length", cfg.max_message_bytes),
             ("grpc.max_send_message_length", cfg.max_message_bytes)]
     if cfg.unix_socket and state_dir is not None:
-        sock = Path(cfg.unix_socket) if Path(cfg.unix_socket).is_absolute() else state_dir / cfg.unix_socket
+        sock = state_path(state_dir, cfg.unix_socket)
         if sock.exists():
             return grpc.insecure_channel(f"unix:{sock}", options=opts)
     host = cfg.host if cfg.host not in ("0.0.0.0", "::", "") else "127.0.0.1"

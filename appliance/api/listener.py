@@ -1,0 +1,45 @@
+"""A TCP listener on its own asyncio loop and thread, shared by the MLLP and DICOM servers:
+bind (a busy port names its config key), track connections, stop by closing them all."""
+from __future__ import annotations
+
+import asyncio
+import threading
+
+
+class TcpListener:
+    def __init__(self, protocol: str, host: str, port: int, config_key: str) -> None:
+        self._protocol, self._host, self._port, self._config_key = protocol, host, port, config_key
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.base_events.Server | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name=protocol.lower(), daemon=True)
+        self._conns: set[asyncio.StreamWriter] = set()
+        self.port = 0
+
+    def start(self) -> int:
+        self._thread.start()
+        self.port = asyncio.run_coroutine_threadsafe(self._bind(), self._loop).result(10)
+        return self.port
+
+    async def _bind(self) -> int:
+        try:
+            self._server = await asyncio.start_server(self._handle, self._host, self._port, reuse_address=True)
+        except OSError as e:
+            raise OSError(f"cannot bind {self._protocol} to {self._host}:{self._port} (config key {self._config_key}): "
+                          f"{e.strerror}") from None
+        return self._server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop accepting and close every connection; work already committed stays committed."""
+        async def _stop() -> None:
+            if self._server is not None:
+                self._server.close()
+            for w in list(self._conns):
+                w.close()
+            await asyncio.sleep(0)
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
