@@ -35,7 +35,7 @@ def _unknown(w: str) -> bool:
         return False
     return len(w) >= 2 and w.replace("'", "").isalpha() and w not in vocab.common() and w not in STOP and w not in CUES \
         and w not in vocab.first_names() and w not in vocab.last_names() and w not in vocab.english_extended() \
-        and not _misspelt_word(w)
+        and w not in vocab.medical() and w not in vocab.allow_terms() and not _misspelt_word(w)
 
 
 @lru_cache(maxsize=65536)

@@ -5,27 +5,63 @@ from ..domain import Deidentified, KnownIdentifiers, Span
 from .address import extend_addresses
 from .dictionary import dictionary_spans
 from .initials import join_initials
+from .institutions import acronym_places
 from .known import KnownMatcher
+from .learned.tagger import Tagger, default_tagger
 from .patterns import pattern_spans
 from .propagate import propagate_names
-from .spans import merge
+from .spans import fill, merge
 from .streets import street_spans
+from .veto import veto
+from . import vocab
 from .surrogates import Surrogates
 
 
 def find_spans(text: str, known: KnownIdentifiers | None = None,
+               matcher: KnownMatcher | None = None, tagger: Tagger | None = None) -> list[Span]:
+    """All PHI spans in `text`, merged, in original offsets: the rules and the learned tagger,
+    each a second opinion on the other (a word either one calls PHI is replaced)."""
+    hard, rules = _rules(text, known, matcher)
+    learned = (tagger or default_tagger()).spans(text, hard)
+    if not learned:
+        return veto(text, rules)
+    return merge(propagate_names(text, veto(text, fill(rules, learned, text))))
+
+
+def learned_spans(text: str, known: KnownIdentifiers | None = None, tagger: Tagger | None = None) -> list[Span]:
+    """The patterns and the learned tagger without the dictionary and cue rules: measured on
+    its own by cross-validation, since no rule of it was written by reading the corpus."""
+    hard, _ = _rules(text, known, None)
+    return fill(merge(hard), (tagger or default_tagger()).spans(text, hard), text)
+
+
+def rule_spans(text: str, known: KnownIdentifiers | None = None,
                matcher: KnownMatcher | None = None) -> list[Span]:
-    """All PHI spans in `text`, merged, in original offsets."""
+    """The rule recognisers alone: patterns, declared identifiers, dictionaries and cues."""
+    return _rules(text, known, matcher)[1]
+
+
+def hard_spans(text: str, known: KnownIdentifiers | None = None,
+               matcher: KnownMatcher | None = None) -> list[Span]:
+    """What patterns and declared identifiers find: the tagger reads these as features."""
     spans = pattern_spans(text)
     spans.extend(street_spans(text))
     if matcher is None and known is not None:
         matcher = KnownMatcher(known)
     if matcher is not None:
         spans.extend(matcher.spans(text))
+    dates = [s for s in spans if s.label == "DATE"]
+    # "12 Mar 1948" also reads as a house number and a street: a date pattern is the better reading.
+    return [s for s in spans if s.label != "ADDRESS" or not any(d.start <= s.start and s.end <= d.end for d in dates)]
+
+
+def _rules(text: str, known: KnownIdentifiers | None,
+           matcher: KnownMatcher | None) -> tuple[list[Span], list[Span]]:
+    hard = hard_spans(text, known, matcher)
     found, prose = dictionary_spans(text)
-    spans.extend(found)
-    spans = join_initials(text, merge(extend_addresses(text, merge(spans), prose)))
-    return merge(propagate_names(text, spans))
+    found.extend(acronym_places(text))
+    spans = join_initials(text, merge(extend_addresses(text, merge(hard + found), prose)))
+    return hard, merge(propagate_names(text, spans))
 
 
 def deidentify(text: str, known: KnownIdentifiers, secret: bytes) -> Deidentified:
@@ -34,14 +70,31 @@ def deidentify(text: str, known: KnownIdentifiers, secret: bytes) -> Deidentifie
                      for field in (n.family, n.given, n.middle) for w in field.split())
     sur = Surrogates(secret, known.patient_key, avoid=real)
     out: list[str] = []
-    mapping: dict[str, str] = {}
+    originals: dict[str, set[str]] = {}
+    positions: dict[str, str] = {}
     pos = 0
+    length = 0
     for s in spans:
         original = text[s.start:s.end]
         replacement = sur.replace(s.label, original)
         out.append(text[pos:s.start])
+        length += s.start - pos
+        # Where each replacement sits in the de-identified text: the report is restored
+        # exactly there and nowhere else.
+        positions[position_key(length, length + len(replacement))] = original
         out.append(replacement)
-        mapping.setdefault(replacement, original)
+        length += len(replacement)
+        originals.setdefault(replacement, set()).add(original)
         pos = s.end
     out.append(text[pos:])
-    return Deidentified(text="".join(out), spans=tuple(spans), surrogates=mapping)
+    # For text without positions (the model's summary), only surrogates that stand for one
+    # original and are no ordinary word can be put back.
+    common = vocab.common()
+    words = {r: next(iter(o)) for r, o in originals.items() if len(o) == 1 and r.lower() not in common}
+    return Deidentified(text="".join(out), spans=tuple(spans), surrogates={**words, **positions})
+
+
+def position_key(start: int, end: int) -> str:
+    """A surrogate-map key for the replacement at [start, end) of the de-identified text; the
+    "@" cannot begin a surrogate, so the two kinds of entry never collide."""
+    return f"@{start}:{end}"

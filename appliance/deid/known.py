@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from ..domain import KnownIdentifiers, PersonName, Span
+from . import vocab
 
 _WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|['\-])*[^\W\d_]|[^\W\d_]")  # any script
 _MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
@@ -55,8 +56,8 @@ def _index(known: KnownIdentifiers) -> _NameIndex:
 
 
 def _fuzzy_label(word: str, idx: _NameIndex) -> str | None:
-    if len(word) < 4 or not idx.fuzzy_parts:
-        return None
+    if len(word) < 4 or not idx.fuzzy_parts or _vocabulary_word(word):
+        return None  # a real word is never a misspelt name: "lung" is not "Lunge"
     if word in idx.fuzzy_parts:
         return idx.fuzzy_parts[word]
     if word in idx.fuzzy:  # a letter missing from the text
@@ -69,22 +70,68 @@ def _fuzzy_label(word: str, idx: _NameIndex) -> str | None:
     return None
 
 
+def _vocabulary_word(word: str) -> bool:
+    w = word.lower()
+    stem = w[:-1] if w.endswith("s") else w
+    return any(x in vocab.common() or x in vocab.medical() for x in (w, stem))
+
+
+def _initial(m: re.Match[str]) -> bool:
+    return len(m.group()) == 1 and m.group().isupper()
+
+
+_TITLES = frozenset("mr mrs ms miss dr pt patient mister madam".split())
+
+
 def _name_spans(text: str, idx: _NameIndex) -> list[Span]:
-    spans: list[Span] = []
+    """Declared name parts in the text. A part that is also an ordinary word (a patient named
+    White, Young or Masse) counts only where the text uses it as a name: next to another part
+    of a declared name, after a title or an initial, or capitalised inside a mixed-case sentence."""
     words = list(_WORD.finditer(text))
+    mixed = sum(map(str.islower, text)) > 0.3 * max(sum(map(str.isalpha, text)), 1)
+    hits: list[tuple[int, str, bool]] = []  # (word index, label, needs context)
     for i, m in enumerate(words):
         w = m.group().lower()
-        label = idx.exact.get(w) or _fuzzy_label(w, idx)
-        if label is None:
+        label = idx.exact.get(w)
+        if label is not None:
+            hits.append((i, label, _vocabulary_word(w)))
+        elif (label := _fuzzy_label(w, idx)) is not None:
+            hits.append((i, label, False))
+    confirmed = {i for i, _l, needs in hits if not needs}
+    spans: list[Span] = []
+    for i, label, needs in hits:
+        m = words[i]
+        if needs and not _used_as_name(text, words, i, confirmed, mixed):
             continue
         spans.append(Span(m.start(), m.end(), label))
         # An initial right before a family name ("J. Smith", "J Smith") is part of the name.
-        if i > 0 and w in idx.family:
+        if i > 0 and m.group().lower() in idx.family:
             prev = words[i - 1]
             gap = text[prev.end():m.start()]
-            if len(prev.group()) == 1 and gap in (". ", " ", ".", ". "):
+            if _initial(prev) and gap in (". ", " ", ".", ". "):
                 spans.append(Span(prev.start(), prev.end() + (1 if gap.startswith(".") else 0), label))
     return spans
+
+
+def _used_as_name(text: str, words: list[re.Match[str]], i: int, confirmed: set[int], mixed: bool) -> bool:
+    def near(j: int) -> bool:
+        if not 0 <= j < len(words):
+            return False
+        a, b = sorted((words[i], words[j]), key=lambda x: x.start())
+        gap = text[a.end():b.start()]
+        return len(gap) <= 3 and "\n" not in gap and all(c in " ,." for c in gap)
+
+    for j in (i - 1, i + 1):
+        if near(j) and (j in confirmed or words[j].group().lower() in _TITLES or (j == i - 1 and _initial(words[j]))):
+            return True
+    raw = words[i].group()
+    after = text[words[i].end():words[i].end() + 2]
+    if raw[0].isupper() and (after.startswith(":") or after.lower() == "'s"):
+        return True  # "Lunge: ..." heads a line, "Young's" owns something
+    if mixed and raw[0].isupper() and not raw.isupper():
+        before = text[max(0, words[i].start() - 3):words[i].start()]
+        return i > 0 and not any(c in before for c in ".!?:\n")  # not a capital that starts a sentence
+    return False
 
 
 def _digits_pattern(value: str) -> re.Pattern[str] | None:
@@ -93,6 +140,25 @@ def _digits_pattern(value: str) -> re.Pattern[str] | None:
         return None
     # The same digits with any of the usual separators between them.
     return re.compile(r"(?<![0-9])" + r"[\s().\-/]*".join(digits) + r"(?![0-9])")
+
+
+def _record_patterns(value: str) -> list[re.Pattern[str]]:
+    """A record number as clinicians write it: whole, with or without its letter prefix or
+    assigning authority, its digits split by spaces, dashes or dots ("MR7300119", "MR-7300119",
+    "7300119", "730-0119")."""
+    pats = []
+    value = value.split("^")[0].strip()
+    for run in re.findall(r"\d+", value):
+        if len(run) >= 4 and (p := _digits_pattern(run)):
+            pats.append(p)
+    letters = re.match(r"([A-Za-z]+)[\s\-]*(\d.*)$", value)
+    if letters:
+        flexible = r"[\s().\-/]*".join(re.escape(c) for c in re.sub(r"\W", "", letters.group(2)))
+        pats.append(re.compile(r"(?<![A-Za-z0-9])" + re.escape(letters.group(1)) + r"[\s\-#:]*" + flexible
+                               + r"(?![A-Za-z0-9])", re.IGNORECASE))
+    if not pats and (p := _literal_pattern(value)):
+        pats.append(p)
+    return pats
 
 
 def _literal_pattern(value: str) -> re.Pattern[str] | None:
@@ -131,8 +197,7 @@ class KnownMatcher:
         self._names = _index(known)
         pats: list[tuple[re.Pattern[str], str]] = []
         for v in known.record_numbers:
-            p = _digits_pattern(v) if re.fullmatch(r"[\d\s().\-/]+", v) else _literal_pattern(v)
-            if p:
+            for p in _record_patterns(v):
                 pats.append((p, "MRN"))
         for v in known.phones:
             p = _digits_pattern(v)

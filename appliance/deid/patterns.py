@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from ..domain import Span
+from . import vocab
 
 USPS_SUFFIXES = """Alley Branch Bridge Brook Brooks Burg Bypass Camp Canyon Cape Causeway Center Centers
 Circles Cliff Cliffs Club Common Corner Corners Course Courts Cove Coves Creek Crescent Crest Crossing
@@ -83,10 +84,12 @@ PATTERNS: list[tuple[str, str] | tuple[str, str, tuple[str, ...]]] = [
     ("PHONE", r"(?i)\b(?:pager|beeper|pgr|pg|bpr|page|cell|mobile|home|work|tel|telephone|phone|ph|fax|ext|"
               r"extension|beep)\s*(?:#|no\.?|number|num)?[\s:#]*(?P<v>\d[\d\s\-.()]{3,14}\d)"),
     ("PHONE", r"(?<![\d\-])\(?\d{3}\)?[\s\-]\d{3}[\s\-]\d{4,5}(?![\d\-])"),
+    # the area code set off by a slash ("617/555-1234", "(617) / 555 1234")
+    ("PHONE", r"(?<![\d\-/])\(?\d{3}\)?\s*/\s*\d{3}[\s.\-]?\d{4}(?![\d\-/])"),
     ("ID", r"(?<![\w\-])(?:\d[\s\-]?){13,19}(?![\w\-])"),  # card and account numbers
     ("ID", r"(?i)\b(?:mrn|mr#|acct|account|med(?:ical)?\s+rec(?:ord)?|unit\s*(?:no|number|#)|"
            r"licen[cs]e|lic|dea|npi|ssn|social\s+security|policy|member\s*id|id|passport|vin|serial|"
-           r"plate|certificate|cert)\s*(?:no\.?|number|#)?\s*[:#]?\s*(?=[A-Z\-]*\d)[A-Z0-9][A-Z0-9\-]{3,}\b"),
+           r"plate|certificate|cert)\s*(?:no\.?|number|#)?\s*[:#]?\s*(?P<v>(?=[A-Z\-]*\d)[A-Z0-9][A-Z0-9\-]{3,})\b"),
     ("ID", r"(?<![\w\-])[A-Z]{1,3}\d{5,}[A-Z0-9]*(?![\w\-])"),
     ("ID", r"(?<![\w\-.])\d{7,}(?![\w\-]|\.\d)"),
     ("AGE", r"(?i)\b(?:9\d|1[0-1]\d)(?:\s*|-)(?:y/?o\b|yo\b|yrs?\b|years?(?:[\s\-]old)?\b|year-old|-year)"),
@@ -243,4 +246,24 @@ def pattern_spans(text: str) -> list[Span]:
     for m in _YEAR_CUED.finditer(text):
         g = 1 if m.group(1) else 2
         out.append(Span(m.start(g), m.end(g), "DATE"))
+    out.extend(_years_after_terms(text))
+    return out
+
+
+_TERM_YEAR = re.compile(r"(?i)\b([a-z][a-z/']*[a-z'])\s+((?:19|20)\d\d|'\d\d)(?:'?s)?"
+                        r"(?![\w.:/\-%]|\.\d|\s*(?:%|mg|cc|ml|units?|x\b|hrs?\b|min))")
+_DX_WORDS = frozenset("dx dx'd dxd diagnosed diagnosis hx s/p sp onset since".split())
+
+
+def _years_after_terms(text: str) -> list[Span]:
+    """A year attached to a diagnosis or procedure ("DM dx'd 2004", "s/p lobectomy 1998"):
+    a date element of the patient's history. A year after an ordinary word stays (Safe Harbor
+    keeps bare years)."""
+    if not any(c.isdigit() for c in text):
+        return []
+    out = []
+    for m in _TERM_YEAR.finditer(text):
+        w = m.group(1).lower()
+        if w in _DX_WORDS or ((w in vocab.medical() or w in vocab.clinical()) and w not in vocab.english()):
+            out.append(Span(m.start(2), m.end(2), "DATE"))
     return out

@@ -17,13 +17,14 @@ _NAMEY = ("NAME", "PATIENT")
 def propagate_names(text: str, spans: list[Span]) -> list[Span]:
     """`spans` plus every other whole-word occurrence of a name word (merged later)."""
     common = vocab.common()
+    medical = vocab.medical()  # an eponym or a brand ("Foley") called a name once must not spread
     names: dict[str, str] = {}
     for s in spans:
         if s.label not in _NAMEY:
             continue
         for m in _WORD.finditer(text, s.start, s.end):
             w = _core(m.group())
-            if len(w) >= 3 and w not in common and w not in STOP:
+            if len(w) >= 3 and w not in common and w not in STOP and w not in medical:
                 names.setdefault(w, s.label)
     if not names:
         return spans

@@ -10,16 +10,57 @@ _PRIORITY = {"PATIENT": 9, "ADDRESS": 8.5, "NAME": 8, "SSN": 8, "MRN": 8, "ID": 
 
 
 def merge(spans: list[Span]) -> list[Span]:
-    """Union overlapping or touching-by-overlap spans; the merged span keeps the top label."""
+    """Union overlapping spans. The merged span takes the label of its longest part (a date
+    "12-Mar-1948" stays a date although "Mar" alone looked like a name); equal lengths go to
+    the more specific label."""
     if not spans:
         return []
     ordered = sorted(spans, key=lambda s: (s.start, -s.end))
     out: list[Span] = [ordered[0]]
+    best: list[Span] = [ordered[0]]  # the part whose label the merged span carries
     for s in ordered[1:]:
         last = out[-1]
         if s.start < last.end:
-            label = last.label if _PRIORITY.get(last.label, 0) >= _PRIORITY.get(s.label, 0) else s.label
-            out[-1] = Span(last.start, max(last.end, s.end), label)
+            b = best[-1]
+            if (s.end - s.start, _PRIORITY.get(s.label, 0)) > (b.end - b.start, _PRIORITY.get(b.label, 0)):
+                best[-1] = s
+            out[-1] = Span(last.start, max(last.end, s.end), best[-1].label)
         else:
             out.append(s)
+            best.append(s)
     return out
+
+
+def fill(base: list[Span], extra: list[Span], text: str) -> list[Span]:
+    """`base` plus the parts of `extra` that `base` does not cover, so a second recogniser
+    adds words without blurring the boundaries (and labels) of what the first one found."""
+    if not extra:
+        return base
+    covered = merge(base)
+    out = list(covered)
+    j = 0
+    for s in sorted(extra, key=lambda x: x.start):
+        pos = s.start
+        while j < len(covered) and covered[j].end <= pos:
+            j += 1
+        k = j
+        while pos < s.end:
+            if k < len(covered) and covered[k].start < s.end:
+                piece_end = max(pos, covered[k].start)
+                if piece_end > pos:
+                    _add(out, text, pos, piece_end, s.label)
+                pos = max(pos, covered[k].end)
+                k += 1
+            else:
+                _add(out, text, pos, s.end, s.label)
+                pos = s.end
+    return merge(out)
+
+
+def _add(out: list[Span], text: str, start: int, end: int, label: str) -> None:
+    while start < end and not text[start].isalnum():
+        start += 1
+    while end > start and not text[end - 1].isalnum():
+        end -= 1
+    if end > start:
+        out.append(Span(start, end, label))

@@ -28,8 +28,19 @@ _STREET_TYPES = ["Street", "Avenue", "Road", "Lane", "Drive", "Court"]
 
 @lru_cache(maxsize=None)
 def _names(kind: str, limit: int = 1000) -> tuple[str, ...]:
-    """The `limit` most common entries of a word list, title-cased, as surrogate material."""
+    """The `limit` first entries of a word list, title-cased, as surrogate material."""
     return tuple(w.title() for w in vocab.lines(f"{kind}.txt")[:limit])
+
+
+@lru_cache(maxsize=None)
+def _name_pool(kind: str) -> tuple[str, ...]:
+    """Every name of a census list that is no English, clinical or medical word, so a
+    surrogate is drawn uniformly (the first-name list is alphabetical: a prefix of it would
+    tell a reader which names are real) and can never be mistaken for, or restored over,
+    an ordinary word ("White" in "white matter")."""
+    words = vocab.common() | vocab.medical() | vocab.english_extended()
+    return tuple(w.title() for w in vocab.lines(f"{kind}.txt")
+                 if len(w) >= 3 and w.isalpha() and w.lower() not in words)
 
 
 def _like(template: str, value: str) -> str:
@@ -90,7 +101,12 @@ class Surrogates:
             return self.address(original)
         if label in ("LOCATION",):
             cities = _names("us_cities", 2000)
-            return _like(original, cities[self._int("LOCATION", original.lower()) % len(cities)])
+            n = self._int("LOCATION", original.lower())
+            pick = cities[n % len(cities)]
+            while set(pick.lower().replace(".", " ").split()) & self._avoid:  # "Camp H.M. Smith" for Dr Smith
+                n += 1
+                pick = cities[n % len(cities)]
+            return _like(original, pick)
         if label == "INSTITUTION":
             pick = _SURROGATE_INSTITUTIONS[self._int("INST", original.lower()) % len(_SURROGATE_INSTITUTIONS)]
             return _like(original, pick)
@@ -100,9 +116,11 @@ class Surrogates:
         def one(word: str) -> str:
             core = word.strip(".,'")
             if len(core) <= 1:
-                initial = _names("last_names")[self._int("INIT", core.lower()) % 1000][0]
+                initial = _names("last_names")[self._int("INIT", core.lower()) % 1000][0]  # initials by frequency
                 return word.replace(core, _like(core or "A", initial)) if core else word
-            pool = _names("first_names") if core.lower() in vocab.first_names() else _names("last_names")
+            if core.isdigit():
+                return word.replace(core, _shape(core, self._digest("NAME", core)))
+            pool = _name_pool("first_names") if core.lower() in vocab.first_names() else _name_pool("last_names")
             pick = pool[self._int("NAME", core.lower()) % len(pool)]
             step = 1
             while pick.lower() == core.lower() or pick.lower() in self._avoid:
@@ -111,7 +129,7 @@ class Surrogates:
             return word.replace(core, _like(core, pick))
 
         # Any script: a Greek, Arabic or Korean name gets a surrogate too, never itself.
-        return re.sub(r"[^\W\d_][^\W\d]*(?:['.\-][^\W\d_]+)*\.?", lambda m: one(m.group()), original)
+        return re.sub(r"[^\W\d_][^\W\d]*(?:['.\-][^\W\d_]+)*\.?|\d+", lambda m: one(m.group()), original)
 
     def address(self, original: str) -> str:
         n = self._int("ADDR", original.lower())

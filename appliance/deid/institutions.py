@@ -1,0 +1,30 @@
+"""Hospitals written as their initials where a note moves a patient or names a unit: "to BMC
+cath lab", "from JH ED", "at UMMC ICU". The initials alone say nothing (BMC is also bone mineral
+content); the movement word before and the unit word after make them a place."""
+from __future__ import annotations
+
+import re
+
+from ..domain import Span
+from . import vocab
+
+_UNITS = r"(?:cath(?:eterization)?\s+lab|ed|er|ew|icu|ccu|micu|sicu|ctu|or|pacu|clinic|hosp(?:ital)?|rehab|" \
+         r"campus|main|south|north|east|west|for|on|at|via|by)"
+_ACRONYM = re.compile(r"(?i)\b(?:to|from|at|in|@|xfer(?:red)?\s+to|transferred\s+(?:to|from))\s+"
+                      r"(?P<v>[A-Z]{2,5})\s+" + _UNITS + r"\b")
+
+
+def acronym_places(text: str) -> list[Span]:
+    out = []
+    for m in _ACRONYM.finditer(text):
+        raw = m.group("v")
+        low = raw.lower()
+        if not raw.isupper() or low in vocab.english() or low in vocab.clinical() and low not in vocab.abbreviations():
+            continue
+        if low in _UNIT_WORDS:
+            continue
+        out.append(Span(m.start("v"), m.end("v"), "LOCATION"))
+    return out
+
+
+_UNIT_WORDS = frozenset("ed er ew icu ccu micu sicu ctu or pacu cath lab ct mri ir ot pt".split())

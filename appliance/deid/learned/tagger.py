@@ -1,0 +1,94 @@
+"""The learned tagger at run time: a CRFsuite model shipped in the package, checked against
+its pinned SHA-256 before it is opened. It is never trained here (see `train.py`)."""
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import pycrfsuite
+
+from ...domain import Span
+from .. import vocab
+from ..cues import CREDENTIALS, RELATIONS, STOP, TITLES
+from .features import featurize, rule_labels, tokens
+
+MODEL = "deid_crf.model"
+# A token is PHI when the model gives "O" less than this probability: recall matters more
+# than precision (a missed name is a breach, an extra redaction an annoyance). Chosen by
+# cross-validation (bench/deid_cv.py --threshold).
+THRESHOLD = 0.5
+
+
+# What the tagger may add: words of names and places, where dictionaries and cues run out.
+WORD_LABELS = frozenset({"NAME", "LOCATION", "ADDRESS"})
+
+
+class ModelIntegrityError(RuntimeError):
+    pass
+
+
+def _data(name: str) -> Path:
+    return Path(str(resources.files("appliance.deid").joinpath(f"data/{name}")))
+
+
+class Tagger:
+    def __init__(self, path: Path, sha256: str | None, threshold: float = THRESHOLD) -> None:
+        if sha256 is not None:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if digest != sha256:
+                raise ModelIntegrityError(
+                    f"de-identification model {path} has SHA-256 {digest}, expected {sha256}: "
+                    "reinstall the package (the file was changed or damaged)")
+        self._tagger = pycrfsuite.Tagger()
+        self._tagger.open(str(path))
+        self.threshold = threshold
+
+    def close(self) -> None:
+        self._tagger.close()
+
+    def spans(self, text: str, rules: list[Span]) -> list[Span]:
+        toks = tokens(text)
+        if not toks:
+            return []
+        labels = self._tagger.tag(featurize(text, toks, rule_labels(toks, rules)))
+        out: list[Span] = []
+        for i, (a, b) in enumerate(toks):
+            if not text[a].isalpha() or not _content_word(text[a:b]):
+                continue  # numbers (dates, phones, ids) are the patterns' job: they are exact there
+            label = labels[i]
+            if label == "O":
+                if self._tagger.marginal("O", i) >= self.threshold:
+                    continue
+                label = max((lab for lab in self._tagger.labels() if lab != "O"),
+                            key=lambda lab: self._tagger.marginal(lab, i))
+            if label not in WORD_LABELS:
+                continue
+            if out and out[-1].label == label and _joinable(text, out[-1].end, a):
+                out[-1] = Span(out[-1].start, b, label)
+            else:
+                out.append(Span(a, b, label))
+        return out
+
+
+_NEVER = TITLES | CREDENTIALS | RELATIONS
+
+
+def _content_word(raw: str) -> bool:
+    """Function words ("and", "with", "saw") sit between names but are never part of one."""
+    low = raw.lower()
+    if low in STOP or low.rstrip(".") in _NEVER:
+        return False
+    return not (raw.islower() and low in vocab.common())
+
+
+def _joinable(text: str, end: int, start: int) -> bool:
+    gap = text[end:start]
+    return len(gap) <= 2 and "\n" not in gap
+
+
+@lru_cache(maxsize=1)
+def default_tagger() -> Tagger:
+    sha = _data(MODEL.replace(".model", ".sha256")).read_text(encoding="ascii").split()[0]
+    return Tagger(_data(MODEL), sha)

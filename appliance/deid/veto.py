@@ -1,0 +1,55 @@
+"""Words that look like names or places to a dictionary or to the tagger but are not: medical
+eponyms used as such ("Babinski positive", "Murphy sign", "Glasgow coma scale"), and race or
+ethnicity words. Only recognisers' guesses are vetoed, never a declared identifier: a patient
+named Murphy is still found by the declared-identifier matcher (label PATIENT)."""
+from __future__ import annotations
+
+import re
+
+from ..domain import Span
+from . import vocab
+
+# The clinical word that follows an eponym and makes it one.
+EPONYM_HEADS = frozenset("""sign signs test tests scale score scores reflex reflexes syndrome disease disease's
+maneuver manoeuvre manoeuvres maneuvers catheter catheters tube tubes criteria classification stage staging
+procedure operation repair fracture node nodes position positive negative equation formula law phenomenon
+triad tetrad cell cells body bodies point line lines hernia ulcer palsy palsies block coma""".split())
+_FINDING_WORDS = frozenset("positive negative pos neg + - equivocal upgoing downgoing bilateral".split())
+_WORD = re.compile(r"[^\W\d_][\w'\-]*")
+_SOFT = frozenset({"NAME", "LOCATION", "INSTITUTION"})
+
+
+def veto(text: str, spans: list[Span]) -> list[Span]:
+    eponyms = vocab.eponyms()
+    allow = vocab.allow_terms()
+    out = []
+    for s in spans:
+        if s.label in _SOFT:
+            words = [m for m in _WORD.finditer(text, s.start, s.end)]
+            if words and all(_not_identifying(text, m, s.label, eponyms, allow) for m in words):
+                continue
+        out.append(s)
+    return out
+
+
+def _not_identifying(text: str, m: re.Match[str], label: str, eponyms: frozenset[str],
+                     allow: frozenset[str]) -> bool:
+    raw = m.group()
+    w = raw.lower()
+    if label == "NAME" and raw.isupper() and 2 <= len(raw) <= 5 and w in vocab.abbreviations() \
+            and w not in vocab.last_names() and w not in vocab.first_names():
+        return True  # "GCS 15": a score, not a person (as a place, "to BMC", it may be a hospital)
+    core = w[:-2] if w.endswith("'s") else w.rstrip("'s") if w.endswith("s'") else w
+    if core in allow:
+        return True
+    if core not in eponyms and core.rstrip("s") not in eponyms:
+        return False
+    # An eponym counts as one only before its clinical head word ("Murphy sign"), or alone when
+    # it is no census name at all ("Babinski", "Homans").
+    nxt = _WORD.search(text, m.end(), min(len(text), m.end() + 40))
+    if nxt and nxt.group().lower() in EPONYM_HEADS and text[m.end():nxt.start()].strip(" -,'") == "":
+        return True
+    before = text[max(0, m.start() - 12):m.start()].lower().split()
+    if before and before[-1].strip(",:;") in _FINDING_WORDS:
+        return True  # "positive Babinski", "+ Homans"
+    return core not in vocab.last_names() and core not in vocab.first_names()
