@@ -30,7 +30,8 @@ def document_pb(d: DocumentRow) -> pb.Document:
 def summary_pb(s: SummaryRow) -> pb.Summary:
     return pb.Summary(document_id=s.document_id, text=s.text, model=s.model, tokens=s.tokens,
                       leaks_redacted=s.leaks_redacted, created_unix_ms=s.created_ms,
-                      unsupported_numbers=list(s.unsupported_numbers))
+                      unsupported_numbers=list(s.unsupported_numbers), grounding_flags=list(s.flags),
+                      structured_json=s.structured)
 
 
 def _limit(n: int) -> int:

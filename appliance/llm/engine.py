@@ -18,12 +18,16 @@ class EngineInfo:
     device: str  # "cuda" or "cpu"
     gpu_layers: int
     chat_template: bool
+    opens_think: bool = False  # the chat template itself opens <think> (R1 distills)
 
 
 class Engine(Protocol):
     info: EngineInfo
 
     def generate(self, system: str, user: str, *, max_tokens: int, cancel: threading.Event) -> Iterator[str]: ...
+
+    def chat(self, messages: list[dict[str, str]], *, grammar: str | None, max_tokens: int,
+             cancel: threading.Event) -> Iterator[str]: ...
 
     def count_tokens(self, text: str) -> int: ...
 
@@ -43,9 +47,13 @@ class LlamaCppEngine:
         self._llm = llama_cpp.Llama(model_path=str(cfg.path), n_gpu_layers=layers, n_ctx=cfg.n_ctx,
                                     n_threads=cfg.n_threads, n_threads_batch=cfg.n_threads, seed=0,
                                     verbose=False)
-        has_template = "tokenizer.chat_template" in (self._llm.metadata or {})
+        template = (self._llm.metadata or {}).get("tokenizer.chat_template", "")
+        has_template = bool(template)
+        # R1 distills' templates end the generation prompt with "<think>\n": the answer starts inside it.
+        opens = "add_generation_prompt" in template and "<think>" in template.split("add_generation_prompt")[-1]
         self.info = EngineInfo(name=f"{cfg.path.name}@{sha256[:12]}", device="cuda" if gpu and layers else "cpu",
-                               gpu_layers=layers, chat_template=has_template)
+                               gpu_layers=layers, chat_template=has_template, opens_think=opens)
+        self._grammars: dict[str, object] = {}
         log.info("model loaded: %s device=%s gpu_layers=%d chat_template=%s", self.info.name, self.info.device,
                  layers, has_template)
 
@@ -61,6 +69,36 @@ class LlamaCppEngine:
             pieces = (c["choices"][0]["delta"].get("content") or "" for c in stream)
         else:  # base models: a plain completion prompt
             stream = self._llm.create_completion(prompt=f"{system}\n\n{user}\n\nSummary:", **common)
+            pieces = (c["choices"][0]["text"] for c in stream)
+        try:
+            for piece in pieces:
+                if cancel.is_set():
+                    break
+                if piece:
+                    yield piece
+        finally:
+            close = getattr(stream, "close", None)
+            if close:
+                close()
+
+    def chat(self, messages: list[dict[str, str]], *, grammar: str | None, max_tokens: int,
+             cancel: threading.Event) -> Iterator[str]:
+        """Few-shot chat under a GBNF grammar (bounded output that always terminates)."""
+        import llama_cpp
+
+        g = None
+        if grammar:
+            g = self._grammars.get(grammar)
+            if g is None:
+                g = self._grammars[grammar] = llama_cpp.LlamaGrammar.from_string(grammar, verbose=False)
+        common = dict(max_tokens=max_tokens, temperature=self._cfg.temperature,
+                      repeat_penalty=self._cfg.repeat_penalty, stream=True, grammar=g)
+        if self.info.chat_template:
+            stream = self._llm.create_chat_completion(messages=messages, **common)
+            pieces = (c["choices"][0]["delta"].get("content") or "" for c in stream)
+        else:  # a base model: the examples as a plain transcript
+            text = "\n\n".join(f"{m['role'].upper()}: {m['content']}" for m in messages) + "\n\nASSISTANT:"
+            stream = self._llm.create_completion(prompt=text, **common)
             pieces = (c["choices"][0]["text"] for c in stream)
         try:
             for piece in pieces:

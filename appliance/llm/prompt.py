@@ -1,25 +1,92 @@
-"""What the model is asked. Anchored on the report: no new facts, numbers as written."""
+"""What the model is asked, per document kind, with worked examples written for this project
+(never taken from a corpus). The model is given the report's positive findings (anchoring) and
+asked only for the wording of an impression; what it may write is bounded by a grammar."""
 from __future__ import annotations
 
-SYSTEM = ("You are a clinical documentation assistant. Summarise the report for a clinician in 3 to 5 "
-          "short sentences. State only findings that the report states, copy numbers and units exactly "
-          "as written, mention abnormal results first, and do not add advice or names.")
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+PROMPT_VERSION = "2026-12-01.r1"
+
+RADIOLOGY_SYSTEM = (
+    "You write the IMPRESSION of a radiology report from its positive findings, as the radiologist "
+    "would sign it: one to three short lines, most important first, each a noun phrase. Keep every "
+    "side, size, unit and location exactly as given. Never add a finding, never drop one, no advice.")
+
+NOTE_SYSTEM = (
+    "You summarise a clinical note for the next clinician in at most four lines, each starting with "
+    "'Problem:', 'Medication:' or 'Follow-up:'. Use only what the note states; copy numbers exactly.")
+
+# (positive findings as given to the model, the impression it should write). Written here.
+RADIOLOGY_EXAMPLES: list[tuple[list[str], str]] = [
+    (["There is a moderate left pleural effusion with adjacent compressive atelectasis.",
+      "The cardiac silhouette is mildly enlarged."],
+     "Moderate left pleural effusion with adjacent atelectasis.\nMild cardiomegaly."),
+    (["Patchy airspace opacity is present in the right lower lobe, concerning for pneumonia."],
+     "Right lower lobe airspace opacity, concerning for pneumonia."),
+    (["A 9 mm nodule projects over the left upper lung zone.",
+      "Multilevel degenerative changes of the thoracic spine."],
+     "9 mm left upper lung nodule.\nDegenerative changes of the thoracic spine."),
+    (["Small right apical pneumothorax measuring 1.5 cm.", "Right chest tube in place."],
+     "Small right apical pneumothorax, 1.5 cm.\nRight chest tube in place."),
+]
+NOTE_EXAMPLES: list[tuple[str, str]] = [
+    ("Pt with CHF exacerbation, diuresed with furosemide 40 mg IV, weight down 1.2 kg. Started metoprolol "
+     "25 mg. Plan echo tomorrow, recheck K in am.",
+     "Problem: CHF exacerbation, weight down 1.2 kg after diuresis.\nMedication: furosemide 40 mg IV given; "
+     "metoprolol 25 mg started.\nFollow-up: echo tomorrow; recheck K in the morning."),
+]
 
 
-def user_prompt(deid_text: str, truncated: bool = False) -> str:
-    tail = "\n[report truncated]" if truncated else ""
-    return f"Report:\n{deid_text}{tail}\n\nSummary:"
+@dataclass(frozen=True)
+class Prompt:
+    messages: list[dict[str, str]]
+    grammar: str  # GBNF: bounded lines, so generation always terminates
 
 
-def fit_prompt(deid_text: str, count_tokens, budget: int) -> str:
-    """The longest prefix of the report (cut at a line end) whose prompt fits `budget` tokens."""
-    prompt = user_prompt(deid_text)
-    n = count_tokens(prompt)
-    text = deid_text
-    while n > budget and text:
-        keep = max(int(len(text) * budget / n * 0.95), 0)
-        cut = text.rfind("\n", 0, keep)
-        text = text[: cut if cut > keep // 2 else keep]
-        prompt = user_prompt(text, truncated=True)
-        n = count_tokens(prompt)
-    return prompt
+# One to three lines of 3-160 characters: the grammar makes the output an impression, never an essay.
+RADIOLOGY_GRAMMAR = r'''root ::= line ("\n" line)? ("\n" line)?
+line ::= [A-Za-z0-9] [^\n]{2,160}
+'''
+NOTE_GRAMMAR = r'''root ::= item ("\n" item)? ("\n" item)? ("\n" item)?
+item ::= ("Problem: " | "Medication: " | "Follow-up: ") [^\n]{3,160}
+'''
+
+
+def site_examples(state_dir: Path | None) -> list[tuple[list[str], str]]:
+    """A hospital's own worked examples, `examples.jsonl` in the state directory
+    ({"findings": [...], "impression": "..."} per line), used before the built-in ones."""
+    if state_dir is None:
+        return []
+    path = state_dir / "examples.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            out.append((list(rec["findings"]), str(rec["impression"])))
+    return out
+
+
+def findings_block(sentences: list[str]) -> str:
+    return "Positive findings:\n" + "\n".join(f"- {s.strip()}" for s in sentences)
+
+
+def radiology_prompt(positive_sentences: list[str], extra: list[tuple[list[str], str]] = ()) -> Prompt:
+    msgs = [{"role": "system", "content": RADIOLOGY_SYSTEM}]
+    for findings, impression in [*extra, *RADIOLOGY_EXAMPLES][:6]:
+        msgs.append({"role": "user", "content": findings_block(findings)})
+        msgs.append({"role": "assistant", "content": impression})
+    msgs.append({"role": "user", "content": findings_block(positive_sentences)})
+    return Prompt(msgs, RADIOLOGY_GRAMMAR)
+
+
+def note_prompt(text: str) -> Prompt:
+    msgs = [{"role": "system", "content": NOTE_SYSTEM}]
+    for note, summary in NOTE_EXAMPLES:
+        msgs.append({"role": "user", "content": f"Note:\n{note}"})
+        msgs.append({"role": "assistant", "content": summary})
+    msgs.append({"role": "user", "content": f"Note:\n{text}"})
+    return Prompt(msgs, NOTE_GRAMMAR)

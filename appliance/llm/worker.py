@@ -15,8 +15,8 @@ from ..domain import KnownIdentifiers
 from ..services.priority import lower_priority, yield_to_intake
 from ..store.db import Store, SummaryRow, now_ms
 from .engine import Engine
-from .prompt import SYSTEM, fit_prompt
-from .think import strip_thinking
+from .prompt import Prompt
+from .summarise import summarise, to_json
 from .verify import unsupported_numbers
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ class SummaryWorker:
         self.generation_seconds = 0.0
         self.leaks_redacted = 0
         self.unsupported_numbers = 0
+        self.grounding_flags = 0
 
     def start(self) -> None:
         n = self._store.requeue_interrupted()
@@ -130,35 +131,55 @@ class SummaryWorker:
         doc = self._store.get_document(doc_id)
         known = self._store.patient_known(doc.patient_ref) or KnownIdentifiers()
         pre = gate(doc.deid_text, known)  # belt and braces: the model never sees a declared identifier
-        budget = self._cfg.n_ctx - self._cfg.max_tokens - self._engine.count_tokens(SYSTEM) - 32
-        prompt = fit_prompt(pre.text, self._engine.count_tokens, budget)
+        # Leave room for the examples, the answer and the template: about 4 characters a token.
+        max_chars = max(800, (self._cfg.n_ctx - self._cfg.max_tokens - 900) * 3)
         started = time.monotonic()
         sgate = StreamingGate(known)
-        tokens = 0
         self._cancel.clear()
-        pieces = self._engine.generate(SYSTEM, prompt, max_tokens=self._cfg.max_tokens, cancel=self._cancel)
-        for piece in strip_thinking(pieces):
-            tokens += 1
+
+        def generate(prompt: Prompt, cancel: threading.Event):
+            return self._engine.chat(prompt.messages, grammar=prompt.grammar, max_tokens=self._cfg.max_tokens,
+                                     cancel=cancel)
+
+        def stream(piece: str) -> None:
             out = sgate.feed(piece)
             if out:
                 self._hub.publish(doc_id, TokenEvent(out))
-        rest, text = sgate.finish()
+
+        result = summarise(pre.text, doc.kind, generate, cancel=self._cancel, on_text=stream,
+                           max_source_chars=max_chars, model=self._engine.info.name,
+                           opens_think=self._engine.info.opens_think)
+        rest, _streamed = sgate.finish()
         if rest:
             self._hub.publish(doc_id, TokenEvent(rest))
+        if not result.model_called:  # a normal study: the rule's impression is the whole stream
+            self._hub.publish(doc_id, TokenEvent(gate(result.text, known).text))
         if self._stop.is_set():
             # Interrupted by shutdown: leave the job for the next start.
             self._store.requeue_interrupted()
             return
-        leaks = pre.hits + sgate.hits
-        unsupported = unsupported_numbers(text, prompt)
-        row = SummaryRow(document_id=doc_id, text=text.strip(), model=self._engine.info.name, tokens=tokens,
-                         leaks_redacted=leaks, created_ms=now_ms(), unsupported_numbers=unsupported)
+        # The stored text passes the same gate as the stream (the model may echo a name).
+        final = gate(result.text, known)
+        text = final.text.strip()
+        if not text:
+            raise EmptySummary("the model produced no summary text")
+        leaks = pre.hits + sgate.hits + final.hits
+        unsupported = unsupported_numbers(text, pre.text)
+        row = SummaryRow(document_id=doc_id, text=text, model=self._engine.info.name, tokens=result.tokens,
+                         leaks_redacted=leaks, created_ms=now_ms(), unsupported_numbers=unsupported,
+                         structured=gate(to_json(result.structured), known).text,
+                         flags=tuple(f.render() for f in result.flags))
         self._store.save_summary(row, "worker")
         self.completed += 1
-        self.tokens_generated += tokens
+        self.tokens_generated += result.tokens
         self.generation_seconds += time.monotonic() - started
         self.leaks_redacted += leaks
         self.unsupported_numbers += len(unsupported)
-        log.info("summary done doc=%s tokens=%d seconds=%.2f leaks_redacted=%d unsupported_numbers=%d", doc_id,
-                 tokens, time.monotonic() - started, leaks, len(unsupported))
+        self.grounding_flags += len(result.flags)
+        log.info("summary done doc=%s tokens=%d seconds=%.2f leaks_redacted=%d unsupported_numbers=%d flags=%d",
+                 doc_id, result.tokens, time.monotonic() - started, leaks, len(unsupported), len(result.flags))
         self._hub.publish(doc_id, FinalEvent(row))
+
+
+class EmptySummary(Exception):
+    """Never stored as done: an empty summary is a failed job."""

@@ -58,6 +58,8 @@ class SummaryRow:
     leaks_redacted: int
     created_ms: int
     unsupported_numbers: tuple[str, ...] = ()  # figures the report does not state
+    structured: str = "{}"  # JSON: impression, findings with spans, follow-up, prompt version, model
+    flags: tuple[str, ...] = ()  # grounding flags: a number, unit, side or negation the report does not state
 
 
 @dataclass(frozen=True)
@@ -346,15 +348,15 @@ class Store:
     def save_summary(self, s: SummaryRow, actor: str) -> None:
         with self.transaction() as cur:
             cur.execute("INSERT OR REPLACE INTO summaries(document_id, text, model, tokens, leaks_redacted, created_ms, "
-                        "unsupported_numbers) VALUES (?,?,?,?,?,?,?)",
+                        "unsupported_numbers, structured, flags) VALUES (?,?,?,?,?,?,?,?,?)",
                         (s.document_id, s.text, s.model, s.tokens, s.leaks_redacted, s.created_ms,
-                         json.dumps(list(s.unsupported_numbers))))
+                         json.dumps(list(s.unsupported_numbers)), s.structured, json.dumps(list(s.flags))))
             cur.execute("DELETE FROM jobs WHERE document_id=?", (s.document_id,))
             cur.execute("UPDATE documents SET status='SUMMARIZED' WHERE id=? AND status<>'SUPERSEDED'",
                         (s.document_id,))
             self._audit(cur, actor, "summary.created", s.document_id,
                         f"tokens={s.tokens} leaks_redacted={s.leaks_redacted} "
-                        f"unsupported_numbers={len(s.unsupported_numbers)}")
+                        f"unsupported_numbers={len(s.unsupported_numbers)} flags={len(s.flags)}")
 
     def fail_job(self, doc_id: str, reason: str, actor: str) -> None:
         with self.transaction() as cur:
@@ -363,13 +365,13 @@ class Store:
             self._audit(cur, actor, "summary.failed", doc_id, reason)
 
     def get_summary(self, doc_id: str) -> SummaryRow | None:
-        rows = self._query("SELECT document_id, text, model, tokens, leaks_redacted, created_ms, unsupported_numbers "
-                           "FROM summaries "
-                           "WHERE document_id=?", (doc_id,))
+        rows = self._query("SELECT document_id, text, model, tokens, leaks_redacted, created_ms, unsupported_numbers, "
+                           "structured, flags FROM summaries WHERE document_id=?", (doc_id,))
         if not rows:
             return None
-        *head, numbers = rows[0]
-        return SummaryRow(*head, unsupported_numbers=tuple(json.loads(numbers)))
+        *head, numbers, structured, flags = rows[0]
+        return SummaryRow(*head, unsupported_numbers=tuple(json.loads(numbers)), structured=structured,
+                          flags=tuple(json.loads(flags)))
 
     # -- dead letters ---------------------------------------------------------------------
     def list_dead_letters(self, limit: int = 50, include_resolved: bool = False) -> list[DeadLetterRow]:

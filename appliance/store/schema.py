@@ -89,4 +89,9 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE summaries ADD COLUMN unsupported_numbers TEXT NOT NULL DEFAULT '[]';
     """,
+    # 4: the structured summary (JSON, with prompt version and model) and its grounding flags.
+    """
+    ALTER TABLE summaries ADD COLUMN structured TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE summaries ADD COLUMN flags TEXT NOT NULL DEFAULT '[]';
+    """,
 ]

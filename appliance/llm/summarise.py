@@ -1,0 +1,204 @@
+"""One summary, start to finish, the same in the daemon and offline (`appliancectl summarize`):
+sections -> anchored findings -> the model's wording under a grammar -> grounding -> a
+structured record and its rendering for people.
+
+Radiology: the positive findings are read deterministically from FINDINGS (with the span of
+each sentence) and given to the model, which only words the impression. An impression that
+drops an acute finding the report affirms gets that finding's sentence back (calling an
+abnormal study normal is the most dangerous error a summary can make); a line that affirms a
+finding the report does not is removed and flagged. A report with no positive finding gets
+the normal impression without a model call. The radiologist's own IMPRESSION is kept whole."""
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from .findings import CHRONIC, read
+from .grounding import Flag, check
+from .prompt import PROMPT_VERSION, Prompt, note_prompt, radiology_prompt
+from .sections import cut_middle, find, source_text
+from .think import strip_thinking
+
+NORMAL_CHEST = "No acute cardiopulmonary abnormality."
+NORMAL_OTHER = "No acute abnormality."
+_CHEST = re.compile(r"(?i)\b(?:lung|lungs|pleural|cardiac|heart|mediastin\w*|chest|thora\w*|pneumothorax)\b")
+_FOLLOW = re.compile(r"(?i)\b(?:recommend\w*|follow[- ]?up|correlat\w*|further evaluation|repeat imaging|"
+                     r"should be considered|advised)\b")
+# An acute finding outranks a chronic one; within each, this order.
+_ORDER = ["pneumothorax", "effusion", "consolidation", "edema", "cardiomegaly", "nodule", "lymphadenopathy",
+          "opacity", "atelectasis", "fracture", "hernia", "emphysema", "scarring", "granuloma", "device",
+          "postsurgical", "calcification", "degenerative", "scoliosis"]
+
+Generate = Callable[[Prompt, threading.Event], Iterator[str]]
+
+
+@dataclass(frozen=True)
+class Result:
+    structured: dict[str, object]
+    text: str  # rendered for people
+    flags: tuple[Flag, ...]
+    tokens: int
+    model_called: bool
+    streamed: str = ""  # what the model wrote, as streamed
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def kind_of(document_kind: str, text: str) -> str:
+    """"radiology" for imaging reports (DICOM SR, ORU with findings/impression), else "note"."""
+    if document_kind.startswith("dicom:") or find(text, "findings") or find(text, "impression"):
+        return "radiology"
+    if document_kind.startswith("hl7:ORU") and _CHEST.search(text):
+        return "radiology"
+    return "note"
+
+
+def positive_sentences(source: str) -> list[tuple[int, int, set[str]]]:
+    """(start, end, affirmed observations) of each sentence stating a positive finding, acute
+    first, in the order of `_ORDER`."""
+    by_sentence: dict[tuple[int, int], set[str]] = {}
+    for f in read(source):
+        if f.affirmed:
+            by_sentence.setdefault((f.start, f.end), set()).add(f.observation)
+
+    def rank(item: tuple[tuple[int, int], set[str]]) -> tuple[int, int, int]:
+        (a, _b), obs = item
+        acute = bool(obs - CHRONIC)
+        return (0 if acute else 1, min(_ORDER.index(o) for o in obs), a)
+
+    return [(a, b, obs) for (a, b), obs in sorted(by_sentence.items(), key=rank)]
+
+
+def summarise(report: str, document_kind: str, generate: Generate, *, max_sentences: int = 3,
+              max_source_chars: int = 6000, cancel: threading.Event | None = None,
+              on_text: Callable[[str], None] | None = None, model: str = "",
+              opens_think: bool = False) -> Result:
+    cancel = cancel or threading.Event()
+    kind = kind_of(document_kind, report)
+    if kind == "note":
+        return _note(report, generate, cancel, on_text, model, opens_think, max_source_chars)
+    source, offset = source_text(report)
+    source, truncated = cut_middle(source, max_source_chars)
+    positives = positive_sentences(source)
+    report_impression = find(report, "impression")
+    chest = bool(_CHEST.search(report))
+    streamed = ""
+    tokens = 0
+    lines: list[str]
+    flags: list[Flag] = []
+    if not positives:
+        lines = [NORMAL_CHEST if chest else NORMAL_OTHER]
+        origin = "rule"
+    else:
+        picked = positives[:max_sentences]
+        prompt = radiology_prompt([source[a:b] for a, b, _ in picked])
+        pieces = []
+        for piece in strip_thinking(generate(prompt, cancel), opens_think):
+            tokens += 1
+            pieces.append(piece)
+            if on_text:
+                on_text(piece)
+        streamed = "".join(pieces)
+        lines, removed = _grounded_lines(streamed, source)
+        flags.extend(removed)
+        # Anchoring: an acute finding the report affirms must not vanish from the impression.
+        said = {f.observation for line in lines for f in read(line) if f.affirmed}
+        for a, b, obs in picked:
+            if (obs - CHRONIC) - said or (not lines and obs):
+                lines.append(_tidy(source[a:b]))
+                said |= obs
+        if not any(obs - CHRONIC for _a, _b, obs in positives):
+            lines.insert(0, NORMAL_CHEST if chest else NORMAL_OTHER)
+        origin = "model"
+    impression_text = "\n".join(lines)
+    flags.extend(f for f in check(impression_text, report) if f not in flags)
+    findings = [{"observation": f.observation, "affirmed": f.affirmed, "side": f.side,
+                 "span": [f.start + offset, f.end + offset], "sentence": source[f.start:f.end]}
+                for f in read(source)]
+    follow_up = [report[a + offset:b + offset] for a, b in _follow_up(source)]
+    structured: dict[str, object] = {
+        "kind": "radiology", "impression": lines, "impression_source": origin,
+        "report_impression": report_impression.text(report) if report_impression else "",
+        "findings": findings, "follow_up": follow_up, "truncated": truncated,
+        "flags": [fl.render() for fl in flags], "prompt_version": PROMPT_VERSION, "model": model}
+    return Result(structured, render(structured), tuple(flags), tokens, origin == "model", streamed)
+
+
+def _note(report: str, generate: Generate, cancel: threading.Event, on_text: Callable[[str], None] | None,
+          model: str, opens_think: bool, max_chars: int) -> Result:
+    text, truncated = cut_middle(report, max_chars)
+    pieces = []
+    tokens = 0
+    for piece in strip_thinking(generate(note_prompt(text), cancel), opens_think):
+        tokens += 1
+        pieces.append(piece)
+        if on_text:
+            on_text(piece)
+    streamed = "".join(pieces)
+    items: dict[str, list[str]] = {"problems": [], "medication_changes": [], "follow_up": []}
+    keys = {"problem": "problems", "medication": "medication_changes", "follow-up": "follow_up"}
+    for line in streamed.splitlines():
+        head, _, rest = line.partition(":")
+        if head.strip().lower() in keys and rest.strip():
+            items[keys[head.strip().lower()]].append(rest.strip())
+    flags = check(streamed, report)
+    structured: dict[str, object] = {"kind": "note", **items, "truncated": truncated,
+                                     "flags": [f.render() for f in flags], "prompt_version": PROMPT_VERSION,
+                                     "model": model}
+    return Result(structured, render(structured), tuple(flags), tokens, True, streamed)
+
+
+def _grounded_lines(text: str, source: str) -> tuple[list[str], list[Flag]]:
+    """The model's lines, less any that affirms a finding the source does not (flagged)."""
+    lines, removed = [], []
+    for line in (ln.strip(" -•\t") for ln in text.splitlines()):
+        if not line:
+            continue
+        bad = [f for f in check(line, source) if f.kind in ("finding", "negation")]
+        if bad:
+            removed.extend(Flag(f.kind, f.text, f.reason + "; removed from the impression") for f in bad)
+            continue
+        lines.append(line if line.endswith(".") else line + ".")
+    return lines, removed
+
+
+def _follow_up(source: str) -> list[tuple[int, int]]:
+    from .findings import sentences
+    return [(a, b) for a, b in sentences(source) if _FOLLOW.search(source[a:b])]
+
+
+_LEAD = re.compile(r"(?i)^(?:there (?:is|are)|again (?:seen|noted) (?:is|are)|the|a|an)\s+")
+_TRAIL = re.compile(r"(?i)\s+(?:is|are) (?:again )?(?:noted|seen|present|identified|demonstrated)(?=[.]?$)")
+
+
+def _tidy(sentence: str) -> str:
+    """A findings sentence in the impression's register: no "There is", no "is noted"."""
+    s = _TRAIL.sub("", _LEAD.sub("", sentence.strip())).rstrip(". ")
+    return (s[:1].upper() + s[1:] + ".") if s else ""
+
+
+def render(structured: dict[str, object]) -> str:
+    """The summary as a clinician reads it: impression first."""
+    out: list[str] = []
+    if structured.get("kind") == "radiology":
+        out.append("IMPRESSION:")
+        out.extend(f"- {line}" for line in structured.get("impression", []))  # type: ignore[union-attr]
+        if structured.get("report_impression"):
+            out.append(f"RADIOLOGIST'S IMPRESSION (as written): {structured['report_impression']}")
+        if structured.get("follow_up"):
+            out.append("FOLLOW-UP: " + " ".join(structured["follow_up"]))  # type: ignore[arg-type]
+    else:
+        for key, title in (("problems", "PROBLEMS"), ("medication_changes", "MEDICATION CHANGES"),
+                           ("follow_up", "FOLLOW-UP")):
+            items = structured.get(key) or []
+            if items:
+                out.append(f"{title}: " + "; ".join(items))  # type: ignore[arg-type]
+    if structured.get("truncated"):
+        out.append("(summary written from a shortened report: the middle of the findings was omitted)")
+    return "\n".join(out)
+
+
+def to_json(structured: dict[str, object]) -> str:
+    return json.dumps(structured, ensure_ascii=False, sort_keys=True)

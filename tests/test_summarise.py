@@ -1,0 +1,148 @@
+"""Summaries: anchored on the report, bounded by a grammar, grounded (numbers with units, sides,
+negations), reasoning stripped, the radiologist's impression kept whole. Fakes drive the
+pipeline's logic; the real model drives it end to end."""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from appliance.cli.init import default_model_path
+from appliance.config import ModelConfig
+from appliance.llm.findings import affirmed, negated, read
+from appliance.llm.grounding import check
+from appliance.llm.integrity import sha256_file
+from appliance.llm.sections import find, split
+from appliance.llm.summarise import NORMAL_CHEST, summarise, to_json
+from appliance.llm.think import strip_thinking
+
+REPORT = ("CLINICAL HISTORY: cough.\nCOMPARISON: none.\n"
+          "FINDINGS: There is a small left pleural effusion. Enlarged right hilar lymph node measuring 1.4 cm. "
+          "No pneumothorax. Heart size normal.\n"
+          "IMPRESSION: Small left effusion and right hilar adenopathy. Recommend CT.")
+
+
+def fake(text: str):
+    def gen(prompt, cancel):
+        assert prompt.grammar and prompt.messages[-1]["role"] == "user"
+        for i in range(0, len(text), 4):
+            if cancel.is_set():
+                return
+            yield text[i:i + 4]
+    return gen
+
+
+def test_reader_affirms_negates_and_knows_sides():
+    fs = read("Small left pleural effusion. No pneumothorax. Bilateral lower lobe atelectasis.")
+    assert {(f.observation, f.affirmed, f.side) for f in fs} == {
+        ("effusion", True, "left"), ("pneumothorax", False, ""), ("atelectasis", True, "bilateral")}
+    assert affirmed("Heart size is mildly enlarged. 2.1 cm nodule.") == {"cardiomegaly", "nodule"}
+    assert negated("Lungs are clear without focal consolidation or effusion.") >= {"consolidation", "effusion"}
+
+
+def test_sections_keep_the_radiologists_impression_whole():
+    assert [s.name for s in split(REPORT)] == ["history", "comparison", "findings", "impression"]
+    assert find(REPORT, "impression").text(REPORT) == "Small left effusion and right hilar adenopathy. Recommend CT."
+
+
+@pytest.mark.parametrize("summary,kind", [
+    ("Right hilar node 1.4 mm.", "unit"),             # a 1.4 cm node written as 1.4 mm
+    ("Small right pleural effusion.", "side"),        # left written for right
+    ("No pleural effusion.", "negation"),             # "no effusion" for "small effusion"
+    ("Pneumothorax.", "negation"),                    # affirmed where the report denies it
+    ("Right hilar node 2.2 cm.", "number"),           # a figure the report never states
+])
+def test_planted_errors_are_flagged(summary, kind):
+    assert kind in {f.kind for f in check(summary, REPORT)}, check(summary, REPORT)
+
+
+def test_grounded_wording_is_not_flagged():
+    assert check("Small left pleural effusion. Right hilar lymph node 1.4 cm.", REPORT) == []
+
+
+def test_model_line_inventing_a_finding_is_removed_and_a_dropped_one_comes_back():
+    r = summarise(REPORT, "hl7:ORU^R01", fake("Small left pleural effusion.\nLarge pneumothorax."))
+    lines = r.structured["impression"]
+    assert not any("pneumothorax" in ln.lower() for ln in lines)  # removed: the report denies it
+    assert any("lymph node" in ln for ln in lines)  # anchored: the acute finding the model dropped
+    assert any(f.kind == "negation" for f in r.flags)
+    assert r.structured["report_impression"].startswith("Small left effusion")
+
+
+def test_abnormal_study_is_never_called_normal():
+    r = summarise(REPORT, "hl7:ORU^R01", fake("No acute cardiopulmonary abnormality."))
+    text = " ".join(r.structured["impression"]).lower()
+    assert "effusion" in text and "lymph node" in text
+
+
+def test_normal_study_needs_no_model_call():
+    def boom(prompt, cancel):
+        raise AssertionError("the model must not be called for a normal study")
+    r = summarise("FINDINGS: Lungs are clear. No pleural effusion or pneumothorax. Heart size normal.",
+                  "dicom:basic-text-sr", boom)
+    assert r.structured["impression"] == [NORMAL_CHEST] and not r.model_called
+
+
+def test_impression_survives_a_report_longer_than_the_context():
+    filler = " ".join(f"Segment {i} of the liver is unremarkable." for i in range(3000))
+    report = f"FINDINGS: Small right pleural effusion. {filler} Stable 5 mm left lower lobe nodule.\n" \
+             "IMPRESSION: Right effusion. Stable nodule."
+    r = summarise(report, "dicom:basic-text-sr", fake("Small right pleural effusion."), max_source_chars=4000)
+    assert r.structured["truncated"] is True
+    assert r.structured["report_impression"] == "Right effusion. Stable nodule."
+    assert "shortened report" in r.text
+
+
+@pytest.mark.parametrize("pieces,opened,expected", [
+    (["<think>plan it</think>Small effusion."], False, "Small effusion."),
+    (["<th", "ink>plan", " it</th", "ink>", "Small effusion."], False, "Small effusion."),
+    (["Small <think>hmm</think>effusion."], False, "Small effusion."),
+    (["<think>a</think>Small<think>b</think> effusion."], False, "Small effusion."),
+    (["reasoning already open</think>Small effusion."], True, "Small effusion."),
+    (["<think>never closed"], False, ""),
+    (["Small effusion."], False, "Small effusion."),
+])
+def test_think_is_stripped_in_every_position(pieces, opened, expected):
+    assert "".join(strip_thinking(pieces, opened)).strip() == expected
+
+
+def test_note_summary_is_problems_medications_follow_up():
+    out = "Problem: CHF exacerbation.\nMedication: furosemide 40 mg IV.\nFollow-up: echo tomorrow."
+    r = summarise("Pt with CHF, given furosemide 40 mg IV. Echo tomorrow.", "hl7:MDM^T02", fake(out))
+    s = r.structured
+    assert s["kind"] == "note" and s["problems"] == ["CHF exacerbation."]
+    assert s["medication_changes"] == ["furosemide 40 mg IV."] and s["follow_up"] == ["echo tomorrow."]
+    assert json.loads(to_json(s)) == s
+
+
+MODEL = default_model_path()
+
+
+@pytest.mark.skipif(MODEL is None, reason="the default model package is not installed (make venv)")
+def test_real_model_summary_is_structured_grounded_and_terminates():
+    from appliance.llm.engine import open_engine
+
+    engine = open_engine(ModelConfig(path=Path(MODEL), n_threads=2, n_gpu_layers=0, n_ctx=2048), sha256_file(MODEL))
+    try:
+        def gen(prompt, cancel):
+            return engine.chat(prompt.messages, grammar=prompt.grammar, max_tokens=120, cancel=cancel)
+        pieces: list[str] = []
+        r = summarise(REPORT, "hl7:ORU^R01", gen, on_text=pieces.append, model=engine.info.name)
+        s = json.loads(to_json(r.structured))
+        assert s["kind"] == "radiology" and 1 <= len(s["impression"]) <= 6
+        assert all(0 < len(line) <= 400 for line in s["impression"])  # the grammar bounds every line
+        text = " ".join(s["impression"]).lower()
+        assert "effusion" in text  # the positive finding is never lost
+        assert len(pieces) >= 3 and r.tokens > 0
+        for f in s["findings"]:
+            a, b = f["span"]
+            assert REPORT[a:b] == f["sentence"]  # every finding points at its source sentence
+        # Cancelled before it starts: the model stops at once; the anchored findings still stand.
+        stop = threading.Event()
+        stop.set()
+        r2 = summarise(REPORT, "hl7:ORU^R01", gen, cancel=stop)
+        assert r2.tokens == 0 and "effusion" in " ".join(r2.structured["impression"]).lower()
+    finally:
+        engine.close()
