@@ -73,6 +73,8 @@ class ModelConfig:
     temperature: float = 0.0
     repeat_penalty: float = 1.15
     summarize_on_arrival: bool = True  # false: only when a clinician asks (StreamSummary)
+    max_requested: int = 32  # clinicians' requests waiting at once; more get RESOURCE_EXHAUSTED
+    max_attempts: int = 2  # a report whose generation fails (or crashes the daemon) this often is FAILED
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,8 @@ class Daemon:
         self.deid_stage = DeidStage(self.store, deid_secret, on_ready=lambda _id: self.worker.notify(),
                                     busy=self.intake.busy)
         self.deid_stage.start()
-        self.servicer.attach(self.store, self.intake, self.hub, self.worker.notify)
+        self.servicer.attach(self.store, self.intake, self.hub, self.worker.notify, self.worker.cancel,
+                             cfg.model.max_requested, cfg.model.summarize_on_arrival)
         if cfg.mllp.enabled:
             self.mllp = MllpServer(cfg.mllp, self.intake)
             self.mllp_port = self.mllp.start()

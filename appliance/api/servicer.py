@@ -1,6 +1,7 @@
 """gRPC servicer: translation between protobuf and the plain services, nothing more."""
 from __future__ import annotations
 
+import logging
 import queue
 
 import grpc
@@ -27,11 +28,14 @@ def document_pb(d: DocumentRow) -> pb.Document:
                        deidentified_text=d.deid_text, received_unix_ms=d.received_ms, phi_spans_replaced=d.phi_spans)
 
 
-def summary_pb(s: SummaryRow) -> pb.Summary:
+log = logging.getLogger(__name__)
+
+
+def summary_pb(s: SummaryRow, stale: bool = False) -> pb.Summary:
     return pb.Summary(document_id=s.document_id, text=s.text, model=s.model, tokens=s.tokens,
                       leaks_redacted=s.leaks_redacted, created_unix_ms=s.created_ms,
                       unsupported_numbers=list(s.unsupported_numbers), grounding_flags=list(s.flags),
-                      structured_json=s.structured)
+                      structured_json=s.structured, stale=stale)
 
 
 def _limit(n: int) -> int:
@@ -47,11 +51,15 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
     def __init__(self) -> None:
         self._ready = False
 
-    def attach(self, store: Store, intake: IntakeService, hub: SummaryHub, wake_worker) -> None:
+    def attach(self, store: Store, intake: IntakeService, hub: SummaryHub, wake_worker,
+               cancel_running=lambda doc_id: False, max_requested: int = 32, on_arrival: bool = True) -> None:
         self._store = store
         self._intake = intake
         self._hub = hub
         self._wake = wake_worker
+        self._cancel_running = cancel_running
+        self._max_requested = max_requested
+        self._on_arrival = on_arrival
         self._ready = True
 
     def _check(self) -> None:
@@ -121,6 +129,22 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
         r = reidentify(self._store, request.document_id, purpose, actor="unix-socket")
         return pb.ReidentifyResponse(document_id=r.document_id, text=r.text, summary=r.summary)
 
+    def _follower_gone(self, doc_id: str) -> None:
+        """When the last clinician waiting for an on-request summary goes away, stop it."""
+        if not self._on_arrival and not self._hub.followers(doc_id) and self._cancel_job(doc_id):
+            log.info("summary request for %s cancelled: the client went away", doc_id)
+
+    def _cancel_job(self, doc_id: str) -> bool:
+        cancelled = self._store.cancel_job(doc_id, "client")
+        return self._cancel_running(doc_id) or cancelled
+
+    def CancelSummary(self, request: pb.CancelSummaryRequest, context: grpc.ServicerContext):
+        self._check()
+        if not request.document_id:
+            raise InvalidRequest("document_id is required")
+        self._store.get_document(request.document_id)  # NotFound names the id
+        return pb.CancelSummaryResponse(cancelled=self._cancel_job(request.document_id))
+
     def StreamSummary(self, request: pb.StreamSummaryRequest, context: grpc.ServicerContext):
         self._check()
         doc_id = request.document_id
@@ -131,15 +155,14 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
         try:
             done = self._store.get_summary(doc_id)
             if done is not None:
-                yield pb.SummaryEvent(final=summary_pb(done))
+                yield pb.SummaryEvent(final=summary_pb(done, stale=doc.status == "SUPERSEDED"))
                 return
-            if doc.status == "FAILED":
-                raise SummaryFailed(f"summary of document {doc_id} failed; see the appliance log")
             if doc.status == "SUPERSEDED":
                 raise SummaryFailed(f"document {doc_id} was superseded by {doc.superseded_by}; "
                                     "follow that document instead")
-            self._store.request_summary(doc_id)
+            self._store.request_summary(doc_id, self._max_requested)  # a FAILED document is retried
             self._wake()
+            context.add_callback(lambda: self._follower_gone(doc_id))
             while context.is_active():
                 try:
                     ev = q.get(timeout=1.0)

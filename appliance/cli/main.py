@@ -182,6 +182,19 @@ def cmd_deid(args) -> int:
     return 0
 
 
+def cmd_summarize(args) -> int:
+    from ..config import ModelConfig, load_config
+    from .summarize import run_summarize_jsonl
+
+    if args.model is not None:
+        cfg = ModelConfig(path=args.model, n_threads=args.threads, n_gpu_layers=args.n_gpu_layers)
+    else:
+        cfg = load_config(args.config).model
+    n = run_summarize_jsonl(args.jsonl, args.out, cfg, args.model)
+    print(f"summarised {n} documents -> {args.out}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="appliancectl", description=__doc__)
     ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="TOML config (default %(default)s)")
@@ -239,6 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--secret-file", type=Path, help="surrogate secret (default: a fresh random one)")
     p.set_defaults(fn=cmd_deid)
+
+    p = sub.add_parser("summarize", help="summarise a JSONL file offline with the daemon's pipeline (no daemon)")
+    p.add_argument("--jsonl", type=Path, required=True, help='lines {"id", "text"[, "kind"]}')
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--model", type=Path, help="another GGUF file to try (default: the config's pinned model)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--n-gpu-layers", type=int, default=-1)
+    p.set_defaults(fn=cmd_summarize)
     return ap
 
 

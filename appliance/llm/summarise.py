@@ -71,7 +71,7 @@ def positive_sentences(source: str) -> list[tuple[int, int, set[str]]]:
     return [(a, b, obs) for (a, b), obs in sorted(by_sentence.items(), key=rank)]
 
 
-def summarise(report: str, document_kind: str, generate: Generate, *, max_sentences: int = 3,
+def summarise(report: str, document_kind: str, generate: Generate, *, max_sentences: int = 2,
               max_source_chars: int = 6000, cancel: threading.Event | None = None,
               on_text: Callable[[str], None] | None = None, model: str = "",
               opens_think: bool = False) -> Result:
@@ -101,7 +101,7 @@ def summarise(report: str, document_kind: str, generate: Generate, *, max_senten
             if on_text:
                 on_text(piece)
         streamed = "".join(pieces)
-        lines, removed = _grounded_lines(streamed, source)
+        lines, removed = _grounded_lines(streamed, " ".join(source[a:b] for a, b, _ in picked), source)
         flags.extend(removed)
         # Anchoring: an acute finding the report affirms must not vanish from the impression.
         said = {f.observation for line in lines for f in read(line) if f.affirmed}
@@ -150,15 +150,29 @@ def _note(report: str, generate: Generate, cancel: threading.Event, on_text: Cal
     return Result(structured, render(structured), tuple(flags), tokens, True, streamed)
 
 
-def _grounded_lines(text: str, source: str) -> tuple[list[str], list[Flag]]:
-    """The model's lines, less any that affirms a finding the source does not (flagged)."""
+_CONTENT = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
+_FUNCTION = frozenset("a an the of in on at to with and or is are was were be there this that for by as its".split())
+
+
+def _content(text: str) -> set[str]:
+    return {w for w in _CONTENT.findall(text.lower()) if w not in _FUNCTION}
+
+
+def _grounded_lines(text: str, given: str, source: str) -> tuple[list[str], list[Flag]]:
+    """The model's lines, less any that affirms a finding the source does not, or whose words
+    are mostly not in the findings it was given (an invented statement): both flagged."""
     lines, removed = [], []
+    vocabulary = _content(given)
     for line in (ln.strip(" -•\t") for ln in text.splitlines()):
         if not line:
             continue
         bad = [f for f in check(line, source) if f.kind in ("finding", "negation")]
         if bad:
             removed.extend(Flag(f.kind, f.text, f.reason + "; removed from the impression") for f in bad)
+            continue
+        words = _content(line)
+        if words and len(words - vocabulary) > len(words) / 2:
+            removed.append(Flag("finding", line, "not in the report's positive findings; removed from the impression"))
             continue
         lines.append(line if line.endswith(".") else line + ".")
     return lines, removed

@@ -61,6 +61,10 @@ class SummaryHub:
             if not self._subs.get(doc_id):
                 self._subs.pop(doc_id, None)
 
+    def followers(self, doc_id: str) -> int:
+        with self._lock:
+            return len(self._subs.get(doc_id, []))
+
     def publish(self, doc_id: str, event: object) -> None:
         with self._lock:
             if isinstance(event, TokenEvent):
@@ -90,6 +94,8 @@ class SummaryWorker:
         self.leaks_redacted = 0
         self.unsupported_numbers = 0
         self.grounding_flags = 0
+        self.cancelled = 0
+        self.current: str | None = None
 
     def start(self) -> None:
         n = self._store.requeue_interrupted()
@@ -99,6 +105,13 @@ class SummaryWorker:
 
     def notify(self) -> None:
         self._wake.set()
+
+    def cancel(self, doc_id: str) -> bool:
+        """Stop generating `doc_id` if it is the one in flight (the tokens stop within one)."""
+        if self.current == doc_id:
+            self._cancel.set()
+            return True
+        return False
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish (or cancel) the generation in flight, then stop."""
@@ -110,13 +123,16 @@ class SummaryWorker:
     def _run(self) -> None:
         lower_priority()
         while not self._stop.is_set():
-            yield_to_intake(self._busy, self._stop)
-            doc_id = self._store.claim_next_job(requested_only=not self._cfg.summarize_on_arrival)
+            # A fair share: intake bursts delay a generation by at most two seconds, never starve it.
+            yield_to_intake(self._busy, self._stop, limit=2.0)
+            doc_id = self._store.claim_next_job(requested_only=not self._cfg.summarize_on_arrival,
+                                                max_attempts=self._cfg.max_attempts)
             if doc_id is None:
                 self._wake.wait(1.0)
                 self._wake.clear()
                 continue
             self.busy = True
+            self.current = doc_id
             try:
                 self._summarise(doc_id)
             except Exception as e:  # one bad job must not stop the worker
@@ -126,6 +142,7 @@ class SummaryWorker:
                 self._hub.publish(doc_id, FailedEvent(f"generation failed ({type(e).__name__})"))
             finally:
                 self.busy = False
+                self.current = None
 
     def _summarise(self, doc_id: str) -> None:
         doc = self._store.get_document(doc_id)
@@ -141,7 +158,14 @@ class SummaryWorker:
             return self._engine.chat(prompt.messages, grammar=prompt.grammar, max_tokens=self._cfg.max_tokens,
                                      cancel=cancel)
 
+        pieces = 0
+
         def stream(piece: str) -> None:
+            nonlocal pieces
+            pieces += 1
+            # A replacement or a correction makes this summary stale: stop writing it.
+            if pieces % 16 == 0 and self._store.document_status(doc_id) == "SUPERSEDED":
+                self._cancel.set()
             out = sgate.feed(piece)
             if out:
                 self._hub.publish(doc_id, TokenEvent(out))
@@ -157,6 +181,12 @@ class SummaryWorker:
         if self._stop.is_set():
             # Interrupted by shutdown: leave the job for the next start.
             self._store.requeue_interrupted()
+            return
+        if self._cancel.is_set():
+            self.cancelled += 1
+            self._store.cancel_job(doc_id, "worker")
+            log.info("summary cancelled doc=%s", doc_id)
+            self._hub.publish(doc_id, FailedEvent("cancelled"))
             return
         # The stored text passes the same gate as the stream (the model may echo a name).
         final = gate(result.text, known)

@@ -18,7 +18,7 @@ from typing import Callable, TypeVar
 import sqlcipher3
 
 from ..domain import KnownIdentifiers, PersonName
-from ..errors import NotFound, StoreKeyError
+from ..errors import QueueFull, NotFound, StoreKeyError
 from .keys import describe, read_key
 from .schema import MIGRATIONS
 
@@ -252,6 +252,7 @@ class Store:
                                 [(doc_id, s, o) for s, o in surrogates.items()])
                 cur.execute("INSERT OR IGNORE INTO jobs(document_id, priority, state, enqueued_ms, updated_ms) "
                             "VALUES (?,?,?,?,?)", (doc_id, 0, "PENDING", ts, ts))
+                cur.execute("UPDATE jobs SET state='PENDING' WHERE document_id=? AND state='HELD'", (doc_id,))
                 self._audit(cur, actor, "document.deidentified", doc_id, f"phi_spans={spans}")
 
     def insert_update(self, cur: sqlcipher3.Cursor, message_key: str, transport: str, raw: bytes, actor: str,
@@ -319,23 +320,75 @@ class Store:
         return dict(self._query("SELECT surrogate, original FROM surrogates WHERE document_id=?", (doc_id,)))
 
     # -- jobs and summaries ---------------------------------------------------------------
-    def request_summary(self, doc_id: str) -> None:
-        """A clinician is waiting: that document's job goes to the front of the queue."""
+    def request_summary(self, doc_id: str, max_requested: int = 32) -> None:
+        """A clinician is waiting: that document's job goes to the front of the queue. A document
+        still being de-identified is held at the front until it is ready; a FAILED one is tried
+        again. More than `max_requested` waiting requests: QueueFull, with the depth."""
         with self.transaction() as cur:
-            cur.execute("UPDATE jobs SET priority=10 WHERE document_id=? AND state='PENDING' AND priority<10",
-                        (doc_id,))
+            row = cur.execute("SELECT state, priority FROM jobs WHERE document_id=?", (doc_id,)).fetchone()
+            if row is not None and row[1] >= 10 and row[0] in ("PENDING", "HELD", "RUNNING"):
+                return  # already at the front
+            depth = cur.execute("SELECT COUNT(*) FROM jobs WHERE priority>=10 AND state IN ('PENDING','HELD')"
+                                ).fetchone()[0]
+            if depth >= max_requested:
+                raise QueueFull(f"{depth} summary requests are waiting (model.max_requested = {max_requested}); "
+                                "try again when the queue has drained")
+            status = cur.execute("SELECT status FROM documents WHERE id=?", (doc_id,)).fetchone()
+            ts = now_ms()
+            if row is None and status is not None and status[0] == "PARSED":
+                cur.execute("INSERT INTO jobs(document_id, priority, state, enqueued_ms, updated_ms) "
+                            "VALUES (?,?,?,?,?)", (doc_id, 10, "HELD", ts, ts))
+            elif row is None and status is not None and status[0] == "FAILED":
+                cur.execute("INSERT INTO jobs(document_id, priority, state, enqueued_ms, updated_ms) "
+                            "VALUES (?,?,?,?,?)", (doc_id, 10, "PENDING", ts, ts))
+                cur.execute("UPDATE documents SET status='RECEIVED' WHERE id=?", (doc_id,))
+            elif row is not None and row[0] == "FAILED":
+                cur.execute("UPDATE jobs SET state='PENDING', priority=10, attempts=0, updated_ms=? "
+                            "WHERE document_id=?", (ts, doc_id))
+                cur.execute("UPDATE documents SET status='RECEIVED' WHERE id=? AND status='FAILED'", (doc_id,))
+                self._audit(cur, "clinician", "summary.retried", doc_id, "")
+            else:
+                cur.execute("UPDATE jobs SET priority=10 WHERE document_id=? AND state IN ('PENDING','HELD') "
+                            "AND priority<10", (doc_id,))
 
-    def claim_next_job(self, requested_only: bool = False) -> str | None:
+    def queue_depth(self) -> dict[str, int]:
+        return {f"{state.lower()}_{'requested' if pri >= 10 else 'arrival'}": n for state, pri, n in self._query(
+            "SELECT state, CASE WHEN priority>=10 THEN 10 ELSE 0 END AS p, COUNT(*) FROM jobs GROUP BY state, p")}
+
+    def cancel_job(self, doc_id: str, actor: str) -> bool:
+        """A requested summary no one waits for any more goes back to the ordinary queue."""
         with self.transaction() as cur:
-            row = cur.execute("SELECT document_id FROM jobs WHERE state='PENDING' AND priority >= ? "
-                              "ORDER BY priority DESC, enqueued_ms LIMIT 1", (10 if requested_only else -1000,)
-                              ).fetchone()
-            if row is None:
-                return None
-            cur.execute("UPDATE jobs SET state='RUNNING', attempts=attempts+1, updated_ms=? WHERE document_id=?",
-                        (now_ms(), row[0]))
-            cur.execute("UPDATE documents SET status='SUMMARIZING' WHERE id=? AND status='RECEIVED'", (row[0],))
-            return row[0]
+            cur.execute("UPDATE jobs SET priority=0, state=CASE WHEN state='RUNNING' THEN 'PENDING' ELSE state END, "
+                        "updated_ms=? WHERE document_id=? AND state IN ('PENDING','RUNNING','HELD')",
+                        (now_ms(), doc_id))
+            if cur.rowcount:
+                cur.execute("UPDATE documents SET status='RECEIVED' WHERE id=? AND status='SUMMARIZING'", (doc_id,))
+                self._audit(cur, actor, "summary.cancelled", doc_id, "")
+            return bool(cur.rowcount)
+
+    def claim_next_job(self, requested_only: bool = False, max_attempts: int = 2) -> str | None:
+        with self.transaction() as cur:
+            while True:
+                row = cur.execute("SELECT document_id, attempts FROM jobs WHERE state='PENDING' AND priority >= ? "
+                                  "ORDER BY priority DESC, enqueued_ms LIMIT 1", (10 if requested_only else -1000,)
+                                  ).fetchone()
+                if row is None:
+                    return None
+                if row[1] >= max_attempts:
+                    # Claimed this often and never finished: it crashed or failed each time.
+                    cur.execute("UPDATE jobs SET state='FAILED', updated_ms=? WHERE document_id=?", (now_ms(), row[0]))
+                    cur.execute("UPDATE documents SET status='FAILED' WHERE id=?", (row[0],))
+                    self._audit(cur, "worker", "summary.failed", row[0],
+                                f"attempts={row[1]} (model.max_attempts); request the summary again to retry")
+                    continue
+                cur.execute("UPDATE jobs SET state='RUNNING', attempts=attempts+1, updated_ms=? WHERE document_id=?",
+                            (now_ms(), row[0]))
+                cur.execute("UPDATE documents SET status='SUMMARIZING' WHERE id=? AND status='RECEIVED'", (row[0],))
+                return row[0]
+
+    def document_status(self, doc_id: str) -> str:
+        rows = self._query("SELECT status FROM documents WHERE id=?", (doc_id,))
+        return rows[0][0] if rows else ""
 
     def requeue_interrupted(self) -> int:
         """Jobs left RUNNING by a crash go back to the queue."""

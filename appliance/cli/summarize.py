@@ -1,0 +1,49 @@
+"""`appliancectl summarize`: the daemon's summary pipeline offline, on a JSONL file.
+
+IN lines {"id", "text"[, "kind"]}; OUT lines {"id", "summary": {...structured...}, "text": "..."}.
+The same steps as the daemon: de-identification, the prompt, the model under its grammar,
+grounding. The model is the config's pinned one, or --model FILE.gguf (checked, not pinned)."""
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from pathlib import Path
+
+from ..config import ModelConfig
+from ..deid import deidentify
+from ..domain import KnownIdentifiers
+from ..llm.engine import open_engine
+from ..llm.integrity import sha256_file, verify_model
+from ..llm.summarise import summarise
+
+
+def run_summarize_jsonl(src: Path, out: Path, cfg: ModelConfig, model: Path | None) -> int:
+    if model is not None:
+        cfg = ModelConfig(**{**cfg.__dict__, "path": model})
+        sha = sha256_file(model)
+    else:
+        sha = verify_model(cfg.path, cfg.sha256)
+    engine = open_engine(cfg, sha)
+    secret = secrets.token_bytes(32)
+    cancel = threading.Event()
+
+    def gen(prompt, c):
+        return engine.chat(prompt.messages, grammar=prompt.grammar, max_tokens=cfg.max_tokens, cancel=c)
+
+    n = 0
+    try:
+        with src.open(encoding="utf-8") as fin, out.open("w", encoding="utf-8") as fout:
+            for line in fin:
+                if not line.strip():
+                    continue
+                rec = json.loads(line)
+                text = deidentify(str(rec["text"]), KnownIdentifiers(patient_key=str(rec.get("id", n))), secret).text
+                r = summarise(text, str(rec.get("kind", "")), gen, cancel=cancel, model=engine.info.name,
+                              opens_think=engine.info.opens_think)
+                fout.write(json.dumps({"id": rec.get("id"), "summary": r.structured, "text": r.text},
+                                      ensure_ascii=False) + "\n")
+                n += 1
+    finally:
+        engine.close()
+    return n

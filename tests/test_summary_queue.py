@@ -1,0 +1,134 @@
+"""The summary queue a ward can rely on: bounded requests, an attempts cap, retries, requests for
+documents still being de-identified, cancellation, restart mid-queue, stale summaries. Real
+SQLCipher; the worker runs the real default model."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from appliance.cli.init import default_model_path
+from appliance.config import ModelConfig
+from appliance.errors import QueueFull
+from appliance.llm.integrity import sha256_file
+from appliance.llm.worker import FailedEvent, FinalEvent, SummaryHub, SummaryWorker, TokenEvent
+from appliance.services.intake import IntakeService
+from appliance.store import open_store
+from appliance.store.keys import write_new_key
+
+SECRET = b"k" * 32
+
+
+def oru(n: int, text: str = "FINDINGS: Small left pleural effusion. No pneumothorax.") -> bytes:
+    return (f"MSH|^~\\&|RIS|GH|APPLIANCE|GH|20261120143000||ORU^R01^ORU_R01|Q-{n}|P|2.5.1\r"
+            f"PID|1||{7000 + n}^^^GH^MR||Doe^Pat||19600101|F\r"
+            f"OBR|1|ORD{n}|ACC{n}|71020^CHEST XRAY^CPT\r"
+            f"OBX|1|TX|18782-3^Study^LN||{text}||||||F\r").encode()
+
+
+@pytest.fixture
+def store(tmp_path):
+    write_new_key(tmp_path / "k")
+    s = open_store(tmp_path / "a.db", tmp_path / "k")
+    yield s
+    s.close()
+
+
+def submit(store, n: int, **kw) -> str:
+    return IntakeService(store, SECRET).submit(oru(n, **kw), transport="t")[0].document_id
+
+
+def test_a_full_request_queue_answers_queue_full_with_the_depth(store):
+    ids = [submit(store, i) for i in range(3)]
+    store.request_summary(ids[0], max_requested=2)
+    store.request_summary(ids[1], max_requested=2)
+    store.request_summary(ids[1], max_requested=2)  # asking twice for the same one costs nothing
+    with pytest.raises(QueueFull, match="2 summary requests are waiting"):
+        store.request_summary(ids[2], max_requested=2)
+    assert QueueFull.status == "RESOURCE_EXHAUSTED"
+
+
+def test_a_report_that_fails_twice_is_failed_then_retried_on_request(store):
+    doc = submit(store, 1)
+    for _ in range(2):  # claimed and never finished: the daemon died mid-generation, twice
+        assert store.claim_next_job(max_attempts=2) == doc
+        store.requeue_interrupted()
+    assert store.claim_next_job(max_attempts=2) is None
+    assert store.get_document(doc).status == "FAILED"
+    store.request_summary(doc)  # a clinician asks again: one more chance
+    assert store.get_document(doc).status == "RECEIVED"
+    assert store.claim_next_job(max_attempts=2) == doc
+
+
+def test_a_request_for_a_document_still_being_deidentified_is_kept(store):
+    intake = IntakeService(store, SECRET)
+    prepared = intake.prepare_all(oru(5), transport="t", deid_now=False)[0]
+    doc = intake.commit_async(prepared).result().document_id
+    assert store.get_document(doc).status == "PARSED"
+    store.request_summary(doc)
+    assert store.claim_next_job() is None  # nothing to summarise before de-identification
+    from appliance.services.deid_stage import DeidStage
+    DeidStage(store, SECRET, on_ready=lambda _id: None).drain()
+    other = submit(store, 6)  # arrived later, not requested
+    assert store.claim_next_job() == doc and other
+
+
+def test_a_cancelled_request_leaves_the_front_of_the_queue(store):
+    a, b = submit(store, 1), submit(store, 2)
+    store.request_summary(b)
+    assert store.cancel_job(b, "test")
+    assert store.claim_next_job(requested_only=True) is None
+    assert store.claim_next_job() == a
+
+
+MODEL = default_model_path()
+needs_model = pytest.mark.skipif(MODEL is None, reason="the default model package is not installed")
+
+
+def _worker(store, hub, **cfg):
+    from appliance.llm.engine import open_engine
+
+    mc = ModelConfig(path=Path(MODEL), n_threads=2, n_gpu_layers=0, max_tokens=160, **cfg)
+    return SummaryWorker(store, open_engine(mc, sha256_file(MODEL)), mc, hub)
+
+
+@needs_model
+def test_restart_mid_queue_reruns_the_job_and_stores_a_structured_summary(store):
+    doc = submit(store, 1)
+    assert store.claim_next_job() == doc  # a worker took it, then the daemon was killed
+    hub = SummaryHub()
+    q = hub.subscribe(doc)
+    w = _worker(store, hub)
+    w.start()  # start() puts interrupted jobs back
+    try:
+        ev = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not isinstance(ev, FinalEvent):
+            ev = q.get(timeout=120)
+        assert isinstance(ev, FinalEvent)
+        s = store.get_summary(doc)
+        assert s is not None and "effusion" in s.text.lower() and '"impression"' in s.structured
+    finally:
+        w.stop()
+
+
+@needs_model
+def test_cancel_and_supersede_stop_generation(store):
+    long = "FINDINGS: " + " ".join(f"Small left pleural effusion number {i}." for i in range(40))
+    doc = submit(store, 1, text=long)
+    hub = SummaryHub()
+    q = hub.subscribe(doc)
+    w = _worker(store, hub)
+    w.start()
+    try:
+        ev = q.get(timeout=120)
+        assert isinstance(ev, TokenEvent)
+        assert w.cancel(doc)
+        while not isinstance(ev, (FinalEvent, FailedEvent)):
+            ev = q.get(timeout=60)
+        assert isinstance(ev, FailedEvent) and ev.reason == "cancelled"
+        assert store.get_summary(doc) is None and w.cancelled == 1
+    finally:
+        w.stop()
