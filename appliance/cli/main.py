@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mllp-port", type=int, default=2575)
     p.add_argument("--dicom-port", type=int, default=11112)
     p.add_argument("--metrics-port", type=int, default=9464)
-    p.add_argument("--model", type=Path, help="GGUF file (default: the installed SmolLM2 package)")
+    p.add_argument("--model", type=Path, help="GGUF file (default: the installed default model, see appliance.llm.models)")
     p.add_argument("--n-gpu-layers", type=int, default=-1)
     p.add_argument("--force", action="store_true")
     p.set_defaults(fn=cmd_init)
