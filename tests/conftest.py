@@ -24,6 +24,18 @@ def free_port() -> int:
 
 
 @pytest.fixture
+def store(tmp_path: Path):
+    """A real SQLCipher store with a fresh random key."""
+    from appliance.store import open_store
+    from appliance.store.keys import write_new_key
+
+    write_new_key(tmp_path / "k")
+    s = open_store(tmp_path / "a.db", tmp_path / "k")
+    yield s
+    s.close()
+
+
+@pytest.fixture
 def state(tmp_path: Path) -> Path:
     """A state directory made by the real `appliancectl init`; returns the config path."""
     from appliance.cli.init import init_state, test_model_path

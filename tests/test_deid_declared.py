@@ -11,8 +11,6 @@ from appliance.deid.surrogates import _name_pool
 from appliance.domain import KnownIdentifiers, PersonName
 from appliance.services.intake import IntakeService
 from appliance.services.reidentify import restore, restore_document
-from appliance.store import open_store
-from appliance.store.keys import write_new_key
 from dicom_sr import make_sr
 
 SECRET = b"s" * 32
@@ -57,11 +55,8 @@ def test_declared_identifier_never_survives(kind, form, beside_name):
 
 
 @pytest.fixture
-def intake(tmp_path):
-    write_new_key(tmp_path / "k")
-    store = open_store(tmp_path / "a.db", tmp_path / "k")
-    yield IntakeService(store, SECRET), store
-    store.close()
+def intake(store):
+    return IntakeService(store, SECRET), store
 
 
 def _oru(text: str) -> bytes:

@@ -24,14 +24,6 @@ VECTORS = json.loads((CORPUS / "python-hl7" / "escape_vectors.json").read_text()
 
 
 @pytest.fixture
-def store(tmp_path):
-    write_new_key(tmp_path / "k")
-    s = open_store(tmp_path / "a.db", tmp_path / "k")
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def intake(store):
     return IntakeService(store, b"k" * 32)
 

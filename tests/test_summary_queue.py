@@ -3,7 +3,6 @@ documents still being de-identified, cancellation, restart mid-queue, stale summ
 SQLCipher; the worker runs the real default model."""
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -15,8 +14,6 @@ from appliance.errors import QueueFull
 from appliance.llm.integrity import sha256_file
 from appliance.llm.worker import FailedEvent, FinalEvent, SummaryHub, SummaryWorker, TokenEvent
 from appliance.services.intake import IntakeService
-from appliance.store import open_store
-from appliance.store.keys import write_new_key
 
 SECRET = b"k" * 32
 
@@ -26,14 +23,6 @@ def oru(n: int, text: str = "FINDINGS: Small left pleural effusion. No pneumotho
             f"PID|1||{7000 + n}^^^GH^MR||Doe^Pat||19600101|F\r"
             f"OBR|1|ORD{n}|ACC{n}|71020^CHEST XRAY^CPT\r"
             f"OBX|1|TX|18782-3^Study^LN||{text}||||||F\r").encode()
-
-
-@pytest.fixture
-def store(tmp_path):
-    write_new_key(tmp_path / "k")
-    s = open_store(tmp_path / "a.db", tmp_path / "k")
-    yield s
-    s.close()
 
 
 def submit(store, n: int, **kw) -> str:

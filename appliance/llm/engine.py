@@ -61,25 +61,9 @@ class LlamaCppEngine:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False))
 
     def generate(self, system: str, user: str, *, max_tokens: int, cancel: threading.Event) -> Iterator[str]:
-        common = dict(max_tokens=max_tokens, temperature=self._cfg.temperature,
-                      repeat_penalty=self._cfg.repeat_penalty, stream=True)
-        if self.info.chat_template:
-            stream = self._llm.create_chat_completion(
-                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}], **common)
-            pieces = (c["choices"][0]["delta"].get("content") or "" for c in stream)
-        else:  # base models: a plain completion prompt
-            stream = self._llm.create_completion(prompt=f"{system}\n\n{user}\n\nSummary:", **common)
-            pieces = (c["choices"][0]["text"] for c in stream)
-        try:
-            for piece in pieces:
-                if cancel.is_set():
-                    break
-                if piece:
-                    yield piece
-        finally:
-            close = getattr(stream, "close", None)
-            if close:
-                close()
+        """One instruction, no examples, no grammar (free text)."""
+        return self.chat([{"role": "system", "content": system}, {"role": "user", "content": user}],
+                         grammar=None, max_tokens=max_tokens, cancel=cancel)
 
     def chat(self, messages: list[dict[str, str]], *, grammar: str | None, max_tokens: int,
              cancel: threading.Event) -> Iterator[str]:
