@@ -3,6 +3,7 @@ its pinned SHA-256 before it is opened. It is never trained here (see `train.py`
 from __future__ import annotations
 
 import hashlib
+import threading
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -88,7 +89,20 @@ def _joinable(text: str, end: int, start: int) -> bool:
     return len(gap) <= 2 and "\n" not in gap
 
 
+_local = threading.local()
+
+
 @lru_cache(maxsize=1)
-def default_tagger() -> Tagger:
+def _checked_model() -> Path:
+    """The shipped model, its SHA-256 checked once per process."""
     sha = _data(MODEL.replace(".model", ".sha256")).read_text(encoding="ascii").split()[0]
-    return Tagger(_data(MODEL), sha)
+    Tagger(_data(MODEL), sha).close()
+    return _data(MODEL)
+
+
+def default_tagger() -> Tagger:
+    """The shipped tagger, one per thread: a CRFsuite tagger keeps per-call state (marginals)."""
+    t = getattr(_local, "tagger", None)
+    if t is None:
+        t = _local.tagger = Tagger(_checked_model(), None)
+    return t

@@ -1,0 +1,78 @@
+"""The classes of PHI (and of false alarm) that notes of unseen patients showed, each as a
+mechanism test on text written here; and the learned tagger's own guarantees."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from appliance.deid import find_spans
+from appliance.deid.learned.tagger import ModelIntegrityError, Tagger, _data, default_tagger
+from appliance.domain import KnownIdentifiers
+
+NOBODY = KnownIdentifiers(patient_key="p")
+
+FOUND = [
+    ("J. KOWALCZYK AWARE OF BP", "J. KOWALCZYK"),            # initial + surname + verb, capitals
+    ("PER DR R. OYELOWO, CONTINUE", "R. OYELOWO"),
+    ("HALVORSEN NOTIFIED OF K 3.1", "HALVORSEN"),            # bare surname before a verb
+    ("pager 617/555-1234", "617/555-1234"),                  # area code set off by a slash
+    ("617 / 555-1234 cell", "617 / 555-1234"),
+    ("tel 617-555- 1234", "617-555- 1234"),                  # split by a space after a dash
+    ("MI IN '98, CABG", "'98"),                              # two-digit years with an apostrophe
+    ("CABG 98' AT OSH", "98"),
+    ("DM dx'd 2004", "2004"),                                # a year attached to a diagnosis
+    ("transferred from university of maryland", "maryland"),
+    ("TO BMC CATH LAB", "BMC"),                              # a hospital's initials used as a place
+    ("to JH cath lab in am", "JH"),
+    ("lives in dorchester with wife", "dorchester"),         # towns in lower case
+    ("son Bobby called", "Bobby"),                           # relatives' names after a relation
+    ("wife, Dot, at bedside", "Dot"),
+]
+LEFT_ALONE = [
+    "Homans sign negative, Murphy sign positive",            # eponyms before their head word
+    "GLASGOW COMA SCALE 14",
+    "POSITIVE BABINSKI, GCS 15",                             # after a finding word; a score
+    "PT IS AFRICAN AMERICAN, HISPANIC",                      # race and ethnicity
+    "FOLEY DRAINING CLEAR",                                  # devices and brands
+    "Swan Ganz catheter in place, levophed weaned",
+]
+
+
+def covered(text: str, needle: str) -> bool:
+    spans = find_spans(text, NOBODY)
+    start = text.index(needle)
+    return all(any(s.start <= i < s.end for s in spans) for i in range(start, start + len(needle))
+               if text[i].isalnum())
+
+
+@pytest.mark.parametrize("text,phi", FOUND)
+def test_class_is_found(text, phi):
+    assert covered(text, phi), [text[s.start:s.end] for s in find_spans(text, NOBODY)]
+
+
+@pytest.mark.parametrize("text", LEFT_ALONE)
+def test_false_alarm_class_is_left_alone(text):
+    assert find_spans(text, NOBODY) == [], [text[s.start:s.end] for s in find_spans(text, NOBODY)]
+
+
+def test_a_title_overrides_an_eponym_veto():
+    assert covered("rectal tube placed per Dr. Murphy, procedure done", "Murphy")
+
+
+def test_tagger_adds_only_words_of_names_and_places():
+    text = "Williams and Brown saw the patient with Dr Hollis at 1300; BP 120/80, 900-1300 ml."
+    for s in default_tagger().spans(text, []):
+        word = text[s.start:s.end]
+        assert s.label in {"NAME", "LOCATION", "ADDRESS"} and not any(c.isdigit() for c in word)
+        assert word.lower() not in {"and", "saw", "the", "with", "dr", "at"}
+
+
+def test_tampered_tagger_model_is_refused_naming_file_and_hashes(tmp_path):
+    bad = tmp_path / "deid_crf.model"
+    shutil.copy(_data("deid_crf.model"), bad)
+    with bad.open("ab") as f:
+        f.write(b"\0")
+    sha = _data("deid_crf.sha256").read_text().split()[0]
+    with pytest.raises(ModelIntegrityError, match=r"deid_crf\.model has SHA-256 [0-9a-f]{64}, expected " + sha):
+        Tagger(bad, sha)
