@@ -146,7 +146,7 @@ def _record_patterns(value: str) -> list[re.Pattern[str]]:
     """A record number as clinicians write it: whole, with or without its letter prefix or
     assigning authority, its digits split by spaces, dashes or dots ("MR7300119", "MR-7300119",
     "7300119", "730-0119")."""
-    pats = []
+    pats: list[re.Pattern[str]] = []
     value = value.split("^")[0].strip()
     for run in re.findall(r"\d+", value):
         if len(run) >= 4 and (p := _digits_pattern(run)):
@@ -197,8 +197,7 @@ class KnownMatcher:
         self._names = _index(known)
         pats: list[tuple[re.Pattern[str], str]] = []
         for v in known.record_numbers:
-            for p in _record_patterns(v):
-                pats.append((p, "MRN"))
+            pats.extend((rp, "MRN") for rp in _record_patterns(v))
         for v in known.phones:
             p = _digits_pattern(v)
             if p:

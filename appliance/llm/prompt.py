@@ -74,7 +74,7 @@ def findings_block(sentences: list[str]) -> str:
     return "Positive findings:\n" + "\n".join(f"- {s.strip()}" for s in sentences)
 
 
-def radiology_prompt(positive_sentences: list[str], extra: list[tuple[list[str], str]] = ()) -> Prompt:
+def radiology_prompt(positive_sentences: list[str], extra: tuple[tuple[list[str], str], ...] = ()) -> Prompt:
     msgs = [{"role": "system", "content": RADIOLOGY_SYSTEM}]
     for findings, impression in [*extra, *RADIOLOGY_EXAMPLES][:6]:
         msgs.append({"role": "user", "content": findings_block(findings)})

@@ -161,7 +161,8 @@ def _content(text: str) -> set[str]:
 def _grounded_lines(text: str, given: str, source: str) -> tuple[list[str], list[Flag]]:
     """The model's lines, less any that affirms a finding the source does not, or whose words
     are mostly not in the findings it was given (an invented statement): both flagged."""
-    lines, removed = [], []
+    lines: list[str] = []
+    removed: list[Flag] = []
     vocabulary = _content(given)
     for line in (ln.strip(" -•\t") for ln in text.splitlines()):
         if not line:
@@ -198,20 +199,24 @@ def render(structured: dict[str, object]) -> str:
     out: list[str] = []
     if structured.get("kind") == "radiology":
         out.append("IMPRESSION:")
-        out.extend(f"- {line}" for line in structured.get("impression", []))  # type: ignore[union-attr]
+        out.extend(f"- {line}" for line in _strings(structured.get("impression")))
         if structured.get("report_impression"):
             out.append(f"RADIOLOGIST'S IMPRESSION (as written): {structured['report_impression']}")
         if structured.get("follow_up"):
-            out.append("FOLLOW-UP: " + " ".join(structured["follow_up"]))  # type: ignore[arg-type]
+            out.append("FOLLOW-UP: " + " ".join(_strings(structured["follow_up"])))
     else:
         for key, title in (("problems", "PROBLEMS"), ("medication_changes", "MEDICATION CHANGES"),
                            ("follow_up", "FOLLOW-UP")):
-            items = structured.get(key) or []
+            items = _strings(structured.get(key))
             if items:
-                out.append(f"{title}: " + "; ".join(items))  # type: ignore[arg-type]
+                out.append(f"{title}: " + "; ".join(items))
     if structured.get("truncated"):
         out.append("(summary written from a shortened report: the middle of the findings was omitted)")
     return "\n".join(out)
+
+
+def _strings(value: object) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def to_json(structured: dict[str, object]) -> str:
