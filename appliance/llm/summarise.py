@@ -16,10 +16,10 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from .findings import CHRONIC, read
+from .findings import CHRONIC, read, sentences
 from .grounding import Flag, check
 from .prompt import PROMPT_VERSION, Prompt, note_prompt, radiology_prompt
-from .sections import cut_middle, find, source_text
+from .sections import cut_middle, find, source_text, split
 from .think import strip_thinking
 
 NORMAL_CHEST = "No acute cardiopulmonary abnormality."
@@ -117,7 +117,8 @@ def summarise(report: str, document_kind: str, generate: Generate, *, max_senten
     findings = [{"observation": f.observation, "affirmed": f.affirmed, "side": f.side,
                  "span": [f.start + offset, f.end + offset], "sentence": source[f.start:f.end]}
                 for f in read(source)]
-    follow_up = [report[a + offset:b + offset] for a, b in _follow_up(source)]
+    follow_up = [report[a:b] for sec in split(report) if sec.name in ("findings", "impression", "recommendation", "body")
+                 for a, b in _follow_up(report, sec.start, sec.end)]
     structured: dict[str, object] = {
         "kind": "radiology", "impression": lines, "impression_source": origin,
         "report_impression": report_impression.text(report) if report_impression else "",
@@ -179,9 +180,10 @@ def _grounded_lines(text: str, given: str, source: str) -> tuple[list[str], list
     return lines, removed
 
 
-def _follow_up(source: str) -> list[tuple[int, int]]:
-    from .findings import sentences
-    return [(a, b) for a, b in sentences(source) if _FOLLOW.search(source[a:b])]
+def _follow_up(report: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Sentences of report[start:end] that recommend or ask for something, in report offsets."""
+    part = report[start:end]
+    return [(a + start, b + start) for a, b in sentences(part) if _FOLLOW.search(part[a:b])]
 
 
 _LEAD = re.compile(r"(?i)^(?:there (?:is|are)|again (?:seen|noted) (?:is|are)|the|a|an)\s+")
