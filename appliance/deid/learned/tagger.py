@@ -65,7 +65,7 @@ class Tagger:
                     continue
                 label = max((lab for lab in self._tagger.labels() if lab != "O"),
                             key=lambda lab: self._tagger.marginal(lab, i))
-            if label not in WORD_LABELS:
+            if label not in WORD_LABELS or (label == "NAME" and _clinical_typo(text[a:b])):
                 continue
             if out and out[-1].label == label and _joinable(text, out[-1].end, a):
                 out[-1] = Span(out[-1].start, b, label)
@@ -84,12 +84,17 @@ def _content_word(raw: str) -> bool:
         return False
     if raw.islower() and low in vocab.common():
         return False
+    return True
+
+
+def _clinical_typo(raw: str) -> bool:
+    """No census name, and a medical term, a typo of a word or two words run together
+    ("Permacath", "Cardic", "Lungsounds"): the tagger's usual false alarm for a person. Places
+    are spared: many are named with, or one letter from, ordinary words."""
+    low = raw.lower()
     if low in vocab.first_names() or low in vocab.last_names() or len(low) < 4:
-        return True
-    # No census name and a word of the language, a medical term, a typo of one or two words run
-    # together ("Iranian", "Permacath", "Cardic", "Lungsounds"): the tagger's usual false alarm.
-    return not (low in vocab.english_extended() or low in vocab.medical() or _misspelt_word(low)
-                or _compound(low))
+        return False
+    return low in vocab.medical() or _misspelt_word(low) or _compound(low)
 
 
 def _compound(low: str) -> bool:
