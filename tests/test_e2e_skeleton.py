@@ -158,6 +158,7 @@ def test_appliancectl_commands_against_the_daemon(daemon):
     doc_id = sub.stdout.strip()
     follow = subprocess.run(ctl + ["summary", doc_id, "--follow"], capture_output=True, text=True, timeout=300)
     assert follow.returncode == 0 and follow.stdout.strip()
+    assert "IMPRESSION:" in follow.stdout and "RADIOLOGIST'S IMPRESSION (as written)" in follow.stdout
     docs = subprocess.run(ctl + ["documents", "--json"], capture_output=True, text=True, timeout=60)
     assert '"status": "SUMMARIZED"' in docs.stdout and doc_id in docs.stdout
     text = subprocess.run(ctl + ["document", doc_id], capture_output=True, text=True, timeout=60).stdout

@@ -81,6 +81,8 @@ def cmd_rotate_key(args) -> int:
 def _warn_unsupported(final) -> None:
     if final.unsupported_numbers:
         print("-- not in the report, do not trust: " + ", ".join(final.unsupported_numbers), file=sys.stderr)
+    for flag in final.grounding_flags:
+        print(f"-- check against the report: {flag}", file=sys.stderr)
 
 
 def cmd_summary(args) -> int:
@@ -102,9 +104,11 @@ def cmd_summary(args) -> int:
             sys.stdout.flush()
             streamed = True
         else:
-            if not streamed:
-                sys.stdout.write(ev.final.text)
-            sys.stdout.write("\n")
+            if streamed:  # the model's wording as it came; then the grounded summary that was stored
+                sys.stdout.write("\n--- stored summary (grounded, impression first) ---\n")
+            sys.stdout.write(ev.final.text + "\n")
+            if ev.final.stale:
+                print("-- STALE: the report was superseded after this summary was written", file=sys.stderr)
             print(f"-- {ev.final.tokens} tokens, model {ev.final.model}, "
                   f"{ev.final.leaks_redacted} identifiers redacted by the leak gate", file=sys.stderr)
             _warn_unsupported(ev.final)
