@@ -76,3 +76,13 @@ def test_tampered_tagger_model_is_refused_naming_file_and_hashes(tmp_path):
     sha = _data("deid_crf.sha256").read_text().split()[0]
     with pytest.raises(ModelIntegrityError, match=r"deid_crf\.model has SHA-256 [0-9a-f]{64}, expected " + sha):
         Tagger(bad, sha)
+
+
+@pytest.mark.parametrize("text", ["PSV increased to 10/5 overnight", "cpap/ps mode decreased to 8/5, tol well",
+                                  "pt tried on 5/5 today", "On bi-pap 10/5 with initial ABG"])
+def test_ventilator_settings_are_no_dates(text):
+    assert find_spans(text, NOBODY) == []
+
+
+def test_a_date_near_the_ventilator_is_still_a_date():
+    assert covered("MECH VENT VIA TRACH (PLACED 8/14). AC 100%", "8/14")

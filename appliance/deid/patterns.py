@@ -247,7 +247,25 @@ def pattern_spans(text: str) -> list[Span]:
         g = 1 if m.group(1) else 2
         out.append(Span(m.start(g), m.end(g), "DATE"))
     out.extend(_years_after_terms(text))
-    return out
+    return [sp for sp in out if not (sp.label == "DATE" and _vent_setting(text, sp))]
+
+
+_PAIR = re.compile(r"\d{1,2}/\d{1,2}")
+# Pressure support over PEEP ("PS 10/5", "cpap/ps 8/5", "tried on 5/5"): a ventilator setting,
+# not a month and day, when a ventilation word stands just before it.
+_VENT = re.compile(r"(?i)\b(?:ps|psv|peep|cpap|bi-?pap|simv|cmv|imv|prvc|pressure support|vent|ventilator)\b"
+                   r"(?:[^.;\n]|\.(?=\d)){0,30}$|\b(?:tried|trial) (?:on|of) (?:a )?$")
+
+
+def _vent_setting(text: str, sp: Span) -> bool:
+    if not _PAIR.fullmatch(text[sp.start:sp.end]):
+        return False
+    a, b = (int(x) for x in text[sp.start:sp.end].split("/"))
+    before = text[max(0, sp.start - 40):sp.start]
+    return a <= 30 and b <= 30 and bool(_VENT.search(before)) and not _DATED.search(before[-16:])
+
+
+_DATED = re.compile(r"(?i)\b(?:placed|since|from|dated|started|inserted|changed on|on admission)\b")
 
 
 _TERM_YEAR = re.compile(r"(?i)\b([a-z][a-z/']*[a-z'])\s+((?:19|20)\d\d|'\d\d)(?:'?s)?"
