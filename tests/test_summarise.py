@@ -71,6 +71,12 @@ def test_model_line_inventing_a_finding_is_removed_and_a_dropped_one_comes_back(
     assert r.structured["report_impression"].startswith("Small left effusion")
 
 
+def test_a_runaway_line_is_cut_to_an_impression_line():
+    long = "Small left pleural effusion " + "with adjacent atelectasis " * 20
+    r = summarise(REPORT, "hl7:ORU^R01", fake(long))
+    assert all(len(line) <= 161 for line in r.structured["impression"])
+
+
 def test_abnormal_study_is_never_called_normal():
     r = summarise(REPORT, "hl7:ORU^R01", fake("No acute cardiopulmonary abnormality."))
     text = " ".join(r.structured["impression"]).lower()

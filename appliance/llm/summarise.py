@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from .findings import CHRONIC, read, sentences
 from .grounding import Flag, check
-from .prompt import PROMPT_VERSION, Prompt, note_prompt, radiology_prompt
+from .prompt import MAX_LINE, PROMPT_VERSION, Prompt, note_prompt, radiology_prompt
 from .sections import cut_middle, find, source_text, split
 from .think import strip_thinking
 
@@ -176,6 +176,8 @@ def _grounded_lines(text: str, given: str, source: str) -> tuple[list[str], list
         if words and len(words - vocabulary) > len(words) / 2:
             removed.append(Flag("finding", line, "not in the report's positive findings; removed from the impression"))
             continue
+        if len(line) > MAX_LINE:  # an impression line, not a paragraph: cut at a word
+            line = line[:MAX_LINE].rsplit(" ", 1)[0].rstrip(",;: ")
         lines.append(line if line.endswith(".") else line + ".")
     return lines, removed
 
