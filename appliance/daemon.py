@@ -25,6 +25,7 @@ from .api.transport import add_server_port, add_unix_port, state_path
 from .config import DEFAULT_CONFIG_PATH, Config, load_config
 from .errors import ApplianceError
 from .llm.engine import Engine, open_engine
+from .llm.prompt import site_examples
 from .llm.integrity import verify_model
 from .llm.worker import SummaryHub, SummaryWorker
 from .services.commit import CommitQueue
@@ -99,7 +100,8 @@ class Daemon:
         # Callbacks look the stages up when they fire, so construction order does not matter.
         self.intake = IntakeService(self.store, deid_secret, commit_queue=self.commits,
                                     on_document=lambda _id: (self.deid_stage.notify(), self.worker.notify()))
-        self.worker = SummaryWorker(self.store, self.engine, cfg.model, self.hub, busy=self.intake.busy)
+        self.worker = SummaryWorker(self.store, self.engine, cfg.model, self.hub, busy=self.intake.busy,
+                                    examples=site_examples(cfg.state_dir))
         self.deid_stage = DeidStage(self.store, deid_secret, on_ready=lambda _id: self.worker.notify(),
                                     busy=self.intake.busy)
         self.deid_stage.start()

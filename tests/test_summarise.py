@@ -152,3 +152,20 @@ def test_real_model_summary_is_structured_grounded_and_terminates():
         assert r2.tokens == 0 and "effusion" in " ".join(r2.structured["impression"]).lower()
     finally:
         engine.close()
+
+
+def test_a_sites_own_examples_come_before_the_built_in_ones(tmp_path):
+    from appliance.llm.prompt import RADIOLOGY_EXAMPLES, site_examples
+
+    (tmp_path / "examples.jsonl").write_text(json.dumps(
+        {"findings": ["Tiny left apical pneumothorax."], "impression": "Tiny left apical pneumothorax."}) + "\n")
+    seen = []
+
+    def gen(prompt, cancel):
+        seen.append(prompt.messages)
+        yield "Small left pleural effusion."
+    summarise(REPORT, "hl7:ORU^R01", gen, examples=site_examples(tmp_path))
+    users = [m["content"] for m in seen[0] if m["role"] == "user"]
+    assert "Tiny left apical pneumothorax." in users[0]
+    assert RADIOLOGY_EXAMPLES[0][0][0] in users[1]
+    assert site_examples(tmp_path / "none") == ()

@@ -4,7 +4,6 @@ node written as 1.4 mm, left written for right, "no effusion" for "small effusio
 flag, stored with the summary, streamed to the client and counted."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from .findings import MEASURE, read
@@ -56,12 +55,3 @@ def check(summary: str, report: str) -> list[Flag]:
     for fl in flags:
         out.setdefault((fl.kind, fl.text), fl)
     return list(out.values())
-
-
-def missing(summary: str, report: str, wanted: set[str]) -> set[str]:
-    """Observations of `wanted` the report affirms that the summary does not mention at all."""
-    said = {f.observation for f in read(summary)}
-    return {o for o in wanted if o not in said}
-
-
-_WS = re.compile(r"\s+")

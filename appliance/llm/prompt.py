@@ -57,20 +57,20 @@ item ::= ("Problem: " | "Medication: " | "Follow-up: ") [^\n]+
 MAX_LINE = 160
 
 
-def site_examples(state_dir: Path | None) -> list[tuple[list[str], str]]:
+def site_examples(state_dir: Path | None) -> tuple[tuple[list[str], str], ...]:
     """A hospital's own worked examples, `examples.jsonl` in the state directory
     ({"findings": [...], "impression": "..."} per line), used before the built-in ones."""
     if state_dir is None:
-        return []
+        return ()
     path = state_dir / "examples.jsonl"
     if not path.exists():
-        return []
+        return ()
     out = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             rec = json.loads(line)
             out.append((list(rec["findings"]), str(rec["impression"])))
-    return out
+    return tuple(out)
 
 
 def findings_block(sentences: list[str]) -> str:

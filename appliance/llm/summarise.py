@@ -14,7 +14,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .findings import CHRONIC, read, sentences
 from .grounding import Flag, check
@@ -43,7 +43,6 @@ class Result:
     tokens: int
     model_called: bool
     streamed: str = ""  # what the model wrote, as streamed
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 def kind_of(document_kind: str, text: str) -> str:
@@ -74,7 +73,8 @@ def positive_sentences(source: str) -> list[tuple[int, int, set[str]]]:
 def summarise(report: str, document_kind: str, generate: Generate, *, max_sentences: int = 2,
               max_source_chars: int = 6000, cancel: threading.Event | None = None,
               on_text: Callable[[str], None] | None = None, model: str = "",
-              opens_think: bool = False) -> Result:
+              opens_think: bool = False, examples: tuple[tuple[list[str], str], ...] = ()) -> Result:
+    """`examples`: the site's own worked examples (prompt.site_examples), used before the built-in ones."""
     cancel = cancel or threading.Event()
     kind = kind_of(document_kind, report)
     if kind == "note":
@@ -93,7 +93,7 @@ def summarise(report: str, document_kind: str, generate: Generate, *, max_senten
         origin = "rule"
     else:
         picked = positives[:max_sentences]
-        prompt = radiology_prompt([source[a:b] for a, b, _ in picked])
+        prompt = radiology_prompt([source[a:b] for a, b, _ in picked], examples)
         pieces = []
         for piece in strip_thinking(generate(prompt, cancel), opens_think):
             tokens += 1

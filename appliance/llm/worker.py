@@ -76,12 +76,14 @@ class SummaryHub:
 
 
 class SummaryWorker:
-    def __init__(self, store: Store, engine: Engine, cfg: ModelConfig, hub: SummaryHub, busy=lambda: False) -> None:
+    def __init__(self, store: Store, engine: Engine, cfg: ModelConfig, hub: SummaryHub, busy=lambda: False,
+                 examples: tuple[tuple[list[str], str], ...] = ()) -> None:
         self._store = store
         self._engine = engine
         self._cfg = cfg
         self._hub = hub
         self._busy = busy  # intake acknowledging a burst: start no new generation meanwhile
+        self._examples = examples  # the site's own worked examples (STATE_DIR/examples.jsonl)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._cancel = threading.Event()
@@ -172,7 +174,7 @@ class SummaryWorker:
 
         result = summarise(pre.text, doc.kind, generate, cancel=self._cancel, on_text=stream,
                            max_source_chars=max_chars, model=self._engine.info.name,
-                           opens_think=self._engine.info.opens_think)
+                           opens_think=self._engine.info.opens_think, examples=self._examples)
         rest, _streamed = sgate.finish()
         if rest:
             self._hub.publish(doc_id, TokenEvent(rest))
