@@ -169,3 +169,18 @@ def test_a_sites_own_examples_come_before_the_built_in_ones(tmp_path):
     assert "Tiny left apical pneumothorax." in users[0]
     assert RADIOLOGY_EXAMPLES[0][0][0] in users[1]
     assert site_examples(tmp_path / "none") == ()
+
+
+@pytest.mark.skipif(MODEL is None, reason="the default model package is not installed (make venv)")
+def test_appliancectl_summarize_jsonl_offline(tmp_path):
+    from appliance.cli.main import main
+
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text(json.dumps({"id": "a", "text": REPORT.replace("cough", "cough; patient Agnes Ferguson")}) + "\n"
+                   + json.dumps({"id": "b", "text": "FINDINGS: Lungs are clear. No effusion."}) + "\n")
+    assert main(["summarize", "--jsonl", str(src), "--out", str(out), "--model", str(MODEL), "--n-gpu-layers", "0"]) == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["a", "b"]
+    assert rows[0]["summary"]["kind"] == "radiology" and "effusion" in " ".join(rows[0]["summary"]["impression"]).lower()
+    assert rows[1]["summary"]["impression"] == [NORMAL_CHEST] and rows[1]["text"].startswith("IMPRESSION:")
+    assert "Ferguson" not in out.read_text()  # the pipeline de-identifies before anything else
