@@ -184,3 +184,20 @@ def test_appliancectl_summarize_jsonl_offline(tmp_path):
     assert rows[0]["summary"]["kind"] == "radiology" and "effusion" in " ".join(rows[0]["summary"]["impression"]).lower()
     assert rows[1]["summary"]["impression"] == [NORMAL_CHEST] and rows[1]["text"].startswith("IMPRESSION:")
     assert "Ferguson" not in out.read_text()  # the pipeline de-identifies before anything else
+
+
+def test_lab_results_are_summarised_as_their_abnormal_values_without_a_model():
+    text = ("CHEM:\nSODIUM: 128 mmol/L (ref 133-145)\nPOTASSIUM: 5.9 mmol/L (ref 3.3-5.1) [H]\n"
+            "CREATININE: 0.64 mg/dL (ref 0.51-0.95)\nTROPONIN: <0.01 ng/mL (ref 0.00-0.04)")
+
+    def boom(prompt, cancel):
+        raise AssertionError("exact values are copied, never generated")
+    r = summarise(text, "hl7:ORU^R01", boom)
+    s = r.structured
+    assert s["kind"] == "lab" and s["results"] == 4
+    assert [(a["test"], a["value"], a["unit"], a["flag"]) for a in s["abnormal"]] == [
+        ("SODIUM", "128", "mmol/L", "L"), ("POTASSIUM", "5.9", "mmol/L", "H")]
+    assert r.text.splitlines()[1] == "- Sodium 128 mmol/L (low, ref 133-145)"
+    normal = summarise("WBC: 5.8 THOU/uL (ref 4.0-10.0)\nRBC: 4.8 MIL/uL (ref 3.9-5.2)\nMCV: 90 fL (ref 79-95)",
+                       "hl7:ORU^R01", boom)
+    assert normal.structured["impression"] == ["All 3 results within their reference ranges."]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from .findings import CHRONIC, read, sentences
 from .grounding import Flag, check
+from .labs import is_lab_report, results
 from .prompt import MAX_LINE, PROMPT_VERSION, Prompt, note_prompt, radiology_prompt
 from .sections import cut_middle, find, source_text, split
 from .think import strip_thinking
@@ -46,9 +47,12 @@ class Result:
 
 
 def kind_of(document_kind: str, text: str) -> str:
-    """"radiology" for imaging reports (DICOM SR, ORU with findings/impression), else "note"."""
+    """"radiology" for imaging reports (DICOM SR, ORU with findings/impression), "lab" for
+    results with values and ranges, else "note"."""
     if document_kind.startswith("dicom:") or find(text, "findings") or find(text, "impression"):
         return "radiology"
+    if is_lab_report(text):
+        return "lab"
     if document_kind.startswith("hl7:ORU") and _CHEST.search(text):
         return "radiology"
     return "note"
@@ -77,6 +81,8 @@ def summarise(report: str, document_kind: str, generate: Generate, *, max_senten
     """`examples`: the site's own worked examples (prompt.site_examples), used before the built-in ones."""
     cancel = cancel or threading.Event()
     kind = kind_of(document_kind, report)
+    if kind == "lab":
+        return _lab(report, model)
     if kind == "note":
         return _note(report, generate, cancel, on_text, model, opens_think, max_source_chars)
     source, offset = source_text(report)
@@ -125,6 +131,19 @@ def summarise(report: str, document_kind: str, generate: Generate, *, max_senten
         "findings": findings, "follow_up": follow_up, "truncated": truncated,
         "flags": [fl.render() for fl in flags], "prompt_version": PROMPT_VERSION, "model": model}
     return Result(structured, render(structured), tuple(flags), tokens, origin == "model", streamed)
+
+
+def _lab(report: str, model: str) -> Result:
+    """Abnormal results as reported, in report order: exact numbers need no model."""
+    found = results(report)
+    abnormal = [r for r in found if r.abnormal]
+    lines = [r.render() for r in abnormal] or [f"All {len(found)} results within their reference ranges."]
+    structured: dict[str, object] = {
+        "kind": "lab", "impression": lines,
+        "abnormal": [{"test": r.test, "value": r.value, "unit": r.unit, "reference": r.reference, "flag": r.flag,
+                      "span": [r.start, r.end]} for r in abnormal],
+        "results": len(found), "truncated": False, "flags": [], "prompt_version": PROMPT_VERSION, "model": model}
+    return Result(structured, render(structured), (), 0, False)
 
 
 def _note(report: str, generate: Generate, cancel: threading.Event, on_text: Callable[[str], None] | None,
@@ -201,7 +220,10 @@ def _tidy(sentence: str) -> str:
 def render(structured: dict[str, object]) -> str:
     """The summary as a clinician reads it: impression first."""
     out: list[str] = []
-    if structured.get("kind") == "radiology":
+    if structured.get("kind") == "lab":
+        out.append("ABNORMAL RESULTS:" if structured.get("abnormal") else "RESULTS:")
+        out.extend(f"- {line}" for line in _strings(structured.get("impression")))
+    elif structured.get("kind") == "radiology":
         out.append("IMPRESSION:")
         out.extend(f"- {line}" for line in _strings(structured.get("impression")))
         if structured.get("report_impression"):
