@@ -121,3 +121,24 @@ def test_cancel_and_supersede_stop_generation(store):
         assert store.get_summary(doc) is None and w.cancelled == 1
     finally:
         w.stop()
+
+
+def test_a_full_queue_answers_resource_exhausted_over_grpc(state, tmp_path):
+    import grpc
+
+    from appliance.v1 import appliance_pb2 as pb
+    from conftest import start_daemon, stop_daemon
+
+    text = state.read_text().replace("max_requested = 32", "max_requested = 0")
+    state.write_text(text.replace("n_threads = 1", "n_threads = 1\nsummarize_on_arrival = false"))
+    run = start_daemon(state, tmp_path / "d.log")
+    try:
+        stub = run.stub()
+        doc = stub.SubmitHL7(pb.SubmitHL7Request(message=oru(1)), timeout=30).results[0].document_id
+        with pytest.raises(grpc.RpcError) as e:
+            list(stub.StreamSummary(pb.StreamSummaryRequest(document_id=doc), timeout=30))
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "0 summary requests are waiting (model.max_requested = 0)" in e.value.details()
+        assert stub.CancelSummary(pb.CancelSummaryRequest(document_id=doc), timeout=10).cancelled is False
+    finally:
+        stop_daemon(run)

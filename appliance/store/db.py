@@ -359,7 +359,8 @@ class Store:
         """A requested summary no one waits for any more goes back to the ordinary queue."""
         with self.transaction() as cur:
             cur.execute("UPDATE jobs SET priority=0, state=CASE WHEN state='RUNNING' THEN 'PENDING' ELSE state END, "
-                        "updated_ms=? WHERE document_id=? AND state IN ('PENDING','RUNNING','HELD')",
+                        "updated_ms=? WHERE document_id=? AND (state='RUNNING' OR "
+                        "(priority>=10 AND state IN ('PENDING','HELD')))",
                         (now_ms(), doc_id))
             if cur.rowcount:
                 cur.execute("UPDATE documents SET status='RECEIVED' WHERE id=? AND status='SUMMARIZING'", (doc_id,))
