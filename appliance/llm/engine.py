@@ -29,8 +29,6 @@ class Engine(Protocol):
     def chat(self, messages: list[dict[str, str]], *, grammar: str | None, max_tokens: int,
              cancel: threading.Event) -> Iterator[str]: ...
 
-    def count_tokens(self, text: str) -> int: ...
-
     def close(self) -> None: ...
 
 
@@ -56,9 +54,6 @@ class LlamaCppEngine:
         self._grammars: dict[str, object] = {}
         log.info("model loaded: %s device=%s gpu_layers=%d chat_template=%s", self.info.name, self.info.device,
                  layers, has_template)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False))
 
     def generate(self, system: str, user: str, *, max_tokens: int, cancel: threading.Event) -> Iterator[str]:
         """One instruction, no examples, no grammar (free text)."""

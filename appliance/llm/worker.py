@@ -150,7 +150,8 @@ class SummaryWorker:
         doc = self._store.get_document(doc_id)
         known = self._store.patient_known(doc.patient_ref) or KnownIdentifiers()
         pre = gate(doc.deid_text, known)  # belt and braces: the model never sees a declared identifier
-        # Leave room for the examples, the answer and the template: about 4 characters a token.
+        # Leave room for the examples, the answer and the template; report text runs at three or
+        # more characters a token, so this many characters fit what is left.
         max_chars = max(800, (self._cfg.n_ctx - self._cfg.max_tokens - 900) * 3)
         started = time.monotonic()
         sgate = StreamingGate(known)
