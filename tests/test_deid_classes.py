@@ -7,8 +7,9 @@ import shutil
 import pytest
 
 from appliance.deid import find_spans
-from appliance.deid.learned.tagger import ModelIntegrityError, Tagger, _data, default_tagger
+from appliance.deid.learned.tagger import Tagger, _data, default_tagger
 from appliance.domain import KnownIdentifiers
+from appliance.errors import ModelIntegrityError
 
 NOBODY = KnownIdentifiers(patient_key="p")
 

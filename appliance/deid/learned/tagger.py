@@ -11,6 +11,7 @@ from pathlib import Path
 import pycrfsuite
 
 from ...domain import Span
+from ...errors import ModelIntegrityError
 from .. import vocab
 from ..cues import CREDENTIALS, RELATIONS, STOP, TITLES
 from ..dictionary import _misspelt_word
@@ -25,10 +26,6 @@ THRESHOLD = 0.5
 
 # What the tagger may add: words of names and places, where dictionaries and cues run out.
 WORD_LABELS = frozenset({"NAME", "LOCATION", "ADDRESS"})
-
-
-class ModelIntegrityError(RuntimeError):
-    pass
 
 
 def _data(name: str) -> Path:
