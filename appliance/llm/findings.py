@@ -94,13 +94,11 @@ def read(text: str) -> list[Finding]:
     out: list[Finding] = []
     for a, b in sentences(text):
         sentence = text[a:b]
-        pos = 0
         for clause in _CLAUSE.split(sentence):
             for name, rx in _TERMS.items():
                 for m in rx.finditer(clause):
                     negated = bool(NEGATION.search(clause[: m.start()]))
                     out.append(Finding(name, not negated, _side(clause, m.start(), m.end()), a, b))
-            pos += len(clause)
     return out
 
 
