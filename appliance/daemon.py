@@ -87,7 +87,8 @@ class Daemon:
         self.grpc_port = add_server_port(self._server, cfg.grpc, cfg.state_dir)
         if cfg.grpc.unix_socket:
             self.unix_socket = add_unix_port(self._server, state_path(cfg.state_dir, cfg.grpc.unix_socket),
-                                             cfg.grpc.unix_socket_mode)
+                                             cfg.grpc.unix_socket_mode,
+                                             cfg.grpc.unix_socket_group)
         self._server.start()
 
         self._lock.acquire()  # before the store: one daemon per database
@@ -167,11 +168,28 @@ class Daemon:
         log.info("stopped cleanly")
 
 
+def check_config(path: Path) -> int:
+    """What the package's postinst asks before it starts the service: is the file valid and is the
+    model the pinned one? Keys are not checked: they reach only the service, as credentials."""
+    try:
+        cfg = load_config(path)
+        verify_model(cfg.model.path, cfg.model.sha256)
+    except (ApplianceError, OSError) as e:
+        print(f"applianced: config not valid: {e}", file=sys.stderr)
+        return 2
+    print(f"{path}: valid; model {cfg.model.path} matches its pinned SHA-256")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="applianced", description="Run the appliance daemon in the foreground.")
     ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="TOML config file")
     ap.add_argument("--log-level", default="INFO")
+    ap.add_argument("--check-config", action="store_true",
+                    help="check the config file and the pinned model, then exit (0: valid)")
     args = ap.parse_args(argv)
+    if args.check_config:
+        return check_config(args.config)
     root = logging.getLogger()
     root.addHandler(sd.log_handler())
     root.setLevel(args.log_level.upper())

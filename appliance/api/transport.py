@@ -2,6 +2,7 @@
 perimeter (mTLS, roles, the unix socket) changes one module."""
 from __future__ import annotations
 
+import grp
 import os
 import socket
 import stat
@@ -44,7 +45,7 @@ def add_server_port(server: grpc.Server, cfg: GrpcConfig, state_dir: Path = Path
     return port
 
 
-def add_unix_port(server: grpc.Server, path: Path, mode: int) -> Path:
+def add_unix_port(server: grpc.Server, path: Path, mode: int, group: str = "") -> Path:
     """Listen on a unix socket too; the file mode is the access rule (0660: owner and group)."""
     if len(str(path).encode()) > 107:  # sockaddr_un holds 108 bytes with its NUL
         raise OSError(f"{path} (config key grpc.unix_socket) is longer than a unix socket path may be "
@@ -63,6 +64,15 @@ def add_unix_port(server: grpc.Server, path: Path, mode: int) -> Path:
     finally:
         os.umask(old)
     os.chmod(path, mode)
+    if group:
+        try:
+            os.chown(path, -1, grp.getgrnam(group).gr_gid)
+        except KeyError:
+            raise OSError(f"group {group!r} (config key grpc.unix_socket_group) does not exist; create it "
+                          "or leave the key empty") from None
+        except PermissionError:
+            raise OSError(f"cannot give {path} to group {group!r} (config key grpc.unix_socket_group): the "
+                          "daemon must be a member (SupplementaryGroups= in the unit)") from None
     return path
 
 

@@ -19,29 +19,11 @@ def test_model_path() -> Path | None:
     """The smallest installed model: for tests that need a real model and speed."""
     return models.path_of(models.TEST)
 
-
-def init_state(state_dir: Path, *, grpc_port: int = 50051, mllp_port: int = 2575, dicom_port: int = 11112,
-               metrics_port: int = 9464, model: Path | None = None,
-               n_gpu_layers: int = -1, force: bool = False) -> Path:
-    state_dir = state_dir.resolve()
-    cfg_path = state_dir / "appliance.toml"
-    if cfg_path.exists() and not force:
-        raise FileExistsError(f"{cfg_path} already exists; pass --force to overwrite the config "
-                              "(keys are never overwritten)")
-    model = model or default_model_path()
-    if model is None:
-        raise FileNotFoundError(f"no model given and the default model package ({DEFAULT_MODEL_PACKAGE}) is not "
-                                "installed; pass --model PATH.gguf")
-    model = model.resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    state_dir.chmod(0o700)
-    for key in ("db.key", "deid.key"):
-        if not (state_dir / key).exists():
-            write_new_key(state_dir / key)
-    digest = sha256_file(model)
-    # A unix socket path holds at most 107 bytes; a deeper state_dir gets none (set one under /run).
-    socket = "run/appliance.sock" if len(str(state_dir / "run/appliance.sock").encode()) <= 107 else ""
-    cfg_path.write_text(f"""# Appliance configuration. Relative paths are relative to state_dir.
+def render_config(state_dir: Path, model: Path, digest: str, *, grpc_port: int = 50051, mllp_port: int = 2575,
+                  dicom_port: int = 11112, metrics_port: int = 9464, socket: str = "run/appliance.sock",
+                  n_gpu_layers: int = -1) -> str:
+    """The config file `init` writes, and the one the .deb installs as /etc/appliance/appliance.toml."""
+    return f"""# Appliance configuration. Relative paths are relative to state_dir.
 state_dir = "{state_dir}"
 
 [grpc]
@@ -85,6 +67,32 @@ max_attempts = 2         # a report whose generation fails this often is FAILED 
 
 [deid]
 secret_file = "deid.key" # per-installation surrogate secret, 64 hex digits, mode 0600
-""", encoding="utf-8")
+"""
+
+
+def init_state(state_dir: Path, *, grpc_port: int = 50051, mllp_port: int = 2575, dicom_port: int = 11112,
+               metrics_port: int = 9464, model: Path | None = None,
+               n_gpu_layers: int = -1, force: bool = False) -> Path:
+    state_dir = state_dir.resolve()
+    cfg_path = state_dir / "appliance.toml"
+    if cfg_path.exists() and not force:
+        raise FileExistsError(f"{cfg_path} already exists; pass --force to overwrite the config "
+                              "(keys are never overwritten)")
+    model = model or default_model_path()
+    if model is None:
+        raise FileNotFoundError(f"no model given and the default model package ({DEFAULT_MODEL_PACKAGE}) is not "
+                                "installed; pass --model PATH.gguf")
+    model = model.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.chmod(0o700)
+    for key in ("db.key", "deid.key"):
+        if not (state_dir / key).exists():
+            write_new_key(state_dir / key)
+    digest = sha256_file(model)
+    # A unix socket path holds at most 107 bytes; a deeper state_dir gets none (set one under /run).
+    socket = "run/appliance.sock" if len(str(state_dir / "run/appliance.sock").encode()) <= 107 else ""
+    cfg_path.write_text(render_config(state_dir, model, digest, grpc_port=grpc_port, mllp_port=mllp_port,
+                                      dicom_port=dicom_port, metrics_port=metrics_port, socket=socket,
+                                      n_gpu_layers=n_gpu_layers), encoding="utf-8")
     cfg_path.chmod(0o600)
     return cfg_path

@@ -2,16 +2,23 @@
 acknowledged promptly and the work behind it catches up afterwards."""
 from __future__ import annotations
 
+import logging
 import os
 import threading
+
+log = logging.getLogger(__name__)
 
 
 def lower_priority(nice: int = 10) -> None:
     """Lower the calling thread's priority (Linux threads have their own nice value)."""
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-    except (AttributeError, OSError):
-        pass  # not Linux, or not permitted: run at normal priority
+    except AttributeError:
+        pass  # not Linux
+    except OSError as e:
+        # The unit's seccomp filter answers EPERM here by design; intake still has its cooperative
+        # yield (yield_to_intake), so the thread runs at normal priority.
+        log.debug("could not lower a background thread's priority: %s", e.strerror)
 
 
 def yield_to_intake(busy, stop: threading.Event, limit: float = 30.0) -> None:

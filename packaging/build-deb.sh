@@ -1,0 +1,172 @@
+#!/bin/bash
+# Builds the Debian packages (run by `make deb`; Debian 12, amd64):
+#   dist/appliance_<version>_amd64.deb            the daemon, its CLI and unit, in a self-contained
+#                                                  virtualenv under /opt/appliance
+#   dist/appliance-model-<name>_<rev>_all.deb      one GGUF model per package (MODELS="...")
+#
+# Why a venv built here and relocated rather than dh-virtualenv: dh-virtualenv is not in Debian 12,
+# and the venv only needs two facts fixed to move: the scripts' #! line and the byte-code's
+# recorded source paths. The venv's python is Debian's /usr/bin/python3 (3.11), so the package
+# Depends on python3 (>= 3.11), python3 (<< 3.12).
+#
+# The model is a package of its own, not fetched at install: a hospital mirrors .debs, never a model
+# hub, and a model package can be replaced (another GGUF) without touching the daemon's.
+#
+# Environment: CUDA=1 builds llama-cpp-python with CUDA (needs nvcc) and adds the GPU's device
+# drop-in; MODELS lists model names from appliance/llm/models.py (default: the default model);
+# OUT is the output folder; VENV the development venv the models are taken from.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-$ROOT/dist}
+PY=${PY:-/usr/bin/python3}
+VENV=${VENV:-$ROOT/.venv}
+CUDA=${CUDA:-0}
+MODELS=${MODELS-qwen2.5-coder-0.5b}
+PREFIX=/opt/appliance
+WORK=$ROOT/build/deb
+VERSION=$("$PY" -c 'import tomllib,sys; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$ROOT/pyproject.toml")
+# Reproducible: every file's mtime is the last commit's time.
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$ROOT" log -1 --format=%ct 2>/dev/null || date +%s)}
+
+say() { echo "build-deb: $*"; }
+
+finish_package() {  # $1 stage dir, $2 output .deb: docs, md5sums, timestamps, dpkg-deb
+  local stage=$1 deb=$2 pkg
+  pkg=$(sed -n 's/^Package: //p' "$stage/DEBIAN/control")
+  mkdir -p "$stage/usr/share/doc/$pkg"
+  install -m 0644 "$ROOT/packaging/copyright" "$stage/usr/share/doc/$pkg/copyright"
+  printf '%s (%s) stable; urgency=medium\n\n  * Release %s.\n\n -- Appliance maintainers <appliance-maintainers@hospital-appliance.org>  %s\n' \
+    "$pkg" "$(sed -n 's/^Version: //p' "$stage/DEBIAN/control")" "$VERSION" \
+    "$(date -u -R -d "@$SOURCE_DATE_EPOCH")" | gzip -9n > "$stage/usr/share/doc/$pkg/changelog.gz"
+  (cd "$stage" && find . -path ./DEBIAN -prune -o -type f -print0 | sort -z | xargs -0 md5sum | sed 's| \./| |' > DEBIAN/md5sums)
+  local kb
+  kb=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
+  echo "Installed-Size: $kb" >> "$stage/DEBIAN/control"
+  find "$stage" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+  chmod -R u+rwX,go+rX,go-w "$stage"
+  chmod 0755 "$stage/DEBIAN"/{postinst,prerm,postrm} 2>/dev/null || true
+  dpkg-deb --root-owner-group -Zgzip --build "$stage" "$deb" >/dev/null
+  say "wrote $deb ($(du -h "$deb" | cut -f1))"
+}
+
+build_model() {  # $1 model name (appliance/llm/models.py)
+  local name=$1 file src sha stage pkg deb
+  read -r file src < <("$VENV/bin/python" - "$name" <<'EOF'
+import sys
+from appliance.llm import models
+m = models.MODELS[sys.argv[1]]
+p = models.path_of(sys.argv[1])
+if p is None:
+    sys.exit(f"model {sys.argv[1]} is not installed in the development venv: run `make venv` first")
+print(m.file, p)
+EOF
+)
+  sha=$(sha256sum "$src" | cut -d' ' -f1)
+  pkg="appliance-model-$name"
+  stage=$WORK/$pkg
+  rm -rf "$stage" && mkdir -p "$stage/DEBIAN" "$stage/usr/share/appliance/models"
+  cp "$src" "$stage/usr/share/appliance/models/$file"
+  echo "$sha  $file" > "$stage/usr/share/appliance/models/$file.sha256"
+  cat > "$stage/DEBIAN/control" <<EOF
+Package: $pkg
+Version: 1.0
+Architecture: all
+Maintainer: Appliance maintainers <appliance-maintainers@hospital-appliance.org>
+Section: misc
+Priority: optional
+Provides: appliance-model
+Description: GGUF model $name for the hospital edge appliance
+ The quantized language model the appliance's summaries are written by, as
+ /usr/share/appliance/models/$file (SHA-256 $sha).
+ Point model.path and model.sha256 in /etc/appliance/appliance.toml at it.
+EOF
+  deb=$OUT/${pkg}_1.0_all.deb
+  finish_package "$stage" "$deb"
+}
+
+build_daemon() {
+  local stage=$WORK/appliance venv deb cmake_args
+  venv=$stage$PREFIX/venv
+  rm -rf "$stage" && mkdir -p "$stage/DEBIAN" "$stage$PREFIX"
+  "$PY" -m venv "$venv"
+  cmake_args="-DGGML_NATIVE=OFF"
+  [ "$CUDA" = 1 ] && cmake_args="-DGGML_NATIVE=OFF -DGGML_CUDA=on"
+  say "installing the appliance and its pinned dependencies into $PREFIX/venv (llama-cpp-python comes from pip's wheel cache when built before)"
+  CMAKE_ARGS="$cmake_args" "$venv/bin/pip" install -q --disable-pip-version-check "$ROOT"
+  # No build trees, tests or tools the daemon does not run.
+  "$venv/bin/pip" uninstall -q -y pip setuptools wheel 2>/dev/null || true
+  rm -rf "$ROOT/build/lib" "$ROOT/build/bdist."*
+  find "$venv" -name __pycache__ -type d -prune -exec rm -rf {} +
+  find "$venv" -name direct_url.json -delete
+  # Third-party test suites (numpy's, ...) are not run on a hospital's machine.
+  find "$venv/lib" -type d -name tests -path '*/site-packages/*/*' -prune -exec rm -rf {} +
+  # Relocate: #! lines and the venv's own record of where it was made.
+  grep -rlI --null "$stage" "$venv/bin" "$venv/pyvenv.cfg" | xargs -0 -r sed -i "s|$stage||g"
+  # Byte-code is compiled by postinst (and removed by prerm), as Debian's own Python packages do:
+  # the service cannot write it at run time (ProtectSystem=strict).
+  # Libraries are not executables. They are not stripped: wheels repaired by auditwheel (patchelf)
+  # break under strip (numpy's OpenBLAS: "ELF load command address/offset not page-aligned").
+  find "$venv" -type f \( -name '*.so' -o -name '*.so.*' \) -exec chmod 0644 {} +
+  find "$venv" -type f -perm /111 ! -name '*.so*' -print0 | while IFS= read -r -d '' f; do
+    head -c 4 "$f" | grep -q $'^\x7fELF\|^#!' || chmod a-x "$f"
+  done
+  install -D -m 0644 "$ROOT/packaging/lintian-overrides" "$stage/usr/share/lintian/overrides/appliance"
+  if grep -rlI "$stage" "$venv" | head -3 | grep -q .; then
+    say "build path still recorded in:"; grep -rlI "$stage" "$venv" | head; exit 1
+  fi
+
+  install -D -m 0644 "$ROOT/systemd/appliance.service" "$stage/lib/systemd/system/appliance.service"
+  if [ "$CUDA" = 1 ]; then
+    install -D -m 0644 "$ROOT/packaging/cuda-devices.conf" "$stage/lib/systemd/system/appliance.service.d/cuda-devices.conf"
+  fi
+  mkdir -p "$stage/usr/bin" "$stage/usr/sbin"
+  ln -s "$PREFIX/venv/bin/appliancectl" "$stage/usr/bin/appliancectl"
+  ln -s "$PREFIX/venv/bin/applianced" "$stage/usr/sbin/applianced"
+  install -D -m 0644 "$ROOT/README.md" "$stage/usr/share/doc/appliance/README.md"
+
+  # The conffile: the default model's path and pinned SHA-256, the state under /var/lib, the
+  # socket under /run. Keys are never in it (credentials, see postinst).
+  local default_name default_file default_sha
+  read -r default_name default_file default_sha < <("$VENV/bin/python" -c '
+from appliance.llm import models
+m = models.MODELS[models.DEFAULT]
+print(m.name, m.file, m.sha256)')
+  mkdir -p "$stage/etc/appliance"
+  "$venv/bin/python" - "$stage/etc/appliance/appliance.toml" "$default_file" "$default_sha" <<'EOF'
+import sys
+from pathlib import Path
+from appliance.cli.init import render_config
+out, file, sha = sys.argv[1:]
+text = render_config(Path("/var/lib/appliance"), Path("/usr/share/appliance/models") / file, sha,
+                     socket="/run/appliance/appliance.sock")
+Path(out).write_text("# Installed by the appliance package (a conffile: your edits survive upgrades).\n"
+                     "# Check it with `applianced --check-config`, then `systemctl restart appliance`.\n" + text)
+EOF
+  chmod 0640 "$stage/etc/appliance/appliance.toml"
+  echo /etc/appliance/appliance.toml > "$stage/DEBIAN/conffiles"
+
+  cat > "$stage/DEBIAN/control" <<EOF
+Package: appliance
+Version: $VERSION
+Architecture: amd64
+Maintainer: Appliance maintainers <appliance-maintainers@hospital-appliance.org>
+Section: misc
+Priority: optional
+Depends: python3 (>= 3.11), python3 (<< 3.12), libgomp1, libstdc++6, libgcc-s1, libc6, libsystemd0, systemd, adduser
+Recommends: appliance-model-$default_name | appliance-model
+Description: hospital edge appliance: de-identified report summaries
+ A systemd service that takes report text over HL7 v2 (MLLP) and DICOM,
+ strips patient identity from it, has a local quantized language model
+ write summaries, and keeps all state encrypted (SQLCipher) on the
+ machine. It makes no outbound connection.
+EOF
+  install -m 0755 "$ROOT/packaging/postinst" "$ROOT/packaging/prerm" "$ROOT/packaging/postrm" "$stage/DEBIAN/"
+  deb=$OUT/appliance_${VERSION}_amd64.deb
+  finish_package "$stage" "$deb"
+}
+
+command -v dpkg-deb >/dev/null || { echo "build-deb: dpkg-deb not found (apt install dpkg-dev)"; exit 1; }
+mkdir -p "$OUT" "$WORK"
+build_daemon
+for m in $MODELS; do build_model "$m"; done
