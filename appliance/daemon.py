@@ -121,8 +121,10 @@ class Daemon:
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._write_runtime()
+        info = self.engine.info
         sd.notify(f"READY=1\nSTATUS=serving grpc={cfg.grpc.host}:{self.grpc_port} mllp={cfg.mllp.host}:"
-                  f"{self.mllp_port} dicom={cfg.dicom.host}:{self.dicom_port} device={self.engine.info.device}")
+                  f"{self.mllp_port} dicom={cfg.dicom.host}:{self.dicom_port} device={info.device} "
+                  f"({info.device_reason})")
         self._watchdog.start()
         log.info("ready grpc=%s:%d mllp=%s:%d dicom=%s:%d device=%s model=%s", cfg.grpc.host, self.grpc_port,
                  cfg.mllp.host, self.mllp_port, cfg.dicom.host, self.dicom_port, self.engine.info.device,
@@ -175,7 +177,7 @@ def check_config(path: Path) -> int:
         cfg = load_config(path)
         verify_model(cfg.model.path, cfg.model.sha256)
     except (ApplianceError, OSError) as e:
-        print(f"applianced: config not valid: {e}", file=sys.stderr)
+        print(f"applianced: {path} is not valid: {e}", file=sys.stderr)
         return 2
     print(f"{path}: valid; model {cfg.model.path} matches its pinned SHA-256")
     return 0

@@ -73,3 +73,31 @@ def test_daemon_notifies_ready_watchdog_and_stopping(state, tmp_path):
         if proc.poll() is None:
             proc.kill()
         s.close()
+
+
+def test_device_reason_says_why_cpu_or_cuda(tmp_path):
+    """The status line and metrics say cuda or cpu, and why, in words IT can act on."""
+    from appliance.llm.engine import device_reason
+
+    cpu_build = tmp_path / "cpu"
+    cpu_build.mkdir()
+    (cpu_build / "libggml-cpu.so").touch()
+    cuda_build = tmp_path / "cuda"
+    cuda_build.mkdir()
+    (cuda_build / "libggml-cuda.so").touch()
+    assert device_reason(0, True, cuda_build) == "model.n_gpu_layers = 0"
+    assert device_reason(-1, True, cuda_build) == "CUDA build, GPU found"
+    assert "no CUDA backend" in device_reason(-1, False, cpu_build)
+    assert "no usable GPU" in device_reason(-1, False, cuda_build)
+
+
+def test_check_config_names_the_file_and_the_model(state, tmp_path):
+    """What postinst runs before it starts the service."""
+    ok = subprocess.run([sys.executable, "-m", "appliance.daemon", "--check-config", "--config", str(state)],
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "valid" in ok.stdout, ok.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text(re.sub(r'sha256 = "[0-9a-f]{64}"', 'sha256 = "' + "0" * 64 + '"', state.read_text()))
+    r = subprocess.run([sys.executable, "-m", "appliance.daemon", "--check-config", "--config", str(bad)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and str(bad) in r.stderr and "model.sha256" in r.stderr, r.stderr

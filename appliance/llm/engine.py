@@ -5,6 +5,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from ..config import ModelConfig
@@ -19,6 +20,7 @@ class EngineInfo:
     gpu_layers: int
     chat_template: bool
     opens_think: bool = False  # the chat template itself opens <think> (R1 distills)
+    device_reason: str = ""  # why this device: what IT reads in the status line and the metrics
 
 
 class Engine(Protocol):
@@ -32,15 +34,28 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
+def device_reason(n_gpu_layers: int, offload: bool, lib_dir: Path) -> str:
+    """Why the model runs where it does, in words (the CPU package has no CUDA backend at all; the
+    CUDA package on a machine whose GPU or driver is missing has one that found no device)."""
+    if n_gpu_layers == 0:
+        return "model.n_gpu_layers = 0"
+    if offload:
+        return "CUDA build, GPU found"
+    if not any(lib_dir.glob("libggml-cuda*")):
+        return "this build of llama-cpp-python has no CUDA backend (CPU package)"
+    return "CUDA build, but no usable GPU or driver found"
+
+
 class LlamaCppEngine:
     def __init__(self, cfg: ModelConfig, sha256: str) -> None:
         import llama_cpp  # heavy native import kept here
 
         gpu = bool(llama_cpp.llama_supports_gpu_offload())
         layers = cfg.n_gpu_layers if gpu else 0
+        reason = device_reason(cfg.n_gpu_layers, gpu, Path(llama_cpp.__file__).parent / "lib")
         if cfg.n_gpu_layers != 0 and not gpu:
-            log.warning("GPU offload requested (model.n_gpu_layers=%d) but this llama-cpp-python build has "
-                        "no GPU support or no GPU was found; running on CPU", cfg.n_gpu_layers)
+            log.warning("GPU offload requested (model.n_gpu_layers=%d) but %s; running on CPU",
+                        cfg.n_gpu_layers, reason)
         self._cfg = cfg
         self._llm = llama_cpp.Llama(model_path=str(cfg.path), n_gpu_layers=layers, n_ctx=cfg.n_ctx,
                                     n_threads=cfg.n_threads, n_threads_batch=cfg.n_threads, seed=0,
@@ -50,7 +65,8 @@ class LlamaCppEngine:
         # R1 distills' templates end the generation prompt with "<think>\n": the answer starts inside it.
         opens = "add_generation_prompt" in template and "<think>" in template.split("add_generation_prompt")[-1]
         self.info = EngineInfo(name=f"{cfg.path.name}@{sha256[:12]}", device="cuda" if gpu and layers else "cpu",
-                               gpu_layers=layers, chat_template=has_template, opens_think=opens)
+                               gpu_layers=layers, chat_template=has_template, opens_think=opens,
+                               device_reason=reason)
         self._grammars: dict[str, object] = {}
         log.info("model loaded: %s device=%s gpu_layers=%d chat_template=%s", self.info.name, self.info.device,
                  layers, has_template)

@@ -43,8 +43,9 @@ def collect(p: Parts) -> list[Metric]:
                       (sample(proc.memory_info().rss),)))
     if p.engine is not None:
         info = p.engine.info
-        out.append(Metric("appliance_model_info", "gauge", "The loaded model; device is cuda or cpu.",
-                          (sample(1, model=info.name, device=info.device, gpu_layers=str(info.gpu_layers)),)))
+        out.append(Metric("appliance_model_info", "gauge", "The loaded model; device is cuda or cpu, and why.",
+                          (sample(1, model=info.name, device=info.device, gpu_layers=str(info.gpu_layers),
+                                  reason=getattr(info, "device_reason", "")),)))
     if p.intake is not None:
         out.append(Metric("appliance_messages_total", "counter",
                           "Messages and reports received, by transport and outcome.",
