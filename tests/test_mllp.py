@@ -57,10 +57,30 @@ def stored_keys(config: Path) -> list[str]:
         store.close()
 
 
+def _reused_ids(path: Path) -> list[bool]:
+    """Per message of a stream: whether its MSH-10 came earlier with different content."""
+    text = path.read_bytes().replace(b"\r\n", b"\r").replace(b"\n", b"\r")
+    first: dict[bytes, bytes] = {}
+    out = []
+    for m in (b"MSH" + x for x in text.split(b"MSH")[1:]):
+        segs = m.strip(b"\r").split(b"\r")
+        cid, body = segs[0].split(b"|")[9], b"\r".join(segs[1:])
+        out.append(first.setdefault(cid, body) != body)
+    return out
+
+
 def test_mllp_send_adt_stream_all_acknowledged_and_stored_once(daemon):
+    """The NextGen Connect test feed repeats 15 control ids; one of them once comes back with a
+    corrupted NK1 under the same MSH-10: that one is refused (AR, kept), the true repeats are AA."""
     port = mllp_port(daemon)
+    reused = _reused_ids(ADT_STREAM)
+    assert len(reused) == 124 and 0 < sum(reused) < 10
     first = mllp_send(port, ADT_STREAM)
-    assert len(first) == 124 and all(m.startswith("MSA|AA|") for m in first)
+    assert len(first) == 124
+    for msa, bad in zip(first, reused):
+        assert msa.startswith("MSA|AR|" if bad else "MSA|AA|"), msa
+        if bad:
+            assert "already used by a different message" in msa
     again = mllp_send(port, ADT_STREAM)
     assert again == first  # duplicates are acknowledged again, identically
     stop_daemon(daemon)

@@ -44,6 +44,14 @@ def _limit(n: int) -> int:
     return min(n or 50, 1000)
 
 
+def _refusal(r: IntakeResult) -> Exception:
+    """A fault that may pass (the store could not commit; nothing was kept) is UNAVAILABLE, which
+    clients retry; a refusal the same input will always get is INVALID_ARGUMENT, kept as a dead letter."""
+    if not r.dead_letter_id:
+        return NotReady(f"{r.reason} (nothing was stored)")
+    return InvalidMessage(f"{r.reason} (kept as dead letter {r.dead_letter_id})")
+
+
 class ApplianceServicer(pb_grpc.ApplianceServicer):
     """Registered before the server starts (gRPC requires it); answers UNAVAILABLE until
     `attach` hands it the services, i.e. until the store is open and the model loaded."""
@@ -72,8 +80,7 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
             raise InvalidRequest("message is required: the HL7 v2 message bytes")
         results = self._intake.submit(request.message, transport="grpc", source=request.source)
         if len(results) == 1 and not results[0].ok:
-            r = results[0]
-            raise InvalidMessage(f"{r.reason} (kept as dead letter {r.dead_letter_id})")
+            raise _refusal(results[0])
         return pb.SubmitHL7Response(results=[_result(r) for r in results])
 
     def SubmitDICOM(self, request: pb.SubmitDICOMRequest, context: grpc.ServicerContext) -> pb.SubmitResult:
@@ -82,7 +89,7 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
             raise InvalidRequest("file is required: the DICOM Part 10 bytes of a structured report")
         r = self._intake.submit_dicom(request.file, transport="grpc", source=request.source)
         if not r.ok:
-            raise InvalidMessage(f"{r.reason} (kept as dead letter {r.dead_letter_id})")
+            raise _refusal(r)
         return _result(r)
 
     def GetDocument(self, request: pb.GetDocumentRequest, context: grpc.ServicerContext) -> pb.Document:

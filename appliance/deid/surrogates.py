@@ -107,6 +107,8 @@ class Surrogates:
                 n += 1
                 pick = cities[n % len(cities)]
             return _like(original, pick)
+        if label == "BLOB":
+            return f"[{len(original)}-character token removed]"
         if label == "INSTITUTION":
             pick = _SURROGATE_INSTITUTIONS[self._int("INST", original.lower()) % len(_SURROGATE_INSTITUTIONS)]
             return _like(original, pick)

@@ -23,6 +23,7 @@ class DeidStage:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="deid-stage", daemon=True)
         self.done = 0
+        self.failed = 0  # documents set aside as DEID_FAILED
 
     def start(self) -> None:
         self._thread.start()
@@ -41,8 +42,16 @@ class DeidStage:
         while batch := self._store.claim_parsed():
             results = []
             for doc_id, patient_ref, text, known in batch:
-                stored = self._store.patient_known(patient_ref)
-                d = deidentify(text, known.merged(stored) if stored else known, self._secret)
+                try:
+                    stored = self._store.patient_known(patient_ref)
+                    d = deidentify(text, known.merged(stored) if stored else known, self._secret)
+                except Exception as e:  # noqa: BLE001 - one poison document must not stop the rest
+                    # The exception's message may quote the report: only its type is kept.
+                    reason = f"de-identification raised {type(e).__name__}"
+                    log.error("document %s set aside: %s", doc_id, reason)
+                    self._store.fail_deid(doc_id, reason, "deid-stage")
+                    self.failed += 1
+                    continue
                 results.append((doc_id, d.text, len(d.spans), d.surrogates))
             self._store.complete_deid(results, "deid-stage")
             n += len(results)

@@ -20,7 +20,7 @@ from ..errors import InvalidMessage
 from ..ingest.dicom.read import parse_dicom
 from ..ingest.hl7.ack import acks_for
 from ..ingest.hl7.er7 import decode_message, split_batch, split_segments
-from ..ingest.hl7.header import read_header
+from ..ingest.hl7.header import partial_header, read_header
 from ..ingest.hl7.parse import ParsedMessage, parse
 from ..store.db import NewDocument, Store
 from .commit import CommitQueue
@@ -63,6 +63,29 @@ class Prepared:
 
 def message_key(h: MessageHeader) -> str:
     return f"{h.sending_app}|{h.sending_facility}|{h.control_id}"
+
+
+def _partial(text: str) -> MessageHeader | None:
+    try:
+        return partial_header(split_segments(text)[0])
+    except (InvalidMessage, IndexError):
+        return None
+
+
+def same_content(a: bytes | None, b: bytes) -> bool:
+    """Whether a message resent under a control id already used is the same message: its segments
+    after MSH are compared (an engine may restamp MSH-7 when it resends)."""
+    if a is None:
+        return True  # kept without its raw bytes (DICOM, updates): nothing to compare
+    def body(raw: bytes) -> bytes:
+        return b"\r".join(raw.replace(b"\r\n", b"\r").replace(b"\n", b"\r").strip(b"\r").split(b"\r")[1:])
+    return body(a) == body(b)
+
+
+def reused_id(h: MessageHeader) -> InvalidMessage:
+    return InvalidMessage(f"MSH-10 control id {h.control_id!r} was already used by a different message from this "
+                          "sender; give each message its own control id (kept as a dead letter)",
+                          segment="MSH", field=10, hl7_error_code="207")
 
 
 def _join(acks: list[bytes]) -> bytes:
@@ -123,9 +146,13 @@ class IntakeService:
             key = message_key(header)
             seen = self._store.find_message(key)
             if seen is not None:  # fast path; the commit checks again under the write lock
+                if not same_content(seen[2], raw):
+                    return self.refuse(raw, reused_id(header), transport, header)
                 return Prepared(raw, transport, header, key=key, acks=_split(seen[1]))
             parsed = parse(text, source=source)
         except InvalidMessage as e:
+            if header is None:
+                header = _partial(text)
             return self.refuse(raw, e, transport, header)
         pref = self.patient_ref(parsed.known.patient_key)
         acks = tuple(acks_for(header, True, None))
@@ -168,7 +195,13 @@ class IntakeService:
         stored = self._store.patient_known(pref)  # identifiers learnt earlier (ADT) seed the scrubber
         if stored is not None:
             known = known.merged(stored)
-        deid = deidentify(doc.text, known, self._secret)
+        try:
+            deid = deidentify(doc.text, known, self._secret)
+        except Exception as e:  # noqa: BLE001 - a poison document is refused alone, never half-stored
+            log.error("de-identification raised %s; message kept as a dead letter", type(e).__name__)
+            err = InvalidMessage(f"de-identification failed on this report ({type(e).__name__}); kept as a dead "
+                                 "letter for the vendor: resending will not help", hl7_error_code="207")
+            return self.refuse(raw, err, transport, header)
         new = NewDocument(deid_text=deid.text, phi_spans=len(deid.spans), surrogates=deid.surrogates, **common)
         return Prepared(raw, transport, header, key=key, document=new, parsed=parsed, patient_ref=pref, acks=acks)
 
@@ -209,6 +242,11 @@ class IntakeService:
                                     acks=p.acks)
             ref = p.key.removeprefix("dicom|") if p.header is None else ""
             seen = self._store.seen(cur, p.key)
+            if seen is not None and p.header is not None and not same_content(seen[2], p.raw):
+                err = reused_id(p.header)
+                dl = self._store.insert_dead_letter(cur, p.transport, err.reason, p.raw, p.transport)
+                return IntakeResult("REJECTED", p.header, reason=err.reason, dead_letter_id=dl, error=err,
+                                    acks=tuple(acks_for(p.header, False, err)))
             if seen is not None:  # committed before: the same answer again, nothing stored
                 return IntakeResult("DUPLICATE", p.header, document_id=seen[0] or "", acks=_split(seen[1]) or p.acks,
                                     reference=ref)

@@ -58,6 +58,9 @@ def collect(p: Parts) -> list[Metric]:
         out.append(Metric("appliance_deidentified_total", "counter",
                           "Documents de-identified after an MLLP or DICOM acknowledgement.",
                           (sample(p.deid_stage.done),)))
+        out.append(Metric("appliance_deid_failed_total", "counter",
+                          "Documents set aside because de-identification raised (DEID_FAILED; raw kept).",
+                          (sample(getattr(p.deid_stage, "failed", 0)),)))
     if p.worker is not None:
         w = p.worker
         out += [

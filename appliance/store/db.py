@@ -191,14 +191,16 @@ class Store:
         return len(rows)
 
     # -- intake ---------------------------------------------------------------------------
-    def find_message(self, message_key: str) -> tuple[str | None, bytes | None] | None:
-        rows = self._query("SELECT document_id, ack FROM raw_messages WHERE message_key=?", (message_key,))
-        return (rows[0][0], rows[0][1]) if rows else None
+    def find_message(self, message_key: str) -> tuple[str | None, bytes | None, bytes | None] | None:
+        """(document id, stored ACK, raw message) of a message committed under this key."""
+        rows = self._query("SELECT document_id, ack, raw FROM raw_messages WHERE message_key=?", (message_key,))
+        return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
 
     @staticmethod
-    def seen(cur: sqlcipher3.Cursor, message_key: str) -> tuple[str | None, bytes | None] | None:
-        row = cur.execute("SELECT document_id, ack FROM raw_messages WHERE message_key=?", (message_key,)).fetchone()
-        return (row[0], row[1]) if row else None
+    def seen(cur: sqlcipher3.Cursor, message_key: str) -> tuple[str | None, bytes | None, bytes | None] | None:
+        row = cur.execute("SELECT document_id, ack, raw FROM raw_messages WHERE message_key=?",
+                          (message_key,)).fetchone()
+        return (row[0], row[1], row[2]) if row else None
 
     def insert_document(self, cur: sqlcipher3.Cursor, doc: NewDocument, actor: str, ack: bytes | None) -> str:
         doc_id = new_id()
@@ -254,6 +256,14 @@ class Store:
                             "VALUES (?,?,?,?,?)", (doc_id, 0, "PENDING", ts, ts))
                 cur.execute("UPDATE jobs SET state='PENDING' WHERE document_id=? AND state='HELD'", (doc_id,))
                 self._audit(cur, actor, "document.deidentified", doc_id, f"phi_spans={spans}")
+
+    def fail_deid(self, doc_id: str, reason: str, actor: str) -> None:
+        """A document de-identification cannot finish (it raised): set aside as DEID_FAILED with
+        the reason, so the documents behind it go on. Its text never reaches the model; the raw
+        message is kept for the operator."""
+        with self.transaction() as cur:
+            cur.execute("UPDATE documents SET status='DEID_FAILED' WHERE id=? AND status='PARSED'", (doc_id,))
+            self._audit(cur, actor, "document.deid_failed", doc_id, reason)
 
     def insert_update(self, cur: sqlcipher3.Cursor, message_key: str, transport: str, raw: bytes, actor: str,
                       action: str, patient_ref: str, known: KnownIdentifiers, merged_from: str,

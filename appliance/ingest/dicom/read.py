@@ -16,6 +16,7 @@ from pydicom.uid import UID
 
 from ...domain import Document, KnownIdentifiers, PersonName
 from ...errors import InvalidMessage
+from ..limits import MAX_REPORT_CHARS, too_long
 from .sr import people, read_content
 
 # pydicom's reading warnings quote element values (a patient's name among them): never log
@@ -135,6 +136,8 @@ def parse_dicom(raw: bytes, *, source: str = "", transfer_syntax: str = "") -> P
     text = "\n".join(content.lines).strip()
     if not text:
         raise InvalidMessage("SR has no text, code or measurement to summarise")
+    if len(text) > MAX_REPORT_CHARS:
+        raise InvalidMessage(too_long(len(text)))
     doc = Document(kind=f"dicom:{SR_CLASSES[sop_class]}", source=source, text=text, known=known,
                    document_ref=str(ds.get("AccessionNumber", "") or "") or sop_instance)
     return ParsedDicom(doc, sop_class, sop_instance)

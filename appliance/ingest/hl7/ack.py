@@ -61,11 +61,25 @@ def build_ack(h: MessageHeader | None, code: str, *, error: InvalidMessage | Non
         msa.append(escape(text, fs, enc))
     segs = [fs.join(msh), fs.join(msa)]
     if error is not None:
-        loc = f"{error.segment}{enc[0]}1{enc[0]}{error.field}" if error.segment and error.field else error.segment
-        # ERR (v2.5): 1 legacy, 2 location, 3 HL7 error code (table 0357), 4 severity, ... 8 user message
-        segs.append(fs.join(["ERR", "", loc, f"{error.hl7_error_code}{enc[0]}{_ERR_TEXT.get(error.hl7_error_code, 'Application internal error')}{enc[0]}HL70357",
-                             "E", "", "", "", escape(error.reason, fs, enc)]))
+        segs.append(_err(error, fs, enc, version))
     return ("\r".join(segs) + "\r").encode("utf-8")
+
+
+_ERR_LEGACY = ("2.1", "2.2", "2.3", "2.3.1", "2.4")
+
+
+def _err(error: InvalidMessage, fs: str, enc: str, version: str) -> str:
+    """ERR in the sender's version: up to 2.4 ERR-1 is the only field (ELD: segment^sequence^
+    field^code&text&table); from 2.5 ERR-1 is empty and 2, 3, 4, 8 carry location, code,
+    severity and the message."""
+    code, label = error.hl7_error_code, _ERR_TEXT.get(error.hl7_error_code, "Application internal error")
+    comp, sub = enc[0], enc[3]
+    if version in _ERR_LEGACY:
+        eld = comp.join([error.segment, "1" if error.segment else "", str(error.field) if error.field else "",
+                         sub.join([code, label, "HL70357"])])
+        return fs.join(["ERR", eld])
+    loc = f"{error.segment}{comp}1{comp}{error.field}" if error.segment and error.field else error.segment
+    return fs.join(["ERR", "", loc, f"{code}{comp}{label}{comp}HL70357", "E", "", "", "", escape(error.reason, fs, enc)])
 
 
 def acks_for(h: MessageHeader | None, ok: bool, error: InvalidMessage | None) -> list[bytes]:
@@ -74,13 +88,14 @@ def acks_for(h: MessageHeader | None, ok: bool, error: InvalidMessage | None) ->
     if not plan.enhanced:
         if ok:
             return [build_ack(h, "AA")]
-        return [build_ack(h, error.ack_code if error else "AE", error=error)]
+        return [build_ack(h, error.ack_code if error else "AE", error=error, text=error.reason if error else "")]
     out = []
     if _wanted(plan.accept_ack, ok):
         commit_code = "CA" if ok else ("CR" if error and error.ack_code == "AR" else "CE")
-        out.append(build_ack(h, commit_code, error=None if ok else error))
+        out.append(build_ack(h, commit_code, error=None if ok else error, text="" if ok or not error else error.reason))
     if _wanted(plan.app_ack, ok) and plan.app_ack:
-        out.append(build_ack(h, "AA" if ok else (error.ack_code if error else "AE"), error=None if ok else error))
+        out.append(build_ack(h, "AA" if ok else (error.ack_code if error else "AE"), error=None if ok else error,
+                             text="" if ok or not error else error.reason))
     return out
 
 

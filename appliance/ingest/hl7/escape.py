@@ -3,6 +3,12 @@ from __future__ import annotations
 
 import re
 
+# Formatting commands are layout, not content: \.sp2000000\ asks for two million blank lines, and
+# 200 of them in a 2.8 KB message once took the daemon to gigabytes. No report needs more than a
+# few blank lines or a line's width of spaces, so the counts are capped: expansion stays linear.
+MAX_SP = 10
+MAX_SK = 80
+
 
 def _hex_text(hexdigits: str) -> str:
     try:
@@ -13,6 +19,14 @@ def _hex_text(hexdigits: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+def _count(arg: str, cap: int) -> int:
+    digits = arg.lstrip("+")
+    # Never int() a long digit string: it is quadratic in its length, and the value is capped anyway.
+    if not digits.isdigit():
+        return 1
+    return cap if len(digits) > 4 else min(max(int(digits), 1), cap)
 
 
 def unescape(value: str, encoding_chars: str = "^~\\&") -> str:
@@ -38,11 +52,9 @@ def unescape(value: str, encoding_chars: str = "^~\\&") -> str:
             if cmd == "br":
                 return "\n"
             if cmd == "sp":
-                n = int(arg) if arg.lstrip("+").isdigit() else 1
-                return "\n" * max(n, 1)
+                return "\n" * _count(arg, MAX_SP)
             if cmd == "sk":
-                n = int(arg) if arg.lstrip("+").isdigit() else 1
-                return " " * max(n, 1)
+                return " " * _count(arg, MAX_SK)
             # .fi .nf .in .ti .ce: layout only
             return "\n" if cmd == "ce" else ""
         # \Cxxyy\ \Mxxyyzz\ charset switches and \Z..\ locally defined: no text

@@ -44,3 +44,22 @@ def read_header(msh: Segment) -> MessageHeader:
         control_id=control_id, processing_id=get(11, 1), version=version,
         accept_ack_type=get(15), app_ack_type=get(16), charset=get(18),
     )
+
+
+def partial_header(msh: Segment) -> MessageHeader | None:
+    """What can be read of an MSH that `read_header` refused, so the refusal still reaches the
+    sender in its own delimiters with MSA-2 echoing its MSH-10 (an engine correlates ACKs by it)."""
+    if msh.name != "MSH":
+        return None
+    enc = msh.field(2)
+    if len(enc) < 4 or len(set(enc[:4])) < 4 or msh.field(1) in enc:
+        enc = "^~\\&"
+    version = component(msh.field(12), enc, 1).strip()
+    return MessageHeader(
+        field_sep=msh.field(1) or "|", encoding_chars=enc,
+        sending_app=msh.field(3), sending_facility=msh.field(4),
+        receiving_app=msh.field(5), receiving_facility=msh.field(6),
+        message_type="", control_id=unescape(msh.field(10), enc).strip(),
+        processing_id=component(msh.field(11), enc, 1).strip() or "P",
+        version=version if version in SUPPORTED_VERSIONS else "2.5",
+        accept_ack_type="", app_ack_type="", charset="")

@@ -9,6 +9,7 @@ from hl7apy.parser import parse_message as hl7apy_parse
 
 from ...domain import Document, KnownIdentifiers, MessageHeader
 from ...errors import InvalidMessage
+from ..limits import MAX_REPORT_CHARS, too_long
 from .er7 import Segment, component, split_segments
 from .escape import unescape
 from .header import read_header
@@ -78,8 +79,11 @@ def _document(header: MessageHeader, segments: list[Segment], known: KnownIdenti
     enc = header.encoding_chars
     text = report_text(segments, enc)
     if not text:
+        # AR, not AE: the same message will never have text, and engines resend on AE.
         raise InvalidMessage("no report text: no OBX or NTE segment carries text", segment="OBX",
-                             field=5, ack_code="AE", hl7_error_code="101")
+                             field=5, hl7_error_code="101")
+    if len(text) > MAX_REPORT_CHARS:
+        raise InvalidMessage(too_long(len(text)), segment="OBX", field=5, hl7_error_code="101")
     txa = next((s for s in segments if s.name == "TXA"), None)
     doc_ref = replaces = ""
     if txa is not None:

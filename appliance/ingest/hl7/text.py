@@ -29,7 +29,10 @@ def _value(vtype: str, raw: str, enc: str) -> str:
 
 
 def report_text(segments: list[Segment], enc: str) -> str:
+    """The report's text; "" when no OBX or NTE carries any (order titles alone are no report:
+    an ORU whose OBX were folded into its OBR must be refused, not stored as its headings)."""
     lines: list[str] = []
+    content = False
     last_label = None
     for seg in segments:
         if seg.name == "OBR":
@@ -45,6 +48,7 @@ def report_text(segments: list[Segment], enc: str) -> str:
                 if label and label != last_label:
                     lines.append(f"{label}:")
                 lines.append(body.rstrip())
+                content = content or bool(body.strip())
                 last_label = label
                 continue
             value = _value(vtype, seg.field(5), enc)
@@ -61,9 +65,11 @@ def report_text(segments: list[Segment], enc: str) -> str:
             if flag and flag.upper() not in ("N", ""):
                 line += f" [{flag}]"
             lines.append(line)
+            content = True
             last_label = label
         elif seg.name == "NTE":
             comment = "\n".join(unescape(r, enc) for r in repetitions(seg.field(3), enc)).strip()
             if comment:
                 lines.append(comment)
-    return "\n".join(lines).strip()
+                content = True
+    return "\n".join(lines).strip() if content else ""

@@ -1,0 +1,170 @@
+"""Bounds an input cannot move: escape bombs, overlong tokens and reports, poison documents,
+and refusals an interface engine can correlate and act on (issue: intake that never freezes)."""
+from __future__ import annotations
+
+import random
+import string
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from appliance.deid import deidentify
+from appliance.deid.engine import MAX_RUN
+from appliance.domain import KnownIdentifiers
+from appliance.ingest.hl7.ack import acks_for
+from appliance.ingest.hl7.escape import MAX_SK, MAX_SP, unescape
+from appliance.ingest.hl7.header import partial_header
+from appliance.ingest.hl7.er7 import split_segments
+from appliance.ingest.limits import MAX_REPORT_CHARS
+from appliance.errors import InvalidMessage
+from conftest import SAMPLE
+from mllp_client import MllpClient, msa
+from test_mllp import MLLP_SEND, mllp_port
+
+SECRET = b"s" * 32
+
+
+def oru(control_id: str, obx_text: str, pid: str = "PID|1||MRN77^^^GH^MR||Quill^Harriet||19600101|F") -> bytes:
+    return ("\r".join([
+        f"MSH|^~\\&|RIS|GH|APPLIANCE|GH|20261201120000||ORU^R01|{control_id}|P|2.5.1",
+        pid, "OBR|1|O1|A1|71020^CHEST XRAY^CPT",
+        f"OBX|1|TX|18782-3^Study observation^LN||{obx_text}||||||F"]) + "\r").encode()
+
+
+# -- escape expansion -------------------------------------------------------------------------
+def test_formatting_escapes_are_capped_so_expansion_stays_linear():
+    assert unescape("a\\.sp2000000\\b") == "a" + "\n" * MAX_SP + "b"
+    assert unescape("a\\.sp1500000000\\b") == "a" + "\n" * MAX_SP + "b"
+    assert unescape("a\\.sk99999\\b") == "a" + " " * MAX_SK + "b"
+    assert unescape("a\\.sp" + "9" * 5000 + "\\b") == "a" + "\n" * MAX_SP + "b"  # no int() of 5,000 digits
+    assert unescape("a\\.sp3\\b") == "a\n\n\nb"  # ordinary layout kept
+    bomb = "x" + "\\.sp2000000\\" * 200
+    assert len(unescape(bomb)) <= 1 + 200 * MAX_SP
+
+
+# -- linear-time de-identification --------------------------------------------------------------
+@pytest.mark.parametrize("unit", ["a", "A", "1", "a1", ".", "-", "@", "/", "a.b-c@1", "1.", ":", "(", "'",
+                                  "Ab ", "1 ", "12/12 ", "Dr. Smith ", "a.b-c@1 "])
+def test_deidentification_time_is_linear_in_length(unit):
+    """Long runs of every character class: 4x the length costs about 4x the time, never 16x."""
+    k = KnownIdentifiers()
+    times = []
+    for n in (10_000, 40_000):
+        text = "Findings: " + (unit * (n // len(unit) + 1))[:n] + " end."
+        t = time.perf_counter()
+        deidentify(text, k, SECRET)
+        times.append(time.perf_counter() - t)
+    assert times[1] < 8 * times[0] + 0.05, (unit, times)
+
+
+def test_an_embedded_blob_is_removed_whole_and_quickly():
+    random.seed(3)
+    blob = "".join(random.choice(string.ascii_letters + string.digits + "+/") for _ in range(2_000_000))
+    text = f"Small left effusion. Attachment: {blob} Call Dr. Quill."
+    t = time.perf_counter()
+    d = deidentify(text, KnownIdentifiers(), SECRET)
+    assert time.perf_counter() - t < 20
+    assert blob[:MAX_RUN] not in d.text and "2000000-character token removed" in d.text
+    assert "Small left effusion." in d.text
+
+
+# -- refusals an engine can correlate -------------------------------------------------------------
+def test_refusal_of_a_header_without_msh9_echoes_msh10_and_says_why():
+    text = "MSH|^~\\&|RIS|GH|APPLIANCE|GH|20261201|||CTRL-9|P|2.3\rPID|1||M1\r"
+    h = partial_header(split_segments(text)[0])
+    err = InvalidMessage("MSH-9 (message type) missing", segment="MSH", field=9, hl7_error_code="101")
+    ack = acks_for(h, False, err)[0].decode()
+    fields = msa(ack.encode())
+    assert fields[1] == "AR" and fields[2] == "CTRL-9" and "MSH-9" in fields[3]
+    err_seg = next(s for s in ack.split("\r") if s.startswith("ERR"))
+    assert err_seg.startswith("ERR|MSH^1^9^101&"), err_seg  # v2.3: ERR-1 is the error code and location
+
+
+def test_v25_refusal_uses_the_v25_err_layout():
+    text = "MSH|^~\\&|RIS|GH|APPLIANCE|GH|20261201||ORU^R01|C1|P|2.5.1\r"
+    h = partial_header(split_segments(text)[0])
+    ack = acks_for(h, False, InvalidMessage("PID segment missing", segment="PID", hl7_error_code="100"))[0]
+    err_seg = next(s for s in ack.decode().split("\r") if s.startswith("ERR"))
+    assert err_seg.split("|")[1] == "" and err_seg.split("|")[3].startswith("100^")
+
+
+# -- through the daemon, over MLLP, with the third-party client -----------------------------------
+def test_bombs_and_blobs_are_answered_promptly_while_others_are_acknowledged(daemon, tmp_path: Path):
+    port = mllp_port(daemon)
+    bomb = oru("BOMB-1", "Report\\.sp2000000\\" * 200 + " small effusion")
+    random.seed(5)
+    blob = "".join(random.choice(string.ascii_letters + string.digits) for _ in range(2_000_000))
+    long_token = oru("BLOB-1", f"Chest clear. {blob[:150_000]}")  # kept, the token removed whole
+    huge_token = oru("BLOB-2", f"Chest clear. {blob}")  # over the report bound: refused
+    too_long = oru("LONG-1", ("word " * (MAX_REPORT_CHARS // 5 + 10)).strip())
+    c = MllpClient(port, timeout=60)
+    try:
+        for payload, code in ((bomb, "AA"), (long_token, "AA"), (huge_token, "AR"), (too_long, "AR")):
+            t = time.monotonic()
+            fields = msa(c.request(payload))
+            assert fields[1] == code, fields
+            assert time.monotonic() - t < 5, "acknowledgement took too long"
+        assert "characters; the most accepted" in msa(c.request(too_long))[3]
+    finally:
+        c.close()
+    # Another sender's ordinary message is acknowledged (third-party client) while those drain.
+    f = tmp_path / "sample.hl7"
+    f.write_bytes(SAMPLE.read_bytes())
+    t = time.monotonic()
+    r = subprocess.run([MLLP_SEND, "-p", str(port), "--loose", "-f", str(f), "127.0.0.1"], capture_output=True,
+                       timeout=60)
+    out = r.stdout.replace(b"\r", b"\n")
+    assert (b"MSA|CA|" in out or b"MSA|AA|" in out) and time.monotonic() - t < 10, out
+
+
+def test_no_report_text_is_refused_with_ar_not_ae(daemon):
+    """AE tells an engine to resend; a message without text will never have any."""
+    msg = ("MSH|^~\\&|RIS|GH|APPLIANCE|GH|20261201||ORU^R01|NOTEXT-1|P|2.5.1\r"
+           "PID|1||MRN1^^^GH^MR||Doe^Jo\rOBR|1|O1|A1|71020^CXR^CPT\r").encode()
+    c = MllpClient(mllp_port(daemon))
+    try:
+        fields = msa(c.request(msg))
+    finally:
+        c.close()
+    assert fields[1] == "AR" and fields[2] == "NOTEXT-1" and "no report text" in fields[3]
+
+
+def test_a_changed_message_under_a_reused_control_id_is_refused(daemon):
+    c = MllpClient(mllp_port(daemon))
+    try:
+        assert msa(c.request(oru("REUSE-1", "Small left effusion.")))[1] == "AA"
+        assert msa(c.request(oru("REUSE-1", "Small left effusion.")))[1] == "AA"  # a true resend
+        fields = msa(c.request(oru("REUSE-1", "Large right pneumothorax.")))
+    finally:
+        c.close()
+    assert fields[1] == "AR" and fields[2] == "REUSE-1" and "already used by a different message" in fields[3]
+
+
+# -- a poison document is set aside alone ---------------------------------------------------------
+def test_a_document_whose_deidentification_raises_is_failed_alone(store, monkeypatch):
+    from appliance.services import deid_stage as stage_mod
+    from appliance.services.intake import IntakeService
+
+    intake = IntakeService(store, SECRET)
+    for i in range(5):
+        body = "POISON here" if i == 2 else f"Report {i}: small effusion."
+        r = intake.commit_many([intake.prepare(oru(f"P-{i}", body).decode(), transport="mllp", deid_now=False)])[0]
+        assert r.outcome == "ACCEPTED"
+    real = stage_mod.deidentify
+
+    def flaky(text, known, secret):
+        if "POISON" in text:
+            raise ValueError("boom with POISON text")
+        return real(text, known, secret)
+
+    monkeypatch.setattr(stage_mod, "deidentify", flaky)
+    ready: list[str] = []
+    stage = stage_mod.DeidStage(store, SECRET, ready.append)
+    assert stage.drain() == 4 and stage.failed == 1
+    assert stage.drain() == 0  # not claimed again
+    counts = store.gauges()["documents"]
+    assert counts.get("DEID_FAILED") == 1 and counts.get("RECEIVED") == 4
+    audit = store._query("SELECT detail FROM audit WHERE action='document.deid_failed'")
+    assert audit and "ValueError" in audit[0][0] and "POISON" not in audit[0][0]
