@@ -39,6 +39,11 @@ class MllpConfig:
     host: str = "127.0.0.1"
     port: int = 2575
     max_frame_bytes: int = 16 * 1024 * 1024
+    # Connections are bounded: more than this at once are closed on arrival; one silent this long
+    # is closed (engines reconnect); a frame begun and not finished within frame_timeout_s is dropped.
+    max_connections: int = 32
+    idle_timeout_s: int = 600
+    frame_timeout_s: int = 60
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,9 @@ class DicomConfig:
     calling_ae_titles: tuple[str, ...] = ()  # senders allowed to associate; empty: any
     max_pdu_bytes: int = 1024 * 1024
     max_dataset_bytes: int = 64 * 1024 * 1024
+    max_associations: int = 16
+    artim_timeout_s: int = 30  # from connect to a complete A-ASSOCIATE-RQ (DICOM's ARTIM timer)
+    idle_timeout_s: int = 120  # between PDUs of an association
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,16 @@ class DeidConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    # Documents, summaries, raw messages, dead letters and identifiers older than this are purged;
+    # 0: a document goes as soon as its summary is done (nothing is kept after delivery).
+    days: int = 30
+    audit_days: int = 2190  # six years: HIPAA's retention of documentation
+    interval_s: int = 3600  # how often the purge runs
+    batch: int = 500  # documents per transaction: intake's commits interleave
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path
     state_dir: Path
@@ -96,11 +114,12 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     deid: DeidConfig = field(default_factory=DeidConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
 
 _SECTIONS = {"grpc": GrpcConfig, "mllp": MllpConfig, "dicom": DicomConfig, "metrics": MetricsConfig,
              "store": StoreConfig, "model": ModelConfig,
-             "deid": DeidConfig}
+             "deid": DeidConfig, "retention": RetentionConfig}
 
 
 def _coerce(path: Path, key: str, value: Any, default: Any, base: Path) -> Any:
@@ -163,6 +182,19 @@ def _validate(cfg: Config) -> None:
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
         raise ConfigError(p, "model.sha256", "must be the model file's 64-hex-digit SHA-256 "
                           "(`sha256sum FILE`); the daemon refuses an unpinned model")
+    for key, value in (("mllp.max_connections", cfg.mllp.max_connections), ("mllp.idle_timeout_s", cfg.mllp.idle_timeout_s),
+                       ("mllp.frame_timeout_s", cfg.mllp.frame_timeout_s),
+                       ("dicom.max_associations", cfg.dicom.max_associations),
+                       ("dicom.artim_timeout_s", cfg.dicom.artim_timeout_s),
+                       ("dicom.idle_timeout_s", cfg.dicom.idle_timeout_s)):
+        if value < 1:
+            raise ConfigError(p, key, f"must be at least 1, not {value}")
+    if cfg.retention.days < 0 or cfg.retention.audit_days < 1:
+        raise ConfigError(p, "retention.days" if cfg.retention.days < 0 else "retention.audit_days",
+                          "must be 0 or more days (audit_days at least 1)")
+    if cfg.retention.interval_s < 1 or cfg.retention.batch < 1:
+        raise ConfigError(p, "retention.interval_s" if cfg.retention.interval_s < 1 else "retention.batch",
+                          "must be at least 1")
     if cfg.model.n_gpu_layers < -1:
         raise ConfigError(p, "model.n_gpu_layers", "must be -1 (all), 0 (CPU) or a layer count")
     if cfg.model.n_threads < 1:

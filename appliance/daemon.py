@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
 import signal
 import sys
 import threading
@@ -15,7 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from . import crash, sd
+from . import __version__, crash, sd
 from .api.dicom import DicomServer
 from .api.errors import ErrorInterceptor
 from .api.metrics import MetricsServer
@@ -23,7 +25,7 @@ from .api.mllp import MllpServer
 from .api.servicer import ApplianceServicer
 from .api.transport import add_server_port, add_unix_port, state_path
 from .config import DEFAULT_CONFIG_PATH, Config, load_config
-from .errors import ApplianceError
+from .errors import ApplianceError, StoreKeyError
 from .llm.engine import Engine, open_engine
 from .llm.prompt import site_examples
 from .llm.integrity import verify_model
@@ -31,8 +33,10 @@ from .llm.worker import SummaryHub, SummaryWorker
 from .services.commit import CommitQueue
 from .services.deid_stage import DeidStage
 from .services.intake import IntakeService
+from .services.retention import RetentionTask
 from .services.status import Parts, collect
 from .store import Store, open_store
+from .store.lifecycle import check
 from .store.keys import read_key
 from .store.lock import StateLock
 from .v1 import appliance_pb2 as pb
@@ -63,8 +67,52 @@ class Daemon:
         self._lock = StateLock(cfg.state_dir, "applianced")
         self.commits: CommitQueue | None = None
         self.deid_stage: DeidStage | None = None
+        self.retention: RetentionTask | None = None
         self._server: grpc.Server | None = None
         self._watchdog = sd.Watchdog(self._healthy)
+
+    def status(self) -> dict[str, object]:
+        """What `appliancectl status` shows: counts, ages, addresses, never content."""
+        cfg, store = self.cfg, self.store
+        assert store is not None and self.engine is not None
+        info = self.engine.info
+        oldest = store._query("SELECT min(enqueued_ms) FROM jobs WHERE state='PENDING'")[0][0]
+        files = [cfg.store.path, Path(str(cfg.store.path) + "-wal")]
+        cred = os.environ.get("CREDENTIALS_DIRECTORY")
+        key_source = Path(cred) / cfg.store.key_file.name if cred and (Path(cred) / cfg.store.key_file.name).exists() \
+            else cfg.store.key_file
+        rotated = store._query("SELECT max(ts_ms) FROM audit WHERE action='store.key_rotated'")[0][0]
+        key_since = rotated / 1000 if rotated else (key_source.stat().st_mtime if key_source.exists() else None)
+        quant = re.search(r"(?i)(q\d(?:_[a-z0-9]+)*|f16|bf16|f32)", cfg.model.path.name)
+        r = self.retention
+        return {
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self._started),
+            "model": {"file": str(cfg.model.path), "sha256": cfg.model.sha256, "quantisation": quant.group(1) if quant else "",
+                      "device": info.device, "device_reason": info.device_reason, "gpu_layers": info.gpu_layers,
+                      "threads": cfg.model.n_threads},
+            "queue": {"jobs_by_state": store.gauges()["jobs"],
+                      "pending_by_priority": {("requested" if p > 0 else "on_arrival"): n for p, n in store._query(
+                          "SELECT priority, count(*) FROM jobs WHERE state='PENDING' GROUP BY priority")},
+                      "oldest_pending_age_s": round(time.time() - oldest / 1000) if oldest else None},
+            "documents_by_status": store.gauges()["documents"],
+            "dead_letters_open": sum(store.gauges()["dead_letters"].values()),
+            "retention": {"days": cfg.retention.days, "audit_days": cfg.retention.audit_days,
+                          "last_run_unix": round(r.last_run_unix) if r and r.last_run_unix else None,
+                          "last_purged": r.last.__dict__ if r and r.last else None},
+            "store": {"path": str(cfg.store.path), "bytes": sum(f.stat().st_size for f in files if f.exists())},
+            "key": {"source": "systemd credential" if cred and key_source.parent == Path(cred) else "key file",
+                    "age_days": round((time.time() - key_since) / 86400, 1) if key_since else None},
+            "listeners": {"grpc": f"{cfg.grpc.host}:{self.grpc_port}",
+                          "unix_socket": str(self.unix_socket) if self.unix_socket else "",
+                          "mllp": f"{cfg.mllp.host}:{self.mllp_port}" if self.mllp else "off",
+                          "dicom": f"{cfg.dicom.host}:{self.dicom_port}" if self.dicom else "off",
+                          "metrics": f"{cfg.metrics.host}:{self.metrics_port}" if self.metrics else "off"},
+            # Outbound traffic is denied by the unit (IPAddressDeny=any, loopback allowed); outside
+            # systemd nothing but the daemon's own code stands guard, and status says so.
+            "egress_guard": "systemd unit: IPAddressDeny=any, loopback only" if os.environ.get("INVOCATION_ID")
+            else "none (not running under the systemd unit)",
+        }
 
     def _healthy(self) -> bool:
         return bool(self.worker and self.worker._thread.is_alive() and self.store)
@@ -93,6 +141,10 @@ class Daemon:
 
         self._lock.acquire()  # before the store: one daemon per database
         self.store = open_store(cfg.store.path, cfg.store.key_file)
+        problems = check(self.store, full=False)  # the fast check; `appliancectl check` runs the full one
+        if problems:
+            raise StoreKeyError(f"store {cfg.store.path} fails its quick integrity check ({problems[0]}); "
+                                "run `appliancectl check`, and restore the last backup if it agrees")
         deid_secret = read_key(cfg.deid.secret_file, "deid")
         digest = verify_model(cfg.model.path, cfg.model.sha256)
         self.engine = open_engine(cfg.model, digest)
@@ -106,8 +158,10 @@ class Daemon:
         self.deid_stage = DeidStage(self.store, deid_secret, on_ready=lambda _id: self.worker.notify(),
                                     busy=self.intake.busy)
         self.deid_stage.start()
+        self.retention = RetentionTask(self.store, cfg.retention)
         self.servicer.attach(self.store, self.intake, self.hub, self.worker.notify, self.worker.cancel,
-                             cfg.model.max_requested, cfg.model.summarize_on_arrival)
+                             cfg.model.max_requested, cfg.model.summarize_on_arrival, status=self.status,
+                             backups_dir=cfg.state_dir / "backups")
         if cfg.mllp.enabled:
             self.mllp = MllpServer(cfg.mllp, self.intake)
             self.mllp_port = self.mllp.start()
@@ -118,6 +172,7 @@ class Daemon:
             self.metrics = MetricsServer(cfg.metrics, self._collect)
             self.metrics_port = self.metrics.start()
         self.worker.start()
+        self.retention.start()
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._write_runtime()
@@ -156,6 +211,8 @@ class Daemon:
             self._server.stop(grace=5).wait()
         if self.unix_socket is not None:
             self.unix_socket.unlink(missing_ok=True)
+        if self.retention is not None:
+            self.retention.stop()
         if self.commits is not None:
             self.commits.stop()
         if self.deid_stage is not None:

@@ -81,6 +81,7 @@ class Document:
     header: MessageHeader | None = None
     replaces_control_id: str = ""  # MDM replacement (TXA-13 / parent) when present
     document_ref: str = ""  # filler/placer order or TXA-12 unique document number
+    result_status: str = ""  # preliminary | final | corrected | cancelled | "" (not stated)
 
 
 @dataclass(frozen=True)

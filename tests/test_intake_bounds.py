@@ -3,6 +3,7 @@ and refusals an interface engine can correlate and act on (issue: intake that ne
 from __future__ import annotations
 
 import random
+import re
 import string
 import subprocess
 import time
@@ -29,7 +30,7 @@ SECRET = b"s" * 32
 def oru(control_id: str, obx_text: str, pid: str = "PID|1||MRN77^^^GH^MR||Quill^Harriet||19600101|F") -> bytes:
     return ("\r".join([
         f"MSH|^~\\&|RIS|GH|APPLIANCE|GH|20261201120000||ORU^R01|{control_id}|P|2.5.1",
-        pid, "OBR|1|O1|A1|71020^CHEST XRAY^CPT",
+        pid, f"OBR|1|O1|ACC-{control_id}|71020^CHEST XRAY^CPT",
         f"OBX|1|TX|18782-3^Study observation^LN||{obx_text}||||||F"]) + "\r").encode()
 
 
@@ -168,3 +169,169 @@ def test_a_document_whose_deidentification_raises_is_failed_alone(store, monkeyp
     assert counts.get("DEID_FAILED") == 1 and counts.get("RECEIVED") == 4
     audit = store._query("SELECT detail FROM audit WHERE action='document.deid_failed'")
     assert audit and "ValueError" in audit[0][0] and "POISON" not in audit[0][0]
+
+
+# -- several patients in one ORU ------------------------------------------------------------------
+TWO_PATIENTS = "\r".join([
+    "MSH|^~\\&|LAB|GH|APPLIANCE|GH|20261201120000||ORU^R01|MULTI-1|P|2.5.1",
+    "PID|1||MRN1001^^^GH^MR||Thornbury^Agatha||19500202|F",
+    "OBR|1|O1|ACC-1|71020^CHEST XRAY^CPT",
+    "OBX|1|TX|18782-3^Findings^LN||Agatha Thornbury has a small left effusion.||||||F",
+    "PID|2||MRN2002^^^GH^MR||Pemberton^Lucius||19610303|M",
+    "OBR|1|O2|ACC-2|71020^CHEST XRAY^CPT",
+    "OBX|1|TX|18782-3^Findings^LN||Lucius Pemberton: right upper lobe nodule, MRN2002.||||||F",
+]) + "\r"
+
+
+def test_an_oru_with_two_patients_becomes_two_documents_each_scrubbed_with_its_own_ids(daemon):
+    from appliance.v1 import appliance_pb2 as pb
+
+    stub = daemon.stub()
+    results = stub.SubmitHL7(pb.SubmitHL7Request(message=TWO_PATIENTS.encode()), timeout=30).results
+    assert len(results) == 2 and all(r.outcome == pb.ACCEPTED for r in results)
+    assert results[0].document_id != results[1].document_id
+    texts = [stub.GetDocument(pb.GetDocumentRequest(document_id=r.document_id), timeout=10).deidentified_text
+             for r in results]
+    assert "effusion" in texts[0] and "nodule" not in texts[0]
+    assert "nodule" in texts[1] and "effusion" not in texts[1]
+    for t in texts:
+        for word in ("Thornbury", "Agatha", "Pemberton", "Lucius", "MRN2002", "MRN1001"):
+            assert word not in t, (word, t)
+    # Each is filed under its own patient.
+    from appliance.config import load_config
+    from appliance.store import open_store
+
+    stop = __import__("conftest").stop_daemon
+    stop(daemon)
+    cfg = load_config(daemon.config)
+    store = open_store(cfg.store.path, cfg.store.key_file)
+    try:
+        refs = {r[0] for r in store._query("SELECT patient_ref FROM documents WHERE message_key LIKE '%MULTI-1'")}
+    finally:
+        store.close()
+    assert len(refs) == 2
+
+
+# -- bounded connections ---------------------------------------------------------------------------
+def _with(config: Path, section: str, **values: int) -> None:
+    text = config.read_text()
+    head = f"[{section}]\n"
+    extra = "".join(f"{k} = {v}\n" for k, v in values.items())
+    config.write_text(text.replace(head, head + extra, 1))
+
+
+def test_idle_and_excess_connections_are_closed_and_memory_stays_bounded(state, tmp_path):
+    import socket
+
+    import psutil
+
+    from conftest import start_daemon, stop_daemon
+
+    _with(state, "mllp", max_connections=8, idle_timeout_s=2, frame_timeout_s=2)
+    _with(state, "dicom", max_associations=4, artim_timeout_s=2, idle_timeout_s=2)
+    run = start_daemon(state, tmp_path / "d.log")
+    try:
+        from appliance.config import load_config
+
+        cfg = load_config(state)
+        rss_before = psutil.Process(run.proc.pid).memory_info().rss
+        mllp = [socket.create_connection(("127.0.0.1", cfg.mllp.port), timeout=10) for _ in range(500)]
+        dicom = [socket.create_connection(("127.0.0.1", cfg.dicom.port), timeout=10) for _ in range(50)]
+        for i, s in enumerate(mllp[:8]):  # half a frame on a few: the frame timeout applies
+            if i % 2:
+                s.sendall(b"\x0bMSH|^~\\&|" + b"x" * 100_000)
+        for s in dicom[:2]:  # half an A-ASSOCIATE-RQ: the ARTIM timer applies
+            s.sendall(b"\x01\x00\x00\x00")
+        deadline = time.monotonic() + 30
+        for s in mllp + dicom:
+            s.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                while s.recv(65536):
+                    pass  # an A-ABORT may come first; then the close
+            except (ConnectionResetError, socket.timeout):
+                pass
+        assert time.monotonic() < deadline, "some connections were held open"
+        for s in mllp + dicom:
+            s.close()
+        # The appliance still answers, and has not grown with the connections it was offered.
+        c = MllpClient(cfg.mllp.port)
+        try:
+            assert msa(c.request(oru("AFTER-1", "Small left effusion.")))[1] == "AA"
+        finally:
+            c.close()
+        grown = psutil.Process(run.proc.pid).memory_info().rss - rss_before
+        assert grown < 150 * 1024 * 1024, grown
+        metrics = __import__("urllib.request").request.urlopen(
+            f"http://127.0.0.1:{cfg.metrics.port}/metrics", timeout=10).read().decode()
+        refused = re.search(r"appliance_mllp_connections_refused_total (\d+)", metrics)
+        assert refused and int(refused.group(1)) >= 492 - 8, metrics[-3000:]
+        assert "appliance_dicom_connections_timed_out_total" in metrics
+    finally:
+        stop_daemon(run)
+
+
+# -- result status: preliminary, final, corrected, cancelled --------------------------------------
+def _result_msg(control_id: str, status: str, finding: str) -> bytes:
+    return ("\r".join([
+        f"MSH|^~\\&|RIS|GH|APPLIANCE|GH|20261201120000||ORU^R01|{control_id}|P|2.5.1",
+        "PID|1||MRN5005^^^GH^MR||Ashdown^Cecily||19550505|F",
+        "OBR|1|ORD9|ACC-9001|71020^CHEST XRAY^CPT" + "|" * 21 + status,
+        f"OBX|1|TX|18782-3^Findings^LN||{finding}||||||{status}"]) + "\r").encode()
+
+
+def test_a_corrected_result_supersedes_the_preliminary_and_its_summary_is_stale(daemon):
+    from appliance.v1 import appliance_pb2 as pb
+
+    stub = daemon.stub()
+    first = stub.SubmitHL7(pb.SubmitHL7Request(message=_result_msg("RS-1", "P", "Small left effusion.")),
+                           timeout=30).results[0]
+    doc = stub.GetDocument(pb.GetDocumentRequest(document_id=first.document_id), timeout=10)
+    assert doc.result_status == "preliminary"
+    old_summary = [e for e in stub.StreamSummary(pb.StreamSummaryRequest(document_id=first.document_id), timeout=300)
+                   if e.HasField("final")]
+    assert old_summary and not old_summary[-1].final.stale
+    second = stub.SubmitHL7(pb.SubmitHL7Request(message=_result_msg("RS-2", "C", "Large left effusion.")),
+                            timeout=30).results[0]
+    new = stub.GetDocument(pb.GetDocumentRequest(document_id=second.document_id), timeout=10)
+    assert new.result_status == "corrected"
+    old = stub.GetDocument(pb.GetDocumentRequest(document_id=first.document_id), timeout=10)
+    assert old.status == pb.SUPERSEDED and old.superseded_by == second.document_id
+    again = [e for e in stub.StreamSummary(pb.StreamSummaryRequest(document_id=first.document_id), timeout=60)
+             if e.HasField("final")]
+    assert again and again[-1].final.stale  # the old summary is served, marked stale
+    cancelled = stub.SubmitHL7(pb.SubmitHL7Request(message=_result_msg("RS-3", "X", "Result cancelled.")),
+                               timeout=30).results[0]
+    c = stub.GetDocument(pb.GetDocumentRequest(document_id=cancelled.document_id), timeout=10)
+    assert c.result_status == "cancelled" and c.status == pb.CANCELLED
+    assert stub.GetDocument(pb.GetDocumentRequest(document_id=second.document_id), timeout=10).status == pb.SUPERSEDED
+
+
+def test_result_status_reads_obr25_then_obx11():
+    from appliance.ingest.hl7.parse import parse
+
+    for code, want in (("P", "preliminary"), ("F", "final"), ("C", "corrected"), ("X", "cancelled")):
+        parsed = parse(_result_msg(f"S-{code}", code, "Clear lungs.").decode())
+        assert parsed.document.result_status == want
+    head, _, _ = _result_msg("S-N", "", "Clear lungs.").decode().rpartition("OBX")
+    no_obr25 = head + "OBX|1|TX|18782-3^Findings^LN||Clear lungs.||||||P\r"
+    assert parse(no_obr25).document.result_status == "preliminary"
+
+
+# -- feeds engines really send ----------------------------------------------------------------------
+@pytest.mark.parametrize("event", ["A02", "A03", "A11", "A13", "A28"])
+def test_adt_events_the_appliance_does_not_use_are_accepted_not_refused(store, event):
+    from appliance.services.intake import IntakeService
+
+    msg = (f"MSH|^~\\&|ADT|GH|APPLIANCE|GH|20261201||ADT^{event}|EV-{event}|P|2.5.1\r"
+           "PID|1||MRN6006^^^GH^MR||Fairweather^Ottoline||19700707|F\rPV1|1|I\r")
+    r = IntakeService(store, SECRET).submit(msg.encode(), transport="mllp")[0]
+    assert r.outcome == "UPDATED" and b"MSA|AA|EV-" + event.encode() in r.acks[0]
+    assert store.gauges()["documents"] == {}
+
+
+def test_hl7_xml_is_named_for_what_it_is(store):
+    from appliance.services.intake import IntakeService
+
+    xml = b'<?xml version="1.0"?><ORU_R01 xmlns="urn:hl7-org:v2xml"><MSH><MSH.1>|</MSH.1></MSH></ORU_R01>'
+    r = IntakeService(store, SECRET).submit(xml, transport="mllp")[0]
+    assert r.outcome == "REJECTED" and "XML" in r.reason and "ER7" in r.reason

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.cli.init import test_model_path
+from appliance.cli.init import test_model_path as smallest_model
 from appliance.config import ModelConfig
 from appliance.llm.findings import affirmed, negated, read
 from appliance.llm.grounding import check
@@ -123,7 +123,7 @@ def test_note_summary_is_problems_medications_follow_up():
     assert json.loads(to_json(s)) == s
 
 
-MODEL = test_model_path()
+MODEL = smallest_model()
 
 
 @pytest.mark.skipif(MODEL is None, reason="the default model package is not installed (make venv)")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.cli.init import test_model_path
+from appliance.cli.init import test_model_path as smallest_model
 from appliance.config import ModelConfig
 from appliance.errors import QueueFull
 from appliance.llm.integrity import sha256_file
@@ -72,7 +72,7 @@ def test_a_cancelled_request_leaves_the_front_of_the_queue(store):
     assert store.claim_next_job() == a
 
 
-MODEL = test_model_path()
+MODEL = smallest_model()
 needs_model = pytest.mark.skipif(MODEL is None, reason="the default model package is not installed")
 
 

@@ -190,6 +190,7 @@ class DicomServer(TcpListener):
     def __init__(self, cfg: DicomConfig, intake: IntakeService) -> None:
         super().__init__("DICOM", cfg.host, cfg.port, "dicom.port")
         self._cfg = cfg
+        self.max_connections = cfg.max_associations
         self._intake = intake
         self.associations = 0
         self.stored = 0
@@ -199,7 +200,17 @@ class DicomServer(TcpListener):
         log.info("DICOM listening on %s:%d as AE %s", self._cfg.host, self.port, self._cfg.ae_title)
         return self.port
 
-    async def _read_pdu(self, reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    async def _read_pdu(self, reader: asyncio.StreamReader, first: bool = False) -> tuple[int, bytes]:
+        """One PDU, within the ARTIM timeout for the association request, else the idle timeout."""
+        wait = self._cfg.artim_timeout_s if first else self._cfg.idle_timeout_s
+        try:
+            return await asyncio.wait_for(self._read_pdu_now(reader), wait)
+        except asyncio.TimeoutError:
+            self.timed_out += 1
+            raise ProtocolError(f"no complete PDU within {wait} s "
+                                f"({'dicom.artim_timeout_s' if first else 'dicom.idle_timeout_s'})") from None
+
+    async def _read_pdu_now(self, reader: asyncio.StreamReader) -> tuple[int, bytes]:
         head = await reader.readexactly(6)
         kind, _, length = struct.unpack(">BBI", head)
         # P-DATA up to what we offered (some peers round up); everything else is small.
@@ -209,7 +220,8 @@ class DicomServer(TcpListener):
         return kind, await reader.readexactly(length)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._conns.add(writer)
+        if not self._admit(writer, "dicom.max_associations"):
+            return
         try:
             await self._serve(reader, writer)
         except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError):
@@ -229,7 +241,7 @@ class DicomServer(TcpListener):
             writer.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        kind, payload = await self._read_pdu(reader)
+        kind, payload = await self._read_pdu(reader, first=True)
         if kind != 0x01:
             raise ProtocolError(f"expected A-ASSOCIATE-RQ, got PDU type 0x{kind:02x}")
         assoc = self._negotiate(payload, writer)

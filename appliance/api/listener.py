@@ -3,7 +3,10 @@ bind (a busy port names its config key), track connections, stop by closing them
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+
+log = logging.getLogger(__name__)
 
 
 class TcpListener:
@@ -14,6 +17,9 @@ class TcpListener:
         self._thread = threading.Thread(target=self._loop.run_forever, name=protocol.lower(), daemon=True)
         self._conns: set[asyncio.StreamWriter] = set()
         self.port = 0
+        self.max_connections = 1 << 30
+        self.refused_connections = 0  # over max_connections
+        self.timed_out = 0  # closed by an idle or frame timeout
 
     def start(self) -> int:
         self._thread.start()
@@ -30,6 +36,16 @@ class TcpListener:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
+
+    def _admit(self, writer: asyncio.StreamWriter, key: str) -> bool:
+        """Bounded connections: one over the limit is closed at once (the peer retries later)."""
+        if len(self._conns) >= self.max_connections:
+            self.refused_connections += 1
+            log.warning("%s connection refused: %d open, the limit (%s)", self._protocol, len(self._conns), key)
+            writer.close()
+            return False
+        self._conns.add(writer)
+        return True
 
     def stop(self) -> None:
         """Stop accepting and close every connection; work already committed stays committed."""

@@ -28,6 +28,7 @@ class MllpServer(TcpListener):
         self._cfg = cfg
         self._intake = intake
         self.connections = 0
+        self.max_connections = cfg.max_connections
 
     def start(self) -> int:
         super().start()
@@ -46,14 +47,23 @@ class MllpServer(TcpListener):
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
-        self._conns.add(writer)
+        if not self._admit(writer, "mllp.max_connections"):
+            return
         self.connections += 1
         log.info("MLLP connection from %s", peer[0] if peer else "?")
         buf = bytearray()
         limit = self._cfg.max_frame_bytes
         try:
             while True:
-                data = await reader.read(1 << 16)
+                # Silent between frames: idle; silent inside a frame: a sender that stalled.
+                wait = self._cfg.frame_timeout_s if buf else self._cfg.idle_timeout_s
+                try:
+                    data = await asyncio.wait_for(reader.read(1 << 16), wait)
+                except asyncio.TimeoutError:
+                    self.timed_out += 1
+                    log.info("MLLP connection closed: %s for %d s (%s)", "frame unfinished" if buf else "idle",
+                             wait, "mllp.frame_timeout_s" if buf else "mllp.idle_timeout_s")
+                    break
                 if not data:
                     break
                 buf += data

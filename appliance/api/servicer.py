@@ -1,8 +1,11 @@
 """gRPC servicer: translation between protobuf and the plain services, nothing more."""
 from __future__ import annotations
 
+import json
 import logging
 import queue
+import time
+from pathlib import Path
 
 import grpc
 
@@ -12,6 +15,7 @@ from ..llm.worker import FailedEvent, FinalEvent, SummaryHub, TokenEvent
 from ..services.intake import IntakeResult, IntakeService
 from ..services.reidentify import reidentify
 from ..store.db import DocumentRow, Store, SummaryRow
+from ..store.lifecycle import backup, check, erase_patient
 from ..v1 import appliance_pb2 as pb
 from ..v1 import appliance_pb2_grpc as pb_grpc
 
@@ -23,9 +27,21 @@ def _result(r: IntakeResult) -> pb.SubmitResult:
                            dead_letter_id=r.dead_letter_id)
 
 
+def _results(r: IntakeResult) -> list[pb.SubmitResult]:
+    first = _result(r)
+    out = [first]
+    for doc_id in r.more_document_ids:
+        extra = pb.SubmitResult()
+        extra.CopyFrom(first)
+        extra.document_id = doc_id
+        out.append(extra)
+    return out
+
+
 def document_pb(d: DocumentRow) -> pb.Document:
     return pb.Document(id=d.id, kind=d.kind, source=d.source, status=pb.DocumentStatus.Value(d.status),
-                       deidentified_text=d.deid_text, received_unix_ms=d.received_ms, phi_spans_replaced=d.phi_spans)
+                       deidentified_text=d.deid_text, received_unix_ms=d.received_ms, phi_spans_replaced=d.phi_spans,
+                       result_status=d.result_status, superseded_by=d.superseded_by or "")
 
 
 log = logging.getLogger(__name__)
@@ -60,7 +76,10 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
         self._ready = False
 
     def attach(self, store: Store, intake: IntakeService, hub: SummaryHub, wake_worker,
-               cancel_running=lambda doc_id: False, max_requested: int = 32, on_arrival: bool = True) -> None:
+               cancel_running=lambda doc_id: False, max_requested: int = 32, on_arrival: bool = True,
+               status=lambda: {}, backups_dir: Path | None = None) -> None:
+        self._status = status
+        self._backups = backups_dir
         self._store = store
         self._intake = intake
         self._hub = hub
@@ -81,7 +100,8 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
         results = self._intake.submit(request.message, transport="grpc", source=request.source)
         if len(results) == 1 and not results[0].ok:
             raise _refusal(results[0])
-        return pb.SubmitHL7Response(results=[_result(r) for r in results])
+        # An ORU with several patients answers one result per document it became.
+        return pb.SubmitHL7Response(results=[x for r in results for x in _results(r)])
 
     def SubmitDICOM(self, request: pb.SubmitDICOMRequest, context: grpc.ServicerContext) -> pb.SubmitResult:
         self._check()
@@ -123,7 +143,8 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
             results = self._intake.submit(raw, transport=dead.transport, source="resubmitted")
         if all(r.ok for r in results):
             self._store.resolve_dead_letter(dead.id, "api")
-        return pb.SubmitHL7Response(results=[_result(r) for r in results])
+        # An ORU with several patients answers one result per document it became.
+        return pb.SubmitHL7Response(results=[x for r in results for x in _results(r)])
 
     def Reidentify(self, request: pb.ReidentifyRequest, context: grpc.ServicerContext) -> pb.ReidentifyResponse:
         self._check()
@@ -135,6 +156,44 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
         purpose = pb.Purpose.Name(request.purpose) if request.purpose else ""
         r = reidentify(self._store, request.document_id, purpose, actor="unix-socket")
         return pb.ReidentifyResponse(document_id=r.document_id, text=r.text, summary=r.summary)
+
+    @staticmethod
+    def _local_only(context: grpc.ServicerContext, what: str) -> None:
+        if not context.peer().startswith("unix:"):
+            raise PermissionDenied(f"{what} is served only on the local unix socket (config key grpc.unix_socket)")
+
+    def GetStatus(self, request: pb.GetStatusRequest, context: grpc.ServicerContext) -> pb.GetStatusResponse:
+        self._check()
+        self._local_only(context, "status")
+        return pb.GetStatusResponse(json=json.dumps(self._status(), sort_keys=True))
+
+    def ErasePatient(self, request: pb.ErasePatientRequest, context: grpc.ServicerContext) -> pb.ErasePatientResponse:
+        self._check()
+        self._local_only(context, "erasure")
+        issuer, sep, pid = request.patient.partition(":")
+        if not sep or not pid.strip():
+            raise InvalidRequest("patient must be ISSUER:ID (the assigning authority and the id of PID-3, "
+                                 "e.g. GH:MRN4471902; an empty issuer is written :ID)")
+        ref = self._intake.patient_ref(f"{issuer.strip()}|{pid.strip()}")
+        counts = erase_patient(self._store, ref, actor="unix-socket")
+        return pb.ErasePatientResponse(documents=counts["documents"], messages=counts["messages"],
+                                       identities=counts["patients"])
+
+    def Backup(self, request: pb.BackupRequest, context: grpc.ServicerContext) -> pb.BackupResponse:
+        self._check()
+        self._local_only(context, "backup")
+        name = request.name or time.strftime("appliance-%Y%m%dT%H%M%SZ.db", time.gmtime())
+        if "/" in name or name.startswith("."):
+            raise InvalidRequest("name must be a plain file name; backups are written under STATE_DIR/backups/")
+        assert self._backups is not None
+        out = self._backups / name
+        key = backup(self._store, out)
+        return pb.BackupResponse(path=str(out), key_hex=key, documents=self._store.count_documents())
+
+    def CheckStore(self, request: pb.CheckStoreRequest, context: grpc.ServicerContext) -> pb.CheckStoreResponse:
+        self._check()
+        self._local_only(context, "the store check")
+        return pb.CheckStoreResponse(problems=check(self._store, full=not request.quick))
 
     def _follower_gone(self, doc_id: str) -> None:
         """When the last clinician waiting for an on-request summary goes away, stop it."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -63,6 +64,101 @@ def cmd_submit(args) -> int:
         if r.outcome in (pb.REJECTED, pb.ERROR):
             rc = 1
     return rc
+
+
+def cmd_status(args) -> int:
+    from ..v1 import appliance_pb2 as pb
+
+    status = json.loads(_stub(args).GetStatus(pb.GetStatusRequest(), timeout=30).json)
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return 0
+    m, q, r = status["model"], status["queue"], status["retention"]
+    age = q["oldest_pending_age_s"]
+    lines = [
+        f"appliance {status['version']}, up {status['uptime_s']} s",
+        f"model      {Path(m['file']).name} ({m['quantisation'] or '?'}) sha256 {m['sha256'][:12]}... on {m['device']} "
+        f"({m['device_reason']}), {m['gpu_layers']} layers offloaded, {m['threads']} threads",
+        f"queue      {q['jobs_by_state'] or 'empty'}; pending {q['pending_by_priority'] or 0}"
+        + (f"; oldest waiting {age} s" if age is not None else ""),
+        f"documents  {status['documents_by_status'] or 'none'}",
+        f"dead letters open: {status['dead_letters_open']}",
+        f"retention  {r['days']} days (audit {r['audit_days']}); last run "
+        + (datetime.fromtimestamp(r["last_run_unix"], timezone.utc).isoformat(timespec="seconds")
+           if r["last_run_unix"] else "not yet"),
+        f"store      {status['store']['path']} {status['store']['bytes'] / 1e6:.1f} MB; key from "
+        f"{status['key']['source']}, {status['key']['age_days']} days old",
+        "listening  " + ", ".join(f"{k} {v}" for k, v in status["listeners"].items() if v),
+        f"egress     {status['egress_guard']}",
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_erase(args) -> int:
+    from ..v1 import appliance_pb2 as pb
+
+    r = _stub(args).ErasePatient(pb.ErasePatientRequest(patient=args.patient), timeout=600)
+    print(f"erased: {r.documents} documents, {r.messages} messages, {r.identities} identity records "
+          "(one audit row written; the identifiers are not in it)")
+    return 0
+
+
+def cmd_backup(args) -> int:
+    from ..v1 import appliance_pb2 as pb
+
+    r = _stub(args).Backup(pb.BackupRequest(name=args.name or ""), timeout=3600)
+    if args.key_out:
+        fd = os.open(args.key_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(r.key_hex + "\n")
+        where = f"its key is in {args.key_out} (0600)"
+    else:
+        where = f"its key (shown once, keep it with the backup, apart from this machine): {r.key_hex}"
+    print(f"backup written and checked: {r.path} ({r.documents} documents); {where}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from ..v1 import appliance_pb2 as pb
+
+    problems = list(_stub(args).CheckStore(pb.CheckStoreRequest(quick=args.quick), timeout=3600).problems)
+    for p in problems:
+        print(p)
+    print("store integrity: ok" if not problems else f"store integrity: {len(problems)} problems")
+    return 0 if not problems else 1
+
+
+def _db_key(cfg) -> bytes:
+    """This installation's database key: the key file, or (package installs) the encrypted
+    systemd credential, which root can decrypt."""
+    import subprocess
+
+    from ..store.keys import read_key
+
+    cred = Path("/etc/appliance/credentials") / (cfg.store.key_file.name + ".cred")
+    if not cfg.store.key_file.exists() and cred.exists():
+        out = subprocess.run(["systemd-creds", "decrypt", f"--name={cfg.store.key_file.name}", str(cred), "-"],
+                             capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise ApplianceError(f"cannot decrypt {cred} (run as root): {out.stderr.strip()}")
+        return bytes.fromhex(out.stdout.strip())
+    return read_key(cfg.store.key_file, "store")
+
+
+def cmd_restore(args) -> int:
+    from ..store.lifecycle import restore
+    from ..store.lock import StateLock
+
+    cfg = load_config(args.config)
+    key_hex = args.key_file.read_text().strip() if args.key_file else args.key
+    if not key_hex:
+        raise ApplianceError("give the backup's key: --key-file FILE or --key HEX")
+    with StateLock(cfg.state_dir, "restore"):  # refuses while the daemon runs
+        n = restore(args.backup, key_hex, cfg.store.path, _db_key(cfg))
+    print(f"restored {n} documents from {args.backup} into {cfg.store.path} (re-encrypted under this "
+          "installation's key); start the service")
+    return 0
 
 
 def cmd_rotate_key(args) -> int:
@@ -220,6 +316,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", type=Path)
     p.add_argument("--source", default="appliancectl")
     p.set_defaults(fn=cmd_submit)
+
+    p = sub.add_parser("status", help="the appliance at a glance: model, device, queue, documents, retention, keys")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_status)
+    p = sub.add_parser("erase", help="erase one patient: documents, summaries, messages, identifiers")
+    p.add_argument("--patient", required=True, help="ISSUER:ID as in PID-3, e.g. GH:MRN4471902")
+    p.set_defaults(fn=cmd_erase)
+    p = sub.add_parser("backup", help="write an encrypted, checked backup while the daemon runs")
+    p.add_argument("--name", help="file name under STATE_DIR/backups/ (default: a timestamp)")
+    p.add_argument("--key-out", type=Path, help="write the backup's key to this new 0600 file, not the screen")
+    p.set_defaults(fn=cmd_backup)
+    p = sub.add_parser("restore", help="replace the database with a backup (daemon stopped)")
+    p.add_argument("backup", type=Path)
+    p.add_argument("--key-file", type=Path)
+    p.add_argument("--key")
+    p.set_defaults(fn=cmd_restore)
+    p = sub.add_parser("check", help="check the store's integrity (SQLCipher page HMACs and SQLite)")
+    p.add_argument("--quick", action="store_true")
+    p.set_defaults(fn=cmd_check)
 
     p = sub.add_parser("rotate-key", help="re-encrypt the database under a new random key (daemon stopped)")
     p.set_defaults(fn=cmd_rotate_key)

@@ -12,7 +12,7 @@ import logging
 import time
 from collections import Counter
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..deid import deidentify
 from ..domain import Document, MessageHeader
@@ -39,6 +39,7 @@ class IntakeResult:
     acks: tuple[bytes, ...] = ()  # what to send back over MLLP, in order
     reference: str = ""  # DICOM: the SOP Instance UID
     kind: str = ""  # DICOM: the document kind
+    more_document_ids: tuple[str, ...] = ()  # an ORU's further patients, one document each
 
     @property
     def ok(self) -> bool:
@@ -59,6 +60,7 @@ class Prepared:
     merged_from: str = ""
     error: InvalidMessage | None = None
     acks: tuple[bytes, ...] = ()
+    more: tuple[NewDocument, ...] = ()  # an ORU's further patients, committed with the first
 
 
 def message_key(h: MessageHeader) -> str:
@@ -160,7 +162,18 @@ class IntakeService:
             merged_from = self.patient_ref(parsed.prior_patient_key) if parsed.prior_patient_key else ""
             return Prepared(raw, transport, header, key=key, parsed=parsed, patient_ref=pref,
                             merged_from=merged_from, acks=acks)
-        return self._prepare_document(parsed.document, raw, transport, header, key, parsed, pref, acks, deid_now)
+        first = self._prepare_document(parsed.document, raw, transport, header, key, parsed, pref, acks, deid_now)
+        if not parsed.more or first.error is not None:
+            return first
+        more = []
+        for doc in parsed.more:
+            p = self._prepare_document(doc, raw, transport, header, key, parsed,
+                                       self.patient_ref(doc.known.patient_key), acks, deid_now)
+            if p.error is not None:
+                return p  # the whole message is refused: nothing of it is stored half
+            assert p.document is not None
+            more.append(p.document)
+        return replace(first, more=tuple(more))
 
     def prepare_dicom(self, raw: bytes, *, transport: str, source: str = "", deid_now: bool = True) -> Prepared:
         """A DICOM Part 10 file (from C-STORE or gRPC) -> a prepared document or a refusal.
@@ -186,7 +199,7 @@ class IntakeService:
                           ) -> Prepared:
         common = dict(kind=doc.kind, source=doc.source, transport=transport, patient_ref=pref,
                       document_ref=doc.document_ref, raw=raw, message_key=key, known=doc.known,
-                      replaces_ref=doc.replaces_control_id)
+                      replaces_ref=doc.replaces_control_id, result_status=doc.result_status)
         if not deid_now:
             new = NewDocument(deid_text=None, phi_spans=0, surrogates={}, original_text=doc.text, **common)
             return Prepared(raw, transport, header, key=key, document=new, parsed=parsed, patient_ref=pref,
@@ -255,8 +268,9 @@ class IntakeService:
             stored_ack = _join(list(p.acks))
             if p.document is not None:
                 doc_id = self._store.insert_document(cur, p.document, p.transport, stored_ack)
+                more = tuple(self._store.insert_document(cur, d, p.transport, None, raw_row=False) for d in p.more)
                 return IntakeResult("ACCEPTED", p.header, document_id=doc_id, acks=p.acks, reference=ref,
-                                    kind=p.document.kind)
+                                    kind=p.document.kind, more_document_ids=more)
             self._store.insert_update(cur, p.key, p.transport, p.raw, p.transport, f"patient.{p.parsed.action}",
                                       p.patient_ref, p.parsed.known, p.merged_from, stored_ack)
             return IntakeResult("UPDATED", p.header, acks=p.acks)
@@ -267,6 +281,8 @@ class IntakeService:
             self.accepted += 1
             log.info("document accepted id=%s kind=%s", r.document_id, r.header.message_type if r.header else r.kind)
             self._on_document(r.document_id)
+            for doc_id in r.more_document_ids:
+                self._on_document(doc_id)
         elif r.outcome == "DUPLICATE":
             self.duplicates += 1
         elif r.outcome in ("REJECTED", "ERROR"):

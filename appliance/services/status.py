@@ -82,6 +82,14 @@ def collect(p: Parts) -> list[Metric]:
     if p.mllp is not None:
         out.append(Metric("appliance_mllp_connections_total", "counter", "MLLP connections accepted.",
                           (sample(p.mllp.connections),)))
+    for name, part in (("mllp", p.mllp), ("dicom", p.dicom)):
+        if part is not None:
+            out.append(Metric(f"appliance_{name}_connections_refused_total", "counter",
+                              "Connections closed on arrival: the configured maximum was open.",
+                              (sample(getattr(part, "refused_connections", 0)),)))
+            out.append(Metric(f"appliance_{name}_connections_timed_out_total", "counter",
+                              "Connections closed by an idle, frame or ARTIM timeout.",
+                              (sample(getattr(part, "timed_out", 0)),)))
     if p.dicom is not None:
         out.append(Metric("appliance_dicom_associations_total", "counter", "DICOM associations accepted.",
                           (sample(p.dicom.associations),)))

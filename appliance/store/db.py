@@ -47,6 +47,7 @@ class DocumentRow:
     document_ref: str
     superseded_by: str | None
     received_ms: int
+    result_status: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class NewDocument:
     priority: int = 0
     replaces_ref: str = ""
     original_text: str = ""  # kept (encrypted) only while deid_text is None
+    result_status: str = ""
 
 
 def known_to_json(k: KnownIdentifiers) -> str:
@@ -202,18 +204,24 @@ class Store:
                           (message_key,)).fetchone()
         return (row[0], row[1], row[2]) if row else None
 
-    def insert_document(self, cur: sqlcipher3.Cursor, doc: NewDocument, actor: str, ack: bytes | None) -> str:
+    def insert_document(self, cur: sqlcipher3.Cursor, doc: NewDocument, actor: str, ack: bytes | None, *,
+                        raw_row: bool = True) -> str:
+        """`raw_row` False: a further document of a message already kept (an ORU's second patient)."""
         doc_id = new_id()
         ts = now_ms()
-        cur.execute("INSERT INTO raw_messages(message_key, document_id, transport, raw, ack, received_ms) "
-                    "VALUES (?,?,?,?,?,?)", (doc.message_key, doc_id, doc.transport, doc.raw, ack, ts))
+        if raw_row:
+            cur.execute("INSERT INTO raw_messages(message_key, document_id, transport, raw, ack, received_ms, "
+                        "patient_ref) VALUES (?,?,?,?,?,?,?)",
+                        (doc.message_key, doc_id, doc.transport, doc.raw, ack, ts, doc.patient_ref))
         parsed_only = doc.deid_text is None
         cur.execute("INSERT INTO documents(id, kind, source, transport, status, patient_ref, deid_text, "
-                    "phi_spans, message_key, document_ref, received_ms, original_text, known_json) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (doc_id, doc.kind, doc.source, doc.transport, "PARSED" if parsed_only else "RECEIVED",
+                    "phi_spans, message_key, document_ref, received_ms, original_text, known_json, result_status) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (doc_id, doc.kind, doc.source, doc.transport,
+                     "PARSED" if parsed_only else ("CANCELLED" if doc.result_status == "cancelled" else "RECEIVED"),
                      doc.patient_ref, doc.deid_text or "", doc.phi_spans, doc.message_key, doc.document_ref, ts,
-                     doc.original_text if parsed_only else None, known_to_json(doc.known) if parsed_only else None))
+                     doc.original_text if parsed_only else None, known_to_json(doc.known) if parsed_only else None,
+                     doc.result_status))
         cur.executemany("INSERT OR IGNORE INTO surrogates(document_id, surrogate, original) VALUES (?,?,?)",
                         [(doc_id, s, o) for s, o in doc.surrogates.items()])
         self._merge_patient(cur, doc.patient_ref, doc.known)
@@ -227,7 +235,7 @@ class Store:
                 cur.execute("UPDATE documents SET status='SUPERSEDED', superseded_by=? WHERE id=?", (doc_id, old_id))
                 cur.execute("DELETE FROM jobs WHERE document_id=?", (old_id,))
                 self._audit(cur, actor, "document.superseded", old_id, f"by={doc_id}")
-        if not parsed_only:
+        if not parsed_only and doc.result_status != "cancelled":  # a cancelled result is kept, not summarised
             cur.execute("INSERT INTO jobs(document_id, priority, state, enqueued_ms, updated_ms) VALUES (?,?,?,?,?)",
                         (doc_id, doc.priority, "PENDING", ts, ts))
         self._audit(cur, actor, "document.received", doc_id,
@@ -252,6 +260,11 @@ class Store:
                     continue  # superseded meanwhile
                 cur.executemany("INSERT OR IGNORE INTO surrogates(document_id, surrogate, original) VALUES (?,?,?)",
                                 [(doc_id, s, o) for s, o in surrogates.items()])
+                cur.execute("UPDATE documents SET status='CANCELLED' WHERE id=? AND result_status='cancelled'",
+                            (doc_id,))
+                if cur.rowcount == 1:
+                    self._audit(cur, actor, "document.deidentified", doc_id, f"phi_spans={spans} cancelled")
+                    continue
                 cur.execute("INSERT OR IGNORE INTO jobs(document_id, priority, state, enqueued_ms, updated_ms) "
                             "VALUES (?,?,?,?,?)", (doc_id, 0, "PENDING", ts, ts))
                 cur.execute("UPDATE jobs SET state='PENDING' WHERE document_id=? AND state='HELD'", (doc_id,))
@@ -269,8 +282,8 @@ class Store:
                       action: str, patient_ref: str, known: KnownIdentifiers, merged_from: str,
                       ack: bytes | None) -> None:
         """Non-document messages (ADT): update demographics and remember the message."""
-        cur.execute("INSERT INTO raw_messages(message_key, document_id, transport, raw, ack, received_ms) "
-                    "VALUES (?,?,?,?,?,?)", (message_key, None, transport, raw, ack, now_ms()))
+        cur.execute("INSERT INTO raw_messages(message_key, document_id, transport, raw, ack, received_ms, patient_ref) "
+                    "VALUES (?,?,?,?,?,?,?)", (message_key, None, transport, raw, ack, now_ms(), patient_ref))
         self._merge_patient(cur, patient_ref, known)
         if merged_from:
             row = cur.execute("SELECT known_json FROM patients WHERE patient_ref=?", (merged_from,)).fetchone()
@@ -300,7 +313,7 @@ class Store:
 
     # -- documents ------------------------------------------------------------------------
     _DOC_COLS = ("id, kind, source, transport, status, patient_ref, deid_text, phi_spans, document_ref, "
-                 "superseded_by, received_ms")
+                 "superseded_by, received_ms, result_status")
 
     def get_document(self, doc_id: str) -> DocumentRow:
         rows = self._query(f"SELECT {self._DOC_COLS} FROM documents WHERE id=?", (doc_id,))
@@ -315,6 +328,9 @@ class Store:
 
     def count_documents(self) -> int:
         return self._query("SELECT count(*) FROM documents")[0][0]
+
+    def count_documents(self) -> int:
+        return int(self._query("SELECT count(*) FROM documents")[0][0])
 
     def gauges(self) -> dict[str, dict[str, int]]:
         """Counts for monitoring (no content): documents by status, jobs by state, open dead
@@ -471,6 +487,11 @@ def _connect(path: Path, key: bytes, key_file: Path) -> sqlcipher3.Connection:
         raise StoreKeyError(f"store: database {path} cannot be opened with the {describe(key_file)}: "
                             "wrong key, or not an appliance database. Restore the matching key file; "
                             "without it the data cannot be read." + hint) from None
+    # Deleted rows are overwritten, not just unlinked: purged and erased text leaves no trace in
+    # freed pages. A new database returns freed pages to the file system (incremental vacuum).
+    conn.execute("PRAGMA secure_delete=ON")
+    if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")  # an ACK promises the commit survives power loss
     conn.execute("PRAGMA foreign_keys=ON")
@@ -482,6 +503,10 @@ def open_store(path: Path, key_file: Path) -> Store:
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = _connect(path, key, key_file)
     store = Store(writer, writer, path)
+    if writer.execute("PRAGMA auto_vacuum").fetchone()[0] == 0:
+        # A database made before retention existed: one VACUUM turns incremental vacuum on.
+        writer.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        writer.execute("VACUUM")
     store.migrate()  # before the reader opens, so it sees the schema
     store._rconn = _connect(path, key, key_file)
     return store

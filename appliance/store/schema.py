@@ -94,4 +94,17 @@ MIGRATIONS: list[str] = [
     ALTER TABLE summaries ADD COLUMN structured TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE summaries ADD COLUMN flags TEXT NOT NULL DEFAULT '[]';
     """,
+    # 5: the result status the sender stated (preliminary, final, corrected, cancelled).
+    """
+    ALTER TABLE documents ADD COLUMN result_status TEXT NOT NULL DEFAULT '';
+    """,
+    # 6: whose raw message this is, so erasure finds a patient's ADT messages too.
+    """
+    ALTER TABLE raw_messages ADD COLUMN patient_ref TEXT;
+    UPDATE raw_messages SET patient_ref = (SELECT patient_ref FROM documents d WHERE d.id = raw_messages.document_id);
+    CREATE INDEX raw_messages_patient ON raw_messages(patient_ref);
+    CREATE INDEX raw_messages_received ON raw_messages(received_ms);
+    CREATE INDEX dead_letters_received ON dead_letters(received_ms);
+    CREATE INDEX documents_patient ON documents(patient_ref);
+    """,
 ]

@@ -112,6 +112,18 @@ def known_identifiers(ds: Dataset, sr_people: list[PersonName], sr_dates: list[s
     )
 
 
+def sr_status(ds: Dataset) -> str:
+    """An SR is final only when COMPLETE and VERIFIED (PS3.3 C.17.2); otherwise preliminary."""
+    try:
+        completion = str(ds.get("CompletionFlag", "") or "").upper()
+        verification = str(ds.get("VerificationFlag", "") or "").upper()
+    except (ValueError, TypeError, KeyError):
+        return ""
+    if not completion and not verification:
+        return ""
+    return "final" if completion == "COMPLETE" and verification == "VERIFIED" else "preliminary"
+
+
 def parse_dicom(raw: bytes, *, source: str = "", transfer_syntax: str = "") -> ParsedDicom:
     ds = read_dataset(raw, transfer_syntax)
     try:
@@ -139,5 +151,6 @@ def parse_dicom(raw: bytes, *, source: str = "", transfer_syntax: str = "") -> P
     if len(text) > MAX_REPORT_CHARS:
         raise InvalidMessage(too_long(len(text)))
     doc = Document(kind=f"dicom:{SR_CLASSES[sop_class]}", source=source, text=text, known=known,
-                   document_ref=str(ds.get("AccessionNumber", "") or "") or sop_instance)
+                   document_ref=str(ds.get("AccessionNumber", "") or "") or sop_instance,
+                   result_status=sr_status(ds))
     return ParsedDicom(doc, sop_class, sop_instance)

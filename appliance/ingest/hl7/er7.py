@@ -97,6 +97,9 @@ def component(value: str, enc: str, n: int) -> str:
 
 def split_batch(text: str) -> list[str]:
     """A file or batch (FHS/BHS...BTS/FTS) -> its messages; a single message -> [it]."""
+    if text.lstrip("\ufeff \t\r\n").startswith("<"):
+        raise InvalidMessage("this is XML (HL7 v2 XML encoding, or a CDA/FHIR document), not HL7 v2 ER7: send "
+                             "the message in the pipe-delimited encoding (MSH|^~\\&|...)", hl7_error_code="200")
     messages: list[list[str]] = []
     for line in text.split("\r"):
         tag = line[:3]

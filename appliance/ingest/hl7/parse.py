@@ -30,6 +30,9 @@ class ParsedMessage:
     document: Document | None  # None for ADT
     action: str  # "document" | "demographics" | "merge"
     prior_patient_key: str = ""  # ADT^A40: the identity merged away (MRG-1)
+    # ORU^R01 may carry several PATIENT_RESULT groups: one document per patient, each with only
+    # its own identifiers (`document` is the first, these the rest).
+    more: tuple[Document, ...] = ()
 
 
 def deep_validate(text: str) -> None:
@@ -49,9 +52,14 @@ def parse(text: str, *, source: str = "") -> ParsedMessage:
     segments = split_segments(text)
     header = read_header(segments[0])
     base_type = header.message_type.split("^")[0] + "^" + (header.message_type.split("^") + [""])[1]
+    if base_type.startswith("ADT^") and base_type not in MERGE_TYPES:
+        # Every other ADT event (A02 transfer, A03 discharge, A11 cancel ...) is accepted: refusing
+        # them stalls a live ADT feed. Its PID still names the patient, so it seeds the scrubber.
+        base_type = "ADT^A08"
     if base_type not in SUPPORTED_TYPES:
         raise InvalidMessage(f"message type {header.message_type} not supported; accepted: "
-                             + ", ".join(sorted(SUPPORTED_TYPES)), segment="MSH", field=9,
+                             + ", ".join(sorted(SUPPORTED_TYPES - DEMOGRAPHIC_TYPES)) + " and every ADT event",
+                             segment="MSH", field=9,
                              hl7_error_code="200")
     check_structure(segments, header.version)
     enc = header.encoding_chars
@@ -71,6 +79,14 @@ def parse(text: str, *, source: str = "") -> ParsedMessage:
                                  hl7_error_code="101")
         authority = unescape(component(mrg.field(1), enc, 4), enc).strip()
         return ParsedMessage(header, known, None, "merge", prior_patient_key=f"{authority}|{prior_id}")
+    pids = [i for i, seg in enumerate(segments) if seg.name == "PID"]
+    if base_type == "ORU^R01" and len(pids) > 1:
+        lead = segments[:pids[0]]  # MSH, SFT: no patient in them
+        groups = [lead + segments[a:b] for a, b in zip(pids, pids[1:] + [len(segments)])]
+        docs = []
+        for group in groups:
+            docs.append(_document(header, group, extract(group, enc), source))
+        return ParsedMessage(header, docs[0].known, docs[0], "document", more=tuple(docs[1:]))
     return ParsedMessage(header, known, _document(header, segments, known, source), "document")
 
 
@@ -90,10 +106,35 @@ def _document(header: MessageHeader, segments: list[Segment], known: KnownIdenti
         doc_ref = unescape(component(txa.field(12), enc, 1), enc).strip()
         if header.message_type.startswith("MDM^T08") or header.message_type.startswith("MDM^T10"):
             replaces = unescape(component(txa.field(13), enc, 1), enc).strip() or doc_ref
-    else:
+    status = ""
+    if txa is None:
         obr = next((s for s in segments if s.name == "OBR"), None)
         if obr is not None:
             doc_ref = unescape(component(obr.field(3), enc, 1) or component(obr.field(2), enc, 1), enc)
+            status = result_status(obr, [s for s in segments if s.name == "OBX"], enc)
+            # A later result for the same order (final after preliminary, a correction, a
+            # cancellation) replaces the earlier one; its summary is then marked stale.
+            replaces = doc_ref.strip()
     return Document(kind=f"hl7:{header.message_type}", source=source or header.sending_app.split("^")[0],
                     text=text, known=known, header=header, replaces_control_id=replaces,
-                    document_ref=doc_ref.strip())
+                    document_ref=doc_ref.strip(), result_status=status)
+
+
+# HL7 table 0123 (OBR-25) and 0085 (OBX-11), read as what a clinician needs to know.
+_STATUS = {"P": "preliminary", "R": "preliminary", "A": "preliminary", "I": "preliminary", "S": "preliminary",
+           "F": "final", "C": "corrected", "X": "cancelled", "D": "cancelled", "W": "cancelled"}
+
+
+def result_status(obr: Segment, obxs: list[Segment], enc: str) -> str:
+    """OBR-25 when the sender states it; else the observations' OBX-11: any preliminary one makes
+    the result preliminary, any corrected one corrected, all cancelled cancelled."""
+    stated = unescape(obr.field(25), enc).strip().upper()[:1]
+    if stated in _STATUS:
+        return _STATUS[stated]
+    seen = {_STATUS.get(unescape(o.field(11), enc).strip().upper()[:1], "") for o in obxs} - {""}
+    for status in ("preliminary", "corrected"):
+        if status in seen:
+            return status
+    if seen == {"cancelled"}:
+        return "cancelled"
+    return "final" if "final" in seen else ""
