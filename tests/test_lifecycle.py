@@ -179,3 +179,63 @@ def test_status_check_erase_backup_restore_through_the_daemon(daemon, tmp_path):
     cfg = load_config(daemon.config)
     r = ctl("restore", str(cfg.state_dir / "backups" / "b1.db"), "--key-file", str(tmp_path / "b1.key"))
     assert r.returncode == 0 and "restored 1 documents" in r.stdout, r.stderr
+
+
+def test_no_identifier_in_any_file_of_the_state_directory_or_the_log(daemon, tmp_path):
+    """Every HL7 message and DICOM SR in tests/data through the daemon, a backup taken, then every
+    file under the state directory (database, WAL, SHM, backups, run files) and the daemon's log
+    searched for the patients' names and record numbers: zero hits."""
+    import re
+
+    from conftest import DATA, stop_daemon
+    from appliance.config import load_config
+    from appliance.ingest.dicom.read import parse_dicom
+    from appliance.ingest.hl7.er7 import decode_message, split_batch
+    from appliance.ingest.hl7.parse import parse
+    from appliance.v1 import appliance_pb2 as pb
+
+    import grpc
+
+    stub = daemon.stub()
+    words: set[str] = set()
+    control_ids: set[str] = set()  # message ids, not identifiers; refusals name them
+    for f in sorted(DATA.rglob("*.hl7")):
+        raw = f.read_bytes()
+        try:
+            stub.SubmitHL7(pb.SubmitHL7Request(message=raw, source="corpus"), timeout=60)
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.INVALID_ARGUMENT  # refused: kept as a dead letter
+        try:
+            for text in split_batch(decode_message(raw)):
+                control_ids.add(text.split("\r")[0].split("|")[9] if text.count("|") > 9 else "")
+                known = parse(text).known
+                words |= {w for n in known.patient_names for w in (n.family, n.given) if len(w) >= 4}
+                words |= {m for m in known.record_numbers if len(m) >= 6}
+        except Exception:
+            continue  # refused messages are kept (encrypted) as dead letters: searched all the same
+    for f in sorted(DATA.rglob("*.dcm")):
+        try:
+            stub.SubmitDICOM(pb.SubmitDICOMRequest(file=f.read_bytes(), source="corpus"), timeout=60)
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+        try:
+            known = parse_dicom(f.read_bytes()).document.known
+            words |= {w for n in known.patient_names for w in (n.family, n.given) if len(w) >= 4}
+            words |= {m for m in known.record_numbers if len(m) >= 6}
+        except Exception:
+            continue
+    words -= {"TEST", "Test", "test", "PATIENT", "Patient", "DOE", "Doe"} | control_ids  # not identifying
+    assert len(words) > 50
+    ctl = [sys.executable, "-m", "appliance.cli.main", "--config", str(daemon.config)]
+    assert subprocess.run([*ctl, "backup", "--name", "scan.db"], capture_output=True, timeout=300).returncode == 0
+    stop_daemon(daemon)
+    cfg = load_config(daemon.config)
+    pattern = re.compile(b"(?<![A-Za-z0-9])(?:" + b"|".join(re.escape(w.encode()) for w in
+                                                          sorted(words, key=len, reverse=True)) + b")(?![A-Za-z0-9])")
+    hits = []
+    for f in [*cfg.state_dir.rglob("*"), daemon.log]:
+        if f.is_file() and f.suffix not in (".toml", ".key", ".gguf"):
+            m = pattern.search(f.read_bytes())
+            if m:
+                hits.append((str(f), m.group(0)))
+    assert not hits, hits[:5]
