@@ -4,6 +4,7 @@ Relative paths in the file are resolved against the file's own directory, so a
 state directory made by `appliancectl init` can be moved as a whole."""
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -71,6 +72,7 @@ class MetricsConfig:
 class StoreConfig:
     path: Path = Path("appliance.db")
     key_file: Path = Path("db.key")
+    audit_key_file: Path = Path("audit.key")  # the audit chain's MAC key; a credential when installed
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,30 @@ class RetentionConfig:
     batch: int = 500  # documents per transaction: intake's commits interleave
 
 
+_ROLES = ("integration", "clinician", "admin")
+
+
+@dataclass(frozen=True)
+class AccessConfig:
+    # Roles: integration (submit; read de-identified documents and summaries), clinician (read,
+    # request summaries, re-identify), admin (status, erasure, backup, dead letters). Who has which:
+    unix_users: dict[str, tuple[str, ...]] = field(default_factory=dict)  # user name -> roles
+    unix_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # group name -> roles
+    tls_subjects: dict[str, tuple[str, ...]] = field(default_factory=dict)  # cert subject, CN or SAN -> roles
+    # Root and the daemon's own user (the operator of this machine) on the unix socket.
+    owner_roles: tuple[str, ...] = _ROLES
+    # Plaintext TCP is refused unless roles are named here (loopback development only).
+    tcp_plaintext_roles: tuple[str, ...] = ()
+    ticket_ttl_s: int = 43200
+
+
+@dataclass(frozen=True)
+class EgressConfig:
+    # Networks the daemon may open a connection to, besides loopback (CIDRs, e.g. the HIS and
+    # PACS subnets). The appliance only listens, so this is normally empty.
+    allowed: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Config:
     source: Path
@@ -115,15 +141,27 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     deid: DeidConfig = field(default_factory=DeidConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    egress: EgressConfig = field(default_factory=EgressConfig)
+    access: AccessConfig = field(default_factory=AccessConfig)
 
 
 _SECTIONS = {"grpc": GrpcConfig, "mllp": MllpConfig, "dicom": DicomConfig, "metrics": MetricsConfig,
              "store": StoreConfig, "model": ModelConfig,
-             "deid": DeidConfig, "retention": RetentionConfig}
+             "deid": DeidConfig, "retention": RetentionConfig, "egress": EgressConfig,
+             "access": AccessConfig}
 
 
 def _coerce(path: Path, key: str, value: Any, default: Any, base: Path) -> Any:
     kind = type(default)
+    if isinstance(default, dict):  # name -> roles
+        if not isinstance(value, dict):
+            raise ConfigError(path, key, 'must be a table such as { "alice" = ["clinician"] }')
+        out = {}
+        for name, roles in value.items():
+            if not isinstance(roles, list) or not all(r in _ROLES for r in roles):
+                raise ConfigError(path, f"{key}.{name}", f"must be a list of roles from {list(_ROLES)}, not {roles!r}")
+            out[str(name)] = tuple(roles)
+        return out
     if isinstance(default, tuple):
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             raise ConfigError(path, key, "must be a list of non-empty strings, e.g. [\"PACS1\", \"PACS2\"]")
@@ -189,6 +227,15 @@ def _validate(cfg: Config) -> None:
                        ("dicom.idle_timeout_s", cfg.dicom.idle_timeout_s)):
         if value < 1:
             raise ConfigError(p, key, f"must be at least 1, not {value}")
+    for key, roles in (("access.owner_roles", cfg.access.owner_roles),
+                       ("access.tcp_plaintext_roles", cfg.access.tcp_plaintext_roles)):
+        if any(r not in _ROLES for r in roles):
+            raise ConfigError(p, key, f"roles must be from {list(_ROLES)}, not {list(roles)}")
+    for net in cfg.egress.allowed:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(p, "egress.allowed", f"{net!r} is not a network (e.g. \"10.20.0.0/16\")") from None
     if cfg.retention.days < 0 or cfg.retention.audit_days < 1:
         raise ConfigError(p, "retention.days" if cfg.retention.days < 0 else "retention.audit_days",
                           "must be 0 or more days (audit_days at least 1)")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import grp
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from . import __version__, crash, sd
 from .api.dicom import DicomServer
+from .api.access import AccessPolicy, TicketServer, ticket_path
 from .api.errors import ErrorInterceptor
 from .api.metrics import MetricsServer
 from .api.mllp import MllpServer
@@ -33,6 +35,7 @@ from .llm.worker import SummaryHub, SummaryWorker
 from .services.commit import CommitQueue
 from .services.deid_stage import DeidStage
 from .services.intake import IntakeService
+from .services import egress
 from .services.retention import RetentionTask
 from .services.status import Parts, collect
 from .store import Store, open_store
@@ -68,6 +71,7 @@ class Daemon:
         self.commits: CommitQueue | None = None
         self.deid_stage: DeidStage | None = None
         self.retention: RetentionTask | None = None
+        self.egress: egress.EgressGuard | None = None
         self._server: grpc.Server | None = None
         self._watchdog = sd.Watchdog(self._healthy)
 
@@ -110,8 +114,10 @@ class Daemon:
                           "metrics": f"{cfg.metrics.host}:{self.metrics_port}" if self.metrics else "off"},
             # Outbound traffic is denied by the unit (IPAddressDeny=any, loopback allowed); outside
             # systemd nothing but the daemon's own code stands guard, and status says so.
-            "egress_guard": "systemd unit: IPAddressDeny=any, loopback only" if os.environ.get("INVOCATION_ID")
-            else "none (not running under the systemd unit)",
+            "egress_guard": {"in_process": f"on: loopback, unix sockets and {list(cfg.egress.allowed) or 'no other'} "
+                                           f"networks; {self.egress.refused} refused",
+                             "unit": "IPAddressDeny=any, loopback allowed" if os.environ.get("INVOCATION_ID")
+                             else "not running under the systemd unit"},
         }
 
     def _healthy(self) -> bool:
@@ -122,8 +128,18 @@ class Daemon:
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         # Health answers (NOT_SERVING) while the slow parts load.
+        self.tickets = None
+        if cfg.grpc.unix_socket:
+            sock = state_path(cfg.state_dir, cfg.grpc.unix_socket)
+            sock.parent.mkdir(parents=True, exist_ok=True)
+            self.tickets = TicketServer(ticket_path(sock), cfg.grpc.unix_socket_mode, cfg.access)
+            if cfg.grpc.unix_socket_group:
+                self.tickets.chown_group(grp.getgrnam(cfg.grpc.unix_socket_group).gr_gid)
+            self.tickets.start()
+        self.access = AccessPolicy(cfg.access, self.tickets,
+                                   lambda *a: self.store.audit(*a) if self.store is not None else None)
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="grpc"),
-                                   interceptors=[ErrorInterceptor()],
+                                   interceptors=[ErrorInterceptor(self.access)],
                                    options=[("grpc.max_receive_message_length", cfg.grpc.max_message_bytes),
                                             ("grpc.max_send_message_length", cfg.grpc.max_message_bytes)])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
@@ -139,8 +155,9 @@ class Daemon:
                                              cfg.grpc.unix_socket_group)
         self._server.start()
 
+        self.egress = egress.install(cfg.egress.allowed)
         self._lock.acquire()  # before the store: one daemon per database
-        self.store = open_store(cfg.store.path, cfg.store.key_file)
+        self.store = open_store(cfg.store.path, cfg.store.key_file, cfg.store.audit_key_file)
         problems = check(self.store, full=False)  # the fast check; `appliancectl check` runs the full one
         if problems:
             raise StoreKeyError(f"store {cfg.store.path} fails its quick integrity check ({problems[0]}); "
@@ -188,7 +205,7 @@ class Daemon:
     def _collect(self):
         return collect(Parts(started=self._started, intake=self.intake, worker=self.worker,
                              deid_stage=self.deid_stage, commits=self.commits, store=self.store,
-                             engine=self.engine, mllp=self.mllp, dicom=self.dicom))
+                             engine=self.engine, mllp=self.mllp, dicom=self.dicom, egress=self.egress))
 
     def _write_runtime(self) -> None:
         run = self.cfg.state_dir / "run"
@@ -211,6 +228,8 @@ class Daemon:
             self._server.stop(grace=5).wait()
         if self.unix_socket is not None:
             self.unix_socket.unlink(missing_ok=True)
+        if self.tickets is not None:
+            self.tickets.stop()
         if self.retention is not None:
             self.retention.stop()
         if self.commits is not None:

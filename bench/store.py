@@ -43,6 +43,9 @@ def open_raw(path: Path, key: bytes | None) -> Store:
         if key is not None:
             c.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
         c.execute("PRAGMA secure_delete=ON")
+        c.execute("PRAGMA temp_store=MEMORY")
+        if key is not None:
+            c.execute("PRAGMA cipher_memory_security=ON")
         if c.execute("PRAGMA page_count").fetchone()[0] == 0:
             c.execute("PRAGMA auto_vacuum=INCREMENTAL")
         c.execute("PRAGMA journal_mode=WAL")

@@ -139,7 +139,7 @@ from pathlib import Path
 from appliance.cli.init import render_config
 out, file, sha = sys.argv[1:]
 text = render_config(Path("/var/lib/appliance"), Path("/usr/share/appliance/models") / file, sha,
-                     socket="/run/appliance/appliance.sock")
+                     socket="/run/appliance/appliance.sock", installed=True)
 Path(out).write_text("# Installed by the appliance package (a conffile: your edits survive upgrades).\n"
                      "# Check it with `applianced --check-config`, then `systemctl restart appliance`.\n" + text)
 EOF

@@ -57,7 +57,10 @@ class Running:
 
         cfg = load_config(self.config)
         if cfg.grpc.tls_cert_file:  # the TCP port wants a certificate: tests use the local socket
-            return grpc.insecure_channel(f"unix:{cfg.state_dir / cfg.grpc.unix_socket}")
+            from appliance.api.transport import ticketed
+
+            sock = cfg.state_dir / cfg.grpc.unix_socket
+            return ticketed(grpc.insecure_channel(f"unix:{sock}"), sock)
         return grpc.insecure_channel(f"127.0.0.1:{self.port}")
 
     def stub(self):

@@ -184,8 +184,13 @@ def test_unix_socket_serves_local_clients_with_its_file_mode(daemon):
     assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660
     from appliance.v1 import appliance_pb2_grpc as pb_grpc
 
-    with grpc.insecure_channel(f"unix:{sock}") as ch:
-        docs = pb_grpc.ApplianceStub(ch).ListDocuments(pb.ListDocumentsRequest(limit=5), timeout=10)
+    from appliance.api.transport import ticketed
+
+    with grpc.insecure_channel(f"unix:{sock}") as raw:
+        with pytest.raises(grpc.RpcError) as e:  # no ticket: who is calling is unknown
+            pb_grpc.ApplianceStub(raw).ListDocuments(pb.ListDocumentsRequest(limit=5), timeout=10)
+        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        docs = pb_grpc.ApplianceStub(ticketed(raw, sock)).ListDocuments(pb.ListDocumentsRequest(limit=5), timeout=10)
     assert list(docs.documents) == []
 
 
@@ -201,8 +206,11 @@ def test_reidentify_only_on_the_unix_socket_and_audited(daemon):
         daemon.stub().Reidentify(pb.ReidentifyRequest(document_id=doc_id, purpose=pb.TREATMENT), timeout=10)
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED and "unix socket" in e.value.details()
     cfg = load_config(daemon.config)
-    with grpc.insecure_channel(f"unix:{cfg.state_dir / cfg.grpc.unix_socket}") as ch:
-        stub = pb_grpc.ApplianceStub(ch)
+    from appliance.api.transport import ticketed
+
+    sock = cfg.state_dir / cfg.grpc.unix_socket
+    with grpc.insecure_channel(f"unix:{sock}") as ch:
+        stub = pb_grpc.ApplianceStub(ticketed(ch, sock))
         with pytest.raises(grpc.RpcError) as e:
             stub.Reidentify(pb.ReidentifyRequest(document_id=doc_id), timeout=10)
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "purpose" in e.value.details()

@@ -16,9 +16,82 @@ def test_audit_chain_verifies_and_detects_tampering(tmp_path):
     assert store.verify_audit_chain() == 5
     with store.transaction() as cur:
         cur.execute("UPDATE audit SET detail='phi_spans=0' WHERE object_id='doc3'")
-    with pytest.raises(StoreKeyError, match="audit log broken at entry 4"):
+    with pytest.raises(StoreKeyError, match="audit log broken at row 4: its content was modified"):
         store.verify_audit_chain()
     store.close()
+
+
+def _keyed(tmp_path):
+    tmp_path.mkdir(exist_ok=True)
+    write_new_key(tmp_path / "k")
+    write_new_key(tmp_path / "audit.key")
+    store = open_store(tmp_path / "a.db", tmp_path / "k", tmp_path / "audit.key")
+    for i in range(6):
+        store.audit("user:alice", "read", f"doc{i}", "GetDocument")
+    return store
+
+
+def _rewrite_consistently(store, recompute_from: int) -> None:
+    """What someone holding the database key (not the audit key) can do: edit a row and
+    recompute a bare SHA-256 chain from there on."""
+    import hashlib
+
+    with store.transaction() as cur:
+        cur.execute("UPDATE audit SET actor='user:mallory' WHERE seq=?", (recompute_from,))
+        rows = cur.execute("SELECT seq, ts_ms, actor, action, object_id, detail, prev_hash FROM audit WHERE seq>=? "
+                           "ORDER BY seq", (recompute_from,)).fetchall()
+        prev = rows[0][6]
+        for seq, ts, actor, action, obj, detail, _ in rows:
+            h = hashlib.sha256(f"{prev}|{ts}|{actor}|{action}|{obj}|{detail}".encode()).hexdigest()
+            cur.execute("UPDATE audit SET prev_hash=?, hash=?, mac=0 WHERE seq=?", (prev, h, seq))
+            prev = h
+
+
+def test_keyed_audit_chain_names_the_first_bad_row(tmp_path):
+    store = _keyed(tmp_path)
+    assert store.verify_audit_chain() == 6
+    _rewrite_consistently(store, 3)  # the holder of the database key recomputes: still detected
+    with pytest.raises(StoreKeyError, match="row 3"):
+        store.verify_audit_chain()
+    store.close()
+
+
+def test_keyed_audit_chain_detects_deletion_and_reordering(tmp_path):
+    store = _keyed(tmp_path)
+    with store.transaction() as cur:
+        cur.execute("DELETE FROM audit WHERE seq=4")
+    with pytest.raises(StoreKeyError, match="row 5: it does not follow"):
+        store.verify_audit_chain()
+    store.close()
+    store = _keyed(tmp_path / "second")
+    with store.transaction() as cur:  # swap two rows' places
+        a = cur.execute("SELECT ts_ms, actor, action, object_id, detail, prev_hash, hash FROM audit WHERE seq=2").fetchone()
+        b = cur.execute("SELECT ts_ms, actor, action, object_id, detail, prev_hash, hash FROM audit WHERE seq=3").fetchone()
+        for seq, row in ((2, b), (3, a)):
+            cur.execute("UPDATE audit SET ts_ms=?, actor=?, action=?, object_id=?, detail=?, prev_hash=?, hash=? "
+                        "WHERE seq=?", (*row, seq))
+    with pytest.raises(StoreKeyError, match="row 2"):
+        store.verify_audit_chain()
+    store.close()
+
+
+def test_audit_verify_and_export_through_the_cli(daemon, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    ctl = [sys.executable, "-m", "appliance.cli.main", "--config", str(daemon.config)]
+    from appliance.v1 import appliance_pb2 as pb
+
+    daemon.stub().ListDocuments(pb.ListDocumentsRequest(limit=1), timeout=10)  # a read: audited
+    ok = subprocess.run([*ctl, "audit", "verify"], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "intact" in ok.stdout, ok.stderr
+    out = tmp_path / "audit.jsonl"
+    r = subprocess.run([*ctl, "audit", "export", "--since", "2020-01-01", "--out", str(out)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert rows and {"seq", "ts_ms", "actor", "action", "object_id", "detail", "hash"} <= set(rows[0])
 
 
 def test_rotate_key_reencrypts_everything_and_the_old_key_no_longer_opens(state, tmp_path):
@@ -49,7 +122,7 @@ def test_rotate_key_reencrypts_everything_and_the_old_key_no_longer_opens(state,
     assert cfg.store.key_file.stat().st_mode & 0o777 == 0o600
     with pytest.raises(StoreKeyError):
         open_store(cfg.store.path, old_key)
-    store = open_store(cfg.store.path, cfg.store.key_file)
+    store = open_store(cfg.store.path, cfg.store.key_file, cfg.store.audit_key_file)
     try:
         assert store.count_documents() == 1
         assert store.verify_audit_chain() >= 2  # intact, and the rotation is in it

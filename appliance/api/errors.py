@@ -1,4 +1,5 @@
-"""Domain errors -> gRPC status, in one place (a server interceptor)."""
+"""One server interceptor: who is calling and may they (access.py), then domain errors ->
+gRPC status codes, in one place."""
 from __future__ import annotations
 
 import logging
@@ -6,6 +7,7 @@ import logging
 import grpc
 
 from ..errors import ApplianceError
+from .access import READS, AccessPolicy, current
 
 log = logging.getLogger(__name__)
 
@@ -18,37 +20,57 @@ def _abort(context: grpc.ServicerContext, e: Exception) -> None:
     context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(e).__name__}); see the appliance log")
 
 
-def _wrap_unary(fn):
-    def handler(request, context):
-        try:
-            return fn(request, context)
-        except Exception as e:
-            if isinstance(e, grpc.RpcError) or type(e).__name__ == "_AbortError":
-                raise
-            _abort(context, e)
-    return handler
-
-
-def _wrap_stream(fn):
-    def handler(request, context):
-        try:
-            yield from fn(request, context)
-        except Exception as e:
-            if isinstance(e, grpc.RpcError) or type(e).__name__ == "_AbortError":
-                raise
-            _abort(context, e)
-    return handler
+def _passthrough(e: Exception) -> bool:
+    return isinstance(e, grpc.RpcError) or type(e).__name__ == "_AbortError"
 
 
 class ErrorInterceptor(grpc.ServerInterceptor):
+    def __init__(self, policy: AccessPolicy | None = None) -> None:
+        self.policy = policy
+
+    def _enter(self, method: str, request, context):
+        who = self.policy.check(method, context) if self.policy is not None else None
+        name = method.rsplit("/", 1)[-1]
+        if who is not None and name in READS:
+            self.policy._audit(who.actor, "read", getattr(request, "document_id", "") or "-", name)
+        return current.set(who)
+
     def intercept_service(self, continuation, handler_call_details):
         h = continuation(handler_call_details)
         if h is None:
             return None
+        method = handler_call_details.method
+
         if h.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(_wrap_unary(h.unary_unary), h.request_deserializer,
-                                                       h.response_serializer)
+            fn = h.unary_unary
+
+            def unary(request, context):
+                token = None
+                try:
+                    token = self._enter(method, request, context)
+                    return fn(request, context)
+                except Exception as e:
+                    if _passthrough(e):
+                        raise
+                    _abort(context, e)
+                finally:
+                    if token is not None:
+                        current.reset(token)
+            return grpc.unary_unary_rpc_method_handler(unary, h.request_deserializer, h.response_serializer)
         if h.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(_wrap_stream(h.unary_stream), h.request_deserializer,
-                                                        h.response_serializer)
+            sfn = h.unary_stream
+
+            def stream(request, context):
+                token = None
+                try:
+                    token = self._enter(method, request, context)
+                    yield from sfn(request, context)
+                except Exception as e:
+                    if _passthrough(e):
+                        raise
+                    _abort(context, e)
+                finally:
+                    if token is not None:
+                        current.reset(token)
+            return grpc.unary_stream_rpc_method_handler(stream, h.request_deserializer, h.response_serializer)
         return h

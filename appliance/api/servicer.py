@@ -9,7 +9,8 @@ from pathlib import Path
 
 import grpc
 
-from ..errors import InvalidMessage, InvalidRequest, NotReady, PermissionDenied, SummaryFailed
+from .access import actor
+from ..errors import InvalidMessage, InvalidRequest, NotReady, PermissionDenied, StoreKeyError, SummaryFailed
 from ..ingest.dicom.read import is_dicom_file
 from ..llm.worker import FailedEvent, FinalEvent, SummaryHub, TokenEvent
 from ..services.intake import IntakeResult, IntakeService
@@ -154,7 +155,7 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
         if not request.document_id:
             raise InvalidRequest("document_id is required")
         purpose = pb.Purpose.Name(request.purpose) if request.purpose else ""
-        r = reidentify(self._store, request.document_id, purpose, actor="unix-socket")
+        r = reidentify(self._store, request.document_id, purpose, actor=actor())
         return pb.ReidentifyResponse(document_id=r.document_id, text=r.text, summary=r.summary)
 
     @staticmethod
@@ -175,7 +176,7 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
             raise InvalidRequest("patient must be ISSUER:ID (the assigning authority and the id of PID-3, "
                                  "e.g. GH:MRN4471902; an empty issuer is written :ID)")
         ref = self._intake.patient_ref(f"{issuer.strip()}|{pid.strip()}")
-        counts = erase_patient(self._store, ref, actor="unix-socket")
+        counts = erase_patient(self._store, ref, actor=actor())
         return pb.ErasePatientResponse(documents=counts["documents"], messages=counts["messages"],
                                        identities=counts["patients"])
 
@@ -194,6 +195,20 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
         self._check()
         self._local_only(context, "the store check")
         return pb.CheckStoreResponse(problems=check(self._store, full=not request.quick))
+
+    def VerifyAudit(self, request: pb.VerifyAuditRequest, context: grpc.ServicerContext) -> pb.VerifyAuditResponse:
+        self._check()
+        self._local_only(context, "audit verification")
+        try:
+            return pb.VerifyAuditResponse(ok=True, rows=self._store.verify_audit_chain())
+        except StoreKeyError as e:
+            return pb.VerifyAuditResponse(ok=False, problem=str(e))
+
+    def ExportAudit(self, request: pb.ExportAuditRequest, context: grpc.ServicerContext):
+        self._check()
+        self._local_only(context, "audit export")
+        for row in self._store.audit_rows(request.since_unix_ms):
+            yield pb.AuditRow(json=json.dumps(row, sort_keys=True))
 
     def _follower_gone(self, doc_id: str) -> None:
         """When the last clinician waiting for an on-request summary goes away, stop it."""

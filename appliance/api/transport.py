@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 
 from ..config import GrpcConfig
+from .access import TICKET_HEADER, fetch_ticket
 
 
 def state_path(state_dir: Path, name: str) -> Path:
@@ -85,6 +86,35 @@ def _listening(path: Path) -> bool:
             return False
 
 
+class _Ticket(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Sends the ticket the local socket's ticket server gave this process (access.py)."""
+
+    def __init__(self, ticket: str) -> None:
+        self._ticket = ticket
+
+    def _with(self, details):
+        meta = list(details.metadata or []) + [(TICKET_HEADER, self._ticket)]
+        return details._replace(metadata=meta) if hasattr(details, "_replace") else _Details(details, meta)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._with(details), request)
+
+
+class _Details(grpc.ClientCallDetails):
+    def __init__(self, d, metadata) -> None:
+        self.method, self.timeout, self.metadata = d.method, d.timeout, metadata
+        self.credentials, self.wait_for_ready, self.compression = d.credentials, d.wait_for_ready, d.compression
+
+
+def ticketed(channel: grpc.Channel, sock: Path) -> grpc.Channel:
+    """A channel on the unix socket that proves who this process runs as (SO_PEERCRED ticket)."""
+    ticket = fetch_ticket(sock)
+    return grpc.intercept_channel(channel, _Ticket(ticket)) if ticket else channel
+
+
 def client_channel(cfg: GrpcConfig, port: int | None = None, state_dir: Path | None = None) -> grpc.Channel:
     """The local CLI's channel: the unix socket when there is one (no certificate needed on the
     box itself; the socket's mode decides), else TCP on loopback."""
@@ -93,6 +123,6 @@ def client_channel(cfg: GrpcConfig, port: int | None = None, state_dir: Path | N
     if cfg.unix_socket and state_dir is not None:
         sock = state_path(state_dir, cfg.unix_socket)
         if sock.exists():
-            return grpc.insecure_channel(f"unix:{sock}", options=opts)
+            return ticketed(grpc.insecure_channel(f"unix:{sock}", options=opts), sock)
     host = cfg.host if cfg.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
     return grpc.insecure_channel(f"{host}:{port or cfg.port}", options=opts)

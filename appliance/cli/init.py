@@ -19,10 +19,17 @@ def test_model_path() -> Path | None:
     """The smallest installed model: for tests that need a real model and speed."""
     return models.path_of(models.TEST)
 
+INSTALLED_ACCESS = 'unix_groups = { "appliance-clinicians" = ["clinician"], "appliance-integration" = ["integration"], "appliance-admins" = ["admin"] }\ntcp_plaintext_roles = []   # TCP needs TLS with a client certificate mapped in tls_subjects'
+DEV_ACCESS = 'tcp_plaintext_roles = ["integration", "clinician"]   # development on loopback only; [] in production'
+
+
 def render_config(state_dir: Path, model: Path, digest: str, *, grpc_port: int = 50051, mllp_port: int = 2575,
                   dicom_port: int = 11112, metrics_port: int = 9464, socket: str = "run/appliance.sock",
-                  n_gpu_layers: int = -1) -> str:
-    """The config file `init` writes, and the one the .deb installs as /etc/appliance/appliance.toml."""
+                  n_gpu_layers: int = -1, installed: bool = False) -> str:
+    """The config file `init` writes (a development box: plaintext TCP on loopback carries the
+    integration and clinician roles), and the one the .deb installs (`installed`: plaintext TCP
+    refused; roles by the person's groups) as /etc/appliance/appliance.toml."""
+    access = (INSTALLED_ACCESS if installed else DEV_ACCESS)
     return f"""# Appliance configuration. Relative paths are relative to state_dir.
 state_dir = "{state_dir}"
 
@@ -54,6 +61,7 @@ port = {metrics_port}
 [store]
 path = "appliance.db"
 key_file = "db.key"      # 64 hex digits, mode 0600; or a systemd credential of the same name
+audit_key_file = "audit.key"  # the audit chain's MAC key, apart from the database key
 
 [model]
 path = "{model}"
@@ -67,6 +75,15 @@ max_attempts = 2         # a report whose generation fails this often is FAILED 
 
 [deid]
 secret_file = "deid.key" # per-installation surrogate secret, 64 hex digits, mode 0600
+
+[retention]
+days = 30                # documents, summaries, raw messages, identifiers; 0: until the summary is done
+audit_days = 2190
+
+[access]
+# Roles: integration, clinician, admin. On the unix socket the kernel says who connects; root and
+# the daemon's own user hold owner_roles. Certificates: tls_subjects = {{ "CN=his-engine" = ["integration"] }}
+{access}
 """
 
 
@@ -85,7 +102,7 @@ def init_state(state_dir: Path, *, grpc_port: int = 50051, mllp_port: int = 2575
     model = model.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o700)
-    for key in ("db.key", "deid.key"):
+    for key in ("db.key", "deid.key", "audit.key"):
         if not (state_dir / key).exists():
             write_new_key(state_dir / key)
     digest = sha256_file(model)

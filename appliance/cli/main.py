@@ -89,7 +89,7 @@ def cmd_status(args) -> int:
         f"store      {status['store']['path']} {status['store']['bytes'] / 1e6:.1f} MB; key from "
         f"{status['key']['source']}, {status['key']['age_days']} days old",
         "listening  " + ", ".join(f"{k} {v}" for k, v in status["listeners"].items() if v),
-        f"egress     {status['egress_guard']}",
+        f"egress     in process: {status['egress_guard']['in_process']}; unit: {status['egress_guard']['unit']}",
     ]
     print("\n".join(lines))
     return 0
@@ -161,6 +161,47 @@ def cmd_restore(args) -> int:
     return 0
 
 
+def cmd_certs_init(args) -> int:
+    from .certs import init_pki
+
+    clients = dict(c.split(":", 1) for c in args.client)
+    bad = [r for r in clients.values() if r not in ("integration", "clinician", "admin")]
+    if bad or any(":" not in c for c in args.client):
+        raise ApplianceError("each --client is NAME:ROLE with ROLE integration, clinician or admin")
+    if bool(args.ca_cert) != bool(args.ca_key):
+        raise ApplianceError("give both --ca-cert and --ca-key (the hospital's CA), or neither (a local CA)")
+    names = tuple(args.server_name) or ("localhost", "127.0.0.1")
+    snippet = init_pki(args.dir, names, clients, args.ca_cert, args.ca_key)
+    print(f"certificates in {args.dir} (keys 0600). Put these in the config file, then restart:\n")
+    print(snippet)
+    return 0
+
+
+def cmd_audit_verify(args) -> int:
+    from ..v1 import appliance_pb2 as pb
+
+    r = _stub(args).VerifyAudit(pb.VerifyAuditRequest(), timeout=600)
+    print(f"audit chain intact: {r.rows} rows" if r.ok else f"audit chain BROKEN: {r.problem}")
+    return 0 if r.ok else 1
+
+
+def cmd_audit_export(args) -> int:
+    from ..v1 import appliance_pb2 as pb
+
+    since = int(datetime.fromisoformat(args.since).replace(tzinfo=timezone.utc).timestamp() * 1000) if args.since else 0
+    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
+    n = 0
+    try:
+        for row in _stub(args).ExportAudit(pb.ExportAuditRequest(since_unix_ms=since), timeout=3600):
+            out.write(row.json + "\n")
+            n += 1
+    finally:
+        if args.out:
+            out.close()
+    print(f"{n} audit rows", file=sys.stderr)
+    return 0
+
+
 def cmd_rotate_key(args) -> int:
     from ..config import load_config
     from ..store.lock import StateLock
@@ -168,7 +209,7 @@ def cmd_rotate_key(args) -> int:
 
     cfg = load_config(args.config)
     with StateLock(cfg.state_dir, "rotate-key"):
-        kept = rotate_key(cfg.store.path, cfg.store.key_file)
+        kept = rotate_key(cfg.store.path, cfg.store.key_file, audit_key_file=cfg.store.audit_key_file)
     print(f"database re-encrypted under a new key: {kept} documents kept; new key in {cfg.store.key_file}. "
           "Back up the new key now: without it the database cannot be read.")
     return 0
@@ -335,6 +376,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="check the store's integrity (SQLCipher page HMACs and SQLite)")
     p.add_argument("--quick", action="store_true")
     p.set_defaults(fn=cmd_check)
+
+    p = sub.add_parser("audit", help="the audit chain: verify it, export it for the SIEM")
+    audit = p.add_subparsers(dest="audit_cmd", required=True)
+    a = audit.add_parser("verify", help="check every row's MAC and the chain; names the first bad row")
+    a.set_defaults(fn=cmd_audit_verify)
+    a = audit.add_parser("export", help="JSON lines, metadata only")
+    a.add_argument("--since", help="ISO date or time, UTC (default: everything)")
+    a.add_argument("--out", type=Path)
+    a.set_defaults(fn=cmd_audit_export)
+
+    p = sub.add_parser("certs", help="TLS certificates for the TCP port")
+    certs = p.add_subparsers(dest="certs_cmd", required=True)
+    c = certs.add_parser("init", help="a local CA (or the hospital's), the server's and clients' certificates")
+    c.add_argument("--dir", type=Path, required=True)
+    c.add_argument("--server-name", action="append", default=[], help="DNS name or IP of this machine (repeat)")
+    c.add_argument("--client", action="append", default=[], help="NAME:ROLE, e.g. his-engine:integration (repeat)")
+    c.add_argument("--ca-cert", type=Path, help="the hospital CA's certificate (PEM), instead of a local CA")
+    c.add_argument("--ca-key", type=Path)
+    c.set_defaults(fn=cmd_certs_init)
 
     p = sub.add_parser("rotate-key", help="re-encrypt the database under a new random key (daemon stopped)")
     p.set_defaults(fn=cmd_rotate_key)

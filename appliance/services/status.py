@@ -33,6 +33,7 @@ class Parts:
     engine: object = None
     mllp: object = None
     dicom: object = None
+    egress: object = None
 
 
 def collect(p: Parts) -> list[Metric]:
@@ -82,6 +83,9 @@ def collect(p: Parts) -> list[Metric]:
     if p.mllp is not None:
         out.append(Metric("appliance_mllp_connections_total", "counter", "MLLP connections accepted.",
                           (sample(p.mllp.connections),)))
+    if getattr(p, "egress", None) is not None:
+        out.append(Metric("appliance_egress_refused_total", "counter",
+                          "Outbound connections the in-process egress guard refused.", (sample(p.egress.refused),)))
     for name, part in (("mllp", p.mllp), ("dicom", p.dicom)):
         if part is not None:
             out.append(Metric(f"appliance_{name}_connections_refused_total", "counter",

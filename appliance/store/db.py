@@ -5,6 +5,7 @@ Every public write is one transaction; callers acknowledge only after it returns
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import threading
 import time
@@ -169,13 +170,20 @@ class Store:
                 self._conn.executescript("BEGIN IMMEDIATE;" + sql + f";PRAGMA user_version={i};COMMIT;")
 
     # -- audit ----------------------------------------------------------------------------
+    audit_key: bytes | None = None  # set by open_store: rows are then chained by HMAC, not a bare hash
+
+    @staticmethod
+    def _row_hash(key: bytes | None, prev: str, ts: int, actor: str, action: str, object_id: str, detail: str) -> str:
+        data = f"{prev}|{ts}|{actor}|{action}|{object_id}|{detail}".encode()
+        return hmac.new(key, data, hashlib.sha256).hexdigest() if key else hashlib.sha256(data).hexdigest()
+
     def _audit(self, cur: sqlcipher3.Cursor, actor: str, action: str, object_id: str, detail: str = "") -> None:
         row = cur.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         prev = row[0] if row else "0" * 64
         ts = now_ms()
-        h = hashlib.sha256(f"{prev}|{ts}|{actor}|{action}|{object_id}|{detail}".encode()).hexdigest()
-        cur.execute("INSERT INTO audit(ts_ms, actor, action, object_id, detail, prev_hash, hash) "
-                    "VALUES (?,?,?,?,?,?,?)", (ts, actor, action, object_id, detail, prev, h))
+        h = self._row_hash(self.audit_key, prev, ts, actor, action, object_id, detail)
+        cur.execute("INSERT INTO audit(ts_ms, actor, action, object_id, detail, prev_hash, hash, mac) "
+                    "VALUES (?,?,?,?,?,?,?,?)", (ts, actor, action, object_id, detail, prev, h, int(bool(self.audit_key))))
 
     def audit(self, actor: str, action: str, object_id: str, detail: str = "") -> None:
         """Metadata only: ids, counts, outcomes. Never report text or identifiers."""
@@ -183,14 +191,32 @@ class Store:
             self._audit(cur, actor, action, object_id, detail)
 
     def verify_audit_chain(self) -> int:
-        prev = "0" * 64
-        rows = self._query("SELECT seq, ts_ms, actor, action, object_id, detail, prev_hash, hash FROM audit ORDER BY seq")
-        for seq, ts, actor, action, obj, detail, p, h in rows:
-            expect = hashlib.sha256(f"{prev}|{ts}|{actor}|{action}|{obj}|{detail}".encode()).hexdigest()
-            if p != prev or h != expect:
-                raise StoreKeyError(f"audit log broken at entry {seq}")
+        """Rows checked; raises naming the first bad row (modified, deleted, reordered, or a bare
+        hash after keyed rows began). The oldest row left by retention anchors the chain."""
+        rows = self._query("SELECT seq, ts_ms, actor, action, object_id, detail, prev_hash, hash, mac FROM audit "
+                           "ORDER BY seq")
+        prev = rows[0][6] if rows else "0" * 64
+        keyed = False
+        for seq, ts, actor, action, obj, detail, p, h, mac in rows:
+            if p != prev:
+                raise StoreKeyError(f"audit log broken at row {seq}: it does not follow the row before it "
+                                    "(a row before it was deleted, or rows were reordered)")
+            if mac and self.audit_key is None:
+                raise StoreKeyError("the audit rows are keyed: give the audit key to verify them")
+            if keyed and not mac:
+                raise StoreKeyError(f"audit log broken at row {seq}: an unkeyed row after keyed ones (rewritten)")
+            expect = self._row_hash(self.audit_key if mac else None, prev, ts, actor, action, obj, detail)
+            if not hmac.compare_digest(h, expect):
+                raise StoreKeyError(f"audit log broken at row {seq}: its content was modified")
+            keyed = keyed or bool(mac)
             prev = h
         return len(rows)
+
+    def audit_rows(self, since_ms: int = 0) -> list[dict[str, object]]:
+        """For the hospital's SIEM: metadata only, as stored."""
+        rows = self._query("SELECT seq, ts_ms, actor, action, object_id, detail, hash FROM audit WHERE ts_ms >= ? "
+                           "ORDER BY seq", (since_ms,))
+        return [dict(zip(("seq", "ts_ms", "actor", "action", "object_id", "detail", "hash"), r)) for r in rows]
 
     # -- intake ---------------------------------------------------------------------------
     def find_message(self, message_key: str) -> tuple[str | None, bytes | None, bytes | None] | None:
@@ -490,6 +516,10 @@ def _connect(path: Path, key: bytes, key_file: Path) -> sqlcipher3.Connection:
     # Deleted rows are overwritten, not just unlinked: purged and erased text leaves no trace in
     # freed pages. A new database returns freed pages to the file system (incremental vacuum).
     conn.execute("PRAGMA secure_delete=ON")
+    # Temporary tables and sort spills stay in memory, never in an unencrypted temp file; freed
+    # memory that held pages or keys is wiped.
+    conn.execute("PRAGMA temp_store=MEMORY")
+    conn.execute("PRAGMA cipher_memory_security=ON")
     if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
         conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
     conn.execute("PRAGMA journal_mode=WAL")
@@ -498,7 +528,9 @@ def _connect(path: Path, key: bytes, key_file: Path) -> sqlcipher3.Connection:
     return conn
 
 
-def open_store(path: Path, key_file: Path) -> Store:
+def open_store(path: Path, key_file: Path, audit_key_file: Path | None = None) -> Store:
+    """`audit_key_file`: the audit MAC key (a credential apart from the database key); without it
+    audit rows are chained by a bare hash, which whoever holds the database key could recompute."""
     key = read_key(key_file, "store")
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = _connect(path, key, key_file)
@@ -509,4 +541,6 @@ def open_store(path: Path, key_file: Path) -> Store:
         writer.execute("VACUUM")
     store.migrate()  # before the reader opens, so it sees the schema
     store._rconn = _connect(path, key, key_file)
+    if audit_key_file is not None:
+        store.audit_key = read_key(audit_key_file, "audit")
     return store

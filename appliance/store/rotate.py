@@ -19,7 +19,7 @@ def pending_key(key_file: Path) -> Path:
     return key_file.with_name(key_file.name + ".new")
 
 
-def rotate_key(db_path: Path, key_file: Path, actor: str = "appliancectl") -> int:
+def rotate_key(db_path: Path, key_file: Path, actor: str = "appliancectl", audit_key_file: Path | None = None) -> int:
     """Re-encrypt `db_path` under a new key written to `key_file`. Returns the documents kept."""
     store = open_store(db_path, key_file)  # proves the current key, applies migrations
     before = store.count_documents()
@@ -60,7 +60,7 @@ def rotate_key(db_path: Path, key_file: Path, actor: str = "appliancectl") -> in
     _fsync_dir(db_path.parent)
     os.replace(new_key_file, key_file)
     _fsync_dir(key_file.parent)
-    store = open_store(db_path, key_file)
+    store = open_store(db_path, key_file, audit_key_file)  # the rotation's row is keyed like the rest
     try:
         with store.transaction() as cur:
             store._audit(cur, actor, "store.key_rotated", "", f"documents={after}")

@@ -107,4 +107,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX dead_letters_received ON dead_letters(received_ms);
     CREATE INDEX documents_patient ON documents(patient_ref);
     """,
+    # 7: audit rows chained with a keyed MAC (HMAC-SHA-256 under the audit key, a credential apart
+    #    from the database key); rows written before this keep their plain SHA-256 (mac=0).
+    """
+    ALTER TABLE audit ADD COLUMN mac INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX audit_ts ON audit(ts_ms);
+    """,
 ]

@@ -1,0 +1,118 @@
+"""Identity and roles, tested as a matrix over every RPC: no identity, integration, clinician and
+admin certificates, another CA's certificate, an expired certificate, and the local socket's
+kernel-proven identity; with the audit rows it produced. Certificates by `appliancectl certs init`."""
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+
+from appliance.api.access import RPC_ROLES
+from appliance.cli.certs import issue, make_ca
+from conftest import start_daemon, stop_daemon
+
+LOCAL_ONLY = {"Reidentify", "GetStatus", "ErasePatient", "Backup", "CheckStore"}
+
+
+def call(stub, name: str) -> grpc.StatusCode:
+    from appliance.v1 import appliance_pb2 as pb
+
+    requests = {
+        "SubmitHL7": pb.SubmitHL7Request(), "SubmitDICOM": pb.SubmitDICOMRequest(),
+        "GetDocument": pb.GetDocumentRequest(document_id="nope"), "ListDocuments": pb.ListDocumentsRequest(limit=1),
+        "StreamSummary": pb.StreamSummaryRequest(document_id="nope"),
+        "CancelSummary": pb.CancelSummaryRequest(document_id="nope"),
+        "Reidentify": pb.ReidentifyRequest(document_id="nope", purpose=pb.TREATMENT),
+        "ListDeadLetters": pb.ListDeadLettersRequest(limit=1),
+        "ResubmitDeadLetter": pb.ResubmitDeadLetterRequest(dead_letter_id="nope"),
+        "GetStatus": pb.GetStatusRequest(), "ErasePatient": pb.ErasePatientRequest(patient="X:none"),
+        "Backup": pb.BackupRequest(name="matrix.db"), "CheckStore": pb.CheckStoreRequest(quick=True),
+    }
+    try:
+        out = getattr(stub, name)(requests[name], timeout=20)
+        if name == "StreamSummary":
+            list(out)
+        return grpc.StatusCode.OK
+    except grpc.RpcError as e:
+        return e.code()
+
+
+@pytest.fixture
+def tls_daemon(state: Path, tmp_path: Path):
+    pki = tmp_path / "pki"
+    out = subprocess.run([sys.executable, "-m", "appliance.cli.main", "certs", "init", "--dir", str(pki),
+                          "--client", "his-engine:integration", "--client", "dr-house:clinician",
+                          "--client", "it-ops:admin"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    snippet = out.stdout.split("restart:\n", 1)[1]
+    grpc_lines, access_lines = snippet.split("[access]")
+    text = state.read_text()
+    text = text.replace("[grpc]\n", grpc_lines.strip() + "\n", 1)
+    text = text.replace("[access]\n", "[access]\n" + access_lines.strip() + "\n", 1)
+    state.write_text(text)
+    rogue = make_ca(tmp_path / "rogue", "Rogue CA")
+    issue(tmp_path / "rogue", "client-x", "dr-house", rogue.cert, rogue.key)  # same CN, wrong CA
+    issue(pki, "client-expired", "dr-house", pki / "ca.pem", pki / "ca.key",
+          not_before=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30), days=1)
+    run = start_daemon(state, tmp_path / "d.log")
+    yield run, pki, tmp_path / "rogue"
+    stop_daemon(run)
+
+
+def _tls_stub(port: int, ca: Path, cert: Path, key: Path):
+    from appliance.v1 import appliance_pb2_grpc as pb_grpc
+
+    creds = grpc.ssl_channel_credentials(ca.read_bytes(), key.read_bytes(), cert.read_bytes())
+    return pb_grpc.ApplianceStub(grpc.secure_channel(f"localhost:{port}", creds))
+
+
+def test_role_matrix_over_every_rpc(tls_daemon):
+    from appliance.api.transport import ticketed
+    from appliance.config import load_config
+    from appliance.store import open_store
+    from appliance.v1 import appliance_pb2_grpc as pb_grpc
+
+    run, pki, rogue = tls_daemon
+    cfg = load_config(run.config)
+    port, ca = cfg.grpc.port, pki / "ca.pem"
+    sock = cfg.state_dir / cfg.grpc.unix_socket
+    callers = {
+        "no identity": pb_grpc.ApplianceStub(grpc.insecure_channel(f"unix:{sock}")),
+        "integration": _tls_stub(port, ca, pki / "client-his-engine.pem", pki / "client-his-engine.key"),
+        "clinician": _tls_stub(port, ca, pki / "client-dr-house.pem", pki / "client-dr-house.key"),
+        "admin": _tls_stub(port, ca, pki / "client-it-ops.pem", pki / "client-it-ops.key"),
+        "another CA": _tls_stub(port, ca, rogue / "client-x.pem", rogue / "client-x.key"),
+        "expired": _tls_stub(port, ca, pki / "client-expired.pem", pki / "client-expired.key"),
+        "local operator": pb_grpc.ApplianceStub(ticketed(grpc.insecure_channel(f"unix:{sock}"), sock)),
+    }
+    denied = {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNAVAILABLE}
+    matrix: dict[tuple[str, str], grpc.StatusCode] = {}
+    for who, stub in callers.items():
+        for rpc in RPC_ROLES:
+            matrix[(who, rpc)] = got = call(stub, rpc)
+            if who == "no identity":
+                want_in = got == grpc.StatusCode.UNAUTHENTICATED
+            elif who in ("another CA", "expired"):
+                want_in = got == grpc.StatusCode.UNAVAILABLE  # the TLS handshake refuses them
+            elif who == "local operator":
+                want_in = got not in denied  # root / the daemon's user: every role, on the local socket
+            else:
+                allowed = who in RPC_ROLES[rpc] and rpc not in LOCAL_ONLY
+                want_in = (got not in denied) if allowed else got == grpc.StatusCode.PERMISSION_DENIED
+            assert want_in, (who, rpc, got)
+    stop_daemon(run)
+    store = open_store(cfg.store.path, cfg.store.key_file)
+    try:
+        refused = store._query("SELECT actor, object_id, detail FROM audit WHERE action='access.refused'")
+        reads = store._query("SELECT actor, detail FROM audit WHERE action='read'")
+    finally:
+        store.close()
+    actors = {r[0] for r in refused}
+    assert "anonymous" in actors and any(a.startswith("cert:CN=his-engine") for a in actors)
+    assert any(a.startswith("cert:CN=dr-house") and d == "GetDocument" for a, d in reads)
+    assert any(a.startswith("user:") for a, _ in reads)  # the local person, by name
+    print(f"matrix: {len(matrix)} calls; {len(refused)} refusals audited; {len(reads)} reads audited")
