@@ -15,7 +15,7 @@ from appliance.api.access import RPC_ROLES
 from appliance.cli.certs import issue, make_ca
 from conftest import start_daemon, stop_daemon
 
-LOCAL_ONLY = {"Reidentify", "GetStatus", "ErasePatient", "Backup", "CheckStore"}
+LOCAL_ONLY = {"Reidentify", "GetStatus", "ErasePatient", "Backup", "CheckStore", "VerifyAudit", "ExportAudit"}
 
 
 def call(stub, name: str) -> grpc.StatusCode:
@@ -31,10 +31,12 @@ def call(stub, name: str) -> grpc.StatusCode:
         "ResubmitDeadLetter": pb.ResubmitDeadLetterRequest(dead_letter_id="nope"),
         "GetStatus": pb.GetStatusRequest(), "ErasePatient": pb.ErasePatientRequest(patient="X:none"),
         "Backup": pb.BackupRequest(name="matrix.db"), "CheckStore": pb.CheckStoreRequest(quick=True),
+        "VerifyAudit": pb.VerifyAuditRequest(), "ExportAudit": pb.ExportAuditRequest(),
+        "WhoAmI": pb.WhoAmIRequest(),
     }
     try:
         out = getattr(stub, name)(requests[name], timeout=20)
-        if name == "StreamSummary":
+        if name in ("StreamSummary", "ExportAudit"):
             list(out)
         return grpc.StatusCode.OK
     except grpc.RpcError as e:

@@ -49,6 +49,7 @@ RPC_ROLES: dict[str, frozenset[str]] = {
     "ErasePatient": frozenset({"admin"}),
     "Backup": frozenset({"admin"}),
     "CheckStore": frozenset({"admin"}),
+    "WhoAmI": frozenset(ROLES),
     "VerifyAudit": frozenset({"admin"}),
     "ExportAudit": frozenset({"admin"}),
 }

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import grpc
 
-from .access import actor
+from .access import actor, current
 from ..errors import InvalidMessage, InvalidRequest, NotReady, PermissionDenied, StoreKeyError, SummaryFailed
 from ..ingest.dicom.read import is_dicom_file
 from ..llm.worker import FailedEvent, FinalEvent, SummaryHub, TokenEvent
@@ -157,6 +157,11 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
         purpose = pb.Purpose.Name(request.purpose) if request.purpose else ""
         r = reidentify(self._store, request.document_id, purpose, actor=actor())
         return pb.ReidentifyResponse(document_id=r.document_id, text=r.text, summary=r.summary)
+
+    def WhoAmI(self, request: pb.WhoAmIRequest, context: grpc.ServicerContext) -> pb.WhoAmIResponse:
+        who = current.get()
+        return pb.WhoAmIResponse(actor=who.actor if who else "", roles=sorted(who.roles) if who else [],
+                                 local=context.peer().startswith("unix:"))
 
     @staticmethod
     def _local_only(context: grpc.ServicerContext, what: str) -> None:

@@ -1,0 +1,60 @@
+"""Summaries as the clinician sees them: impression first, every flagged number, side or
+negation highlighted with the reason, a stale summary marked. Pure functions (HTML strings)."""
+from __future__ import annotations
+
+import html
+import json
+import re
+
+FLAG_STYLE = "background-color:#ffe08a;border-bottom:2px solid #c77700"
+STALE_BANNER = ("<p style='background:#f6d6d6;padding:4px'><b>Stale:</b> this summary belongs to a report "
+                "that has since been replaced (corrected or final result). Open the newer document.</p>")
+
+
+_FLAG = re.compile(r'^(?P<kind>\w+): "(?P<text>.*)" - (?P<reason>.*)$', re.S)
+
+
+def _flag_terms(flag: str) -> tuple[str, str]:
+    """("2.1 cm", "not in the report") out of a stored flag, `kind: "text" - reason`
+    (appliance.llm.grounding.Flag.render)."""
+    m = _FLAG.match(flag)
+    if not m:
+        return "", flag
+    return m.group("text"), m.group("reason")
+
+
+def highlight(text: str, flags: list[str]) -> str:
+    """Escaped text with each flagged term marked and its reason in a tooltip and a footnote."""
+    out = html.escape(text)
+    for flag in flags:
+        term, reason = _flag_terms(flag)
+        if term and html.escape(term) in out:
+            out = out.replace(html.escape(term), f"<span style='{FLAG_STYLE}' title='{html.escape(reason)}'>"
+                                                f"{html.escape(term)}</span> <sup>&#9888; {html.escape(reason)}</sup>", 1)
+    return out.replace("\n", "<br>")
+
+
+def summary_html(text: str, flags: list[str], structured_json: str = "", stale: bool = False) -> str:
+    parts = [STALE_BANNER] if stale else []
+    try:
+        structured = json.loads(structured_json) if structured_json else {}
+    except ValueError:
+        structured = {}
+    impression = structured.get("impression") if isinstance(structured, dict) else None
+    if impression:
+        lines = impression if isinstance(impression, list) else [str(impression)]
+        parts.append("<h3>Impression</h3><ul>" + "".join(f"<li>{highlight(str(x), flags)}</li>" for x in lines) + "</ul>")
+        rest = [line for line in text.splitlines() if line.strip() and not any(str(x) in line for x in lines)
+                and line.strip().upper() != "IMPRESSION:"]
+        if rest:
+            parts.append("<h4>Details</h4><p>" + highlight("\n".join(rest), flags) + "</p>")
+    else:
+        parts.append("<p>" + highlight(text, flags) + "</p>")
+    if flags:
+        parts.append("<p><b>Checks against the report:</b></p><ul>" +
+                     "".join(f"<li>{html.escape(f)}</li>" for f in flags) + "</ul>")
+    return "".join(parts)
+
+
+def streaming_html(partial: str) -> str:
+    return "<p><i>Writing…</i></p><p>" + html.escape(partial).replace("\n", "<br>") + "</p>"
