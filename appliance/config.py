@@ -20,6 +20,13 @@ class GrpcConfig:
     host: str = "127.0.0.1"
     port: int = 50051
     max_message_bytes: int = 16 * 1024 * 1024
+    # Bounded serving: calls beyond max_concurrent_rpcs are answered RESOURCE_EXHAUSTED at once by
+    # gRPC itself; `threads` serve them (a summary follower holds one while it streams).
+    threads: int = 32
+    max_concurrent_rpcs: int = 128
+    # Summary followers waiting on the model hold a thread each (gRPC's synchronous server); at most
+    # this many at once, so `threads - max_followers` always serve intake and reads.
+    max_followers: int = 24
     # A unix socket for local clients (the desktop client): who may connect is decided by the
     # file's owner, group and mode. Relative paths are under state_dir; "" turns it off.
     unix_socket: str = ""
@@ -120,6 +127,10 @@ class AccessConfig:
     # Plaintext TCP is refused unless roles are named here (loopback development only).
     tcp_plaintext_roles: tuple[str, ...] = ()
     ticket_ttl_s: int = 43200
+    # Per identity: calls per second allowed on average, and the burst above it; more are answered
+    # RESOURCE_EXHAUSTED and counted (a stuck engine loop cannot starve everyone else).
+    rate_per_s: float = 200.0
+    rate_burst: int = 400
 
 
 @dataclass(frozen=True)
@@ -227,6 +238,9 @@ def _validate(cfg: Config) -> None:
                        ("dicom.idle_timeout_s", cfg.dicom.idle_timeout_s)):
         if value < 1:
             raise ConfigError(p, key, f"must be at least 1, not {value}")
+    if not 1 <= cfg.grpc.max_followers < cfg.grpc.threads:
+        raise ConfigError(p, "grpc.max_followers", f"must be at least 1 and below grpc.threads ({cfg.grpc.threads}), "
+                          "so some threads always serve intake")
     for key, roles in (("access.owner_roles", cfg.access.owner_roles),
                        ("access.tcp_plaintext_roles", cfg.access.tcp_plaintext_roles)):
         if any(r not in _ROLES for r in roles):

@@ -138,7 +138,8 @@ class Daemon:
             self.tickets.start()
         self.access = AccessPolicy(cfg.access, self.tickets,
                                    lambda *a: self.store.audit(*a) if self.store is not None else None)
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="grpc"),
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=cfg.grpc.threads, thread_name_prefix="grpc"),
+                                   maximum_concurrent_rpcs=cfg.grpc.max_concurrent_rpcs,
                                    interceptors=[ErrorInterceptor(self.access)],
                                    options=[("grpc.max_receive_message_length", cfg.grpc.max_message_bytes),
                                             ("grpc.max_send_message_length", cfg.grpc.max_message_bytes)])
@@ -178,7 +179,7 @@ class Daemon:
         self.retention = RetentionTask(self.store, cfg.retention)
         self.servicer.attach(self.store, self.intake, self.hub, self.worker.notify, self.worker.cancel,
                              cfg.model.max_requested, cfg.model.summarize_on_arrival, status=self.status,
-                             backups_dir=cfg.state_dir / "backups")
+                             backups_dir=cfg.state_dir / "backups", max_followers=cfg.grpc.max_followers)
         if cfg.mllp.enabled:
             self.mllp = MllpServer(cfg.mllp, self.intake)
             self.mllp_port = self.mllp.start()
@@ -205,7 +206,8 @@ class Daemon:
     def _collect(self):
         return collect(Parts(started=self._started, intake=self.intake, worker=self.worker,
                              deid_stage=self.deid_stage, commits=self.commits, store=self.store,
-                             engine=self.engine, mllp=self.mllp, dicom=self.dicom, egress=self.egress))
+                             engine=self.engine, mllp=self.mllp, dicom=self.dicom, egress=self.egress,
+                             access=self.access))
 
     def _write_runtime(self) -> None:
         run = self.cfg.state_dir / "run"

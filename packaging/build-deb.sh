@@ -166,7 +166,46 @@ EOF
   finish_package "$stage" "$deb"
 }
 
+build_client() {  # PySide6 into the daemon's venv: this package holds only the files it adds
+  local stage=$WORK/appliance-client deb site
+  site=$stage$PREFIX/venv/lib/python3.11/site-packages
+  rm -rf "$stage" "$WORK/pyside" && mkdir -p "$stage/DEBIAN" "$site"
+  # Wheels are installed into a plain folder (same Python 3.11 ABI), then placed beside the daemon's.
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --target "$WORK/pyside" \
+    PySide6-Essentials==6.12.0 shiboken6==6.12.0
+  rm -rf "$WORK/pyside/bin"
+  find "$WORK/pyside" -name __pycache__ -type d -prune -exec rm -rf {} +
+  find "$WORK/pyside" -name direct_url.json -delete
+  find "$WORK/pyside" -type f \( -name '*.so' -o -name '*.so.*' \) -exec chmod 0644 {} +
+  cp -a "$WORK/pyside/." "$site/"
+  install -D -m 0644 "$ROOT/packaging/appliance-client.desktop" "$stage/usr/share/applications/appliance-client.desktop"
+  mkdir -p "$stage/usr/bin"
+  cat > "$stage/usr/bin/appliance-client" <<'EOS'
+#!/bin/sh
+exec /opt/appliance/venv/bin/python3 -m appliance.client.main "$@"
+EOS
+  chmod 0755 "$stage/usr/bin/appliance-client"
+  install -D -m 0644 "$ROOT/packaging/client-lintian-overrides" "$stage/usr/share/lintian/overrides/appliance-client"
+  cat > "$stage/DEBIAN/control" <<EOF
+Package: appliance-client
+Version: $VERSION
+Architecture: amd64
+Maintainer: Appliance maintainers <appliance-maintainers@hospital-appliance.org>
+Section: misc
+Priority: optional
+Depends: appliance (= $VERSION), libegl1, libgl1, libfontconfig1, libfreetype6, libglib2.0-0, libxkbcommon0, libxkbcommon-x11-0, libx11-xcb1, libxcb-cursor0, libxcb-icccm4, libxcb-image0, libxcb-keysyms1, libxcb-randr0, libxcb-render-util0, libxcb-shape0, libxcb-xfixes0, libxcb-xkb1, libdbus-1-3
+Description: hospital edge appliance: the clinician's desktop client
+ A worklist of the appliance's documents, each de-identified report beside its
+ summary as it streams in, flagged numbers, sides and negations highlighted,
+ and (for clinicians) the real identity put back, audited. It talks to the
+ daemon only over its local socket, and writes no patient data to disk.
+EOF
+  deb=$OUT/appliance-client_${VERSION}_amd64.deb
+  finish_package "$stage" "$deb"
+}
+
 command -v dpkg-deb >/dev/null || { echo "build-deb: dpkg-deb not found (apt install dpkg-dev)"; exit 1; }
 mkdir -p "$OUT" "$WORK"
 build_daemon
+[ "${CLIENT:-1}" = 1 ] && build_client
 for m in $MODELS; do build_model "$m"; done

@@ -118,3 +118,90 @@ def test_role_matrix_over_every_rpc(tls_daemon):
     assert any(a.startswith("cert:CN=dr-house") and d == "GetDocument" for a, d in reads)
     assert any(a.startswith("user:") for a, _ in reads)  # the local person, by name
     print(f"matrix: {len(matrix)} calls; {len(refused)} refusals audited; {len(reads)} reads audited")
+
+
+def test_per_identity_rate_limit_answers_resource_exhausted_and_counts(state, tmp_path):
+    import urllib.request
+
+    from appliance.config import load_config
+    from appliance.v1 import appliance_pb2 as pb
+
+    text = state.read_text().replace("[access]\n", "[access]\nrate_per_s = 2\nrate_burst = 5\n", 1)
+    state.write_text(text)
+    run = start_daemon(state, tmp_path / "d.log")
+    try:
+        stub = run.stub()
+        codes = []
+        for _ in range(12):
+            try:
+                stub.ListDocuments(pb.ListDocumentsRequest(limit=1), timeout=10)
+                codes.append(grpc.StatusCode.OK)
+            except grpc.RpcError as e:
+                codes.append(e.code())
+                assert "access.rate_per_s" in e.details()
+        assert codes[:5] == [grpc.StatusCode.OK] * 5 and grpc.StatusCode.RESOURCE_EXHAUSTED in codes
+        cfg = load_config(state)
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{cfg.metrics.port}/metrics", timeout=10).read().decode()
+        assert "appliance_rate_limited_total" in metrics and "appliance_rate_limited_total 0" not in metrics
+    finally:
+        stop_daemon(run)
+
+
+def test_64_followers_do_not_stop_intake(state, tmp_path):
+    """64 clients follow summaries while an HL7 stream is acknowledged at full rate: followers
+    beyond grpc.max_followers are answered RESOURCE_EXHAUSTED at once, the others wait, and
+    intake over MLLP and over gRPC goes on."""
+    import threading
+    import time
+
+    from appliance.config import load_config
+    from appliance.v1 import appliance_pb2 as pb
+    from mllp_client import MllpClient, msa
+
+    state.write_text(state.read_text().replace("[model]\n", "[model]\nsummarize_on_arrival = false\n", 1))
+    run = start_daemon(state, tmp_path / "d.log")
+    try:
+        stub = run.stub()
+
+        def oru(i: int) -> bytes:
+            return (f"MSH|^~\\&|RIS|GH|APPLIANCE|GH|20261201||ORU^R01|F-{i}|P|2.5.1\r"
+                    f"PID|1||M{i}^^^GH^MR||Doe^Jan\rOBR|1|O|ACC-F{i}|71020^CXR^CPT\r"
+                    f"OBX|1|TX|18782-3^Findings^LN||Small left effusion number {i}.||||||F\r").encode()
+
+        docs = [stub.SubmitHL7(pb.SubmitHL7Request(message=oru(i)), timeout=30).results[0].document_id
+                for i in range(64)]
+        codes: list[grpc.StatusCode] = []
+        calls = []
+
+        def follow(doc_id: str) -> None:
+            call = stub.StreamSummary(pb.StreamSummaryRequest(document_id=doc_id), timeout=120)
+            calls.append(call)
+            try:
+                for _ in call:
+                    pass
+                codes.append(grpc.StatusCode.OK)
+            except grpc.RpcError as e:
+                codes.append(e.code())
+
+        threads = [threading.Thread(target=follow, args=(d,), daemon=True) for d in docs]
+        for t in threads:
+            t.start()
+        time.sleep(2)
+        port = load_config(state).mllp.port
+        c = MllpClient(port)
+        t0 = time.monotonic()
+        try:
+            acks = [msa(c.request(oru(1000 + i)))[1] for i in range(200)]
+        finally:
+            c.close()
+        mllp_rate = 200 / (time.monotonic() - t0)
+        assert acks == ["AA"] * 200
+        r = stub.SubmitHL7(pb.SubmitHL7Request(message=oru(5000)), timeout=10)  # a gRPC sender too
+        assert r.results[0].outcome == pb.ACCEPTED
+        refused = sum(1 for x in codes if x == grpc.StatusCode.RESOURCE_EXHAUSTED)
+        assert refused >= 64 - 24, codes
+        for call in calls:
+            call.cancel()
+        print(f"64 followers: {refused} refused at once; MLLP acknowledged {mllp_rate:.0f} messages/s meanwhile")
+    finally:
+        stop_daemon(run)

@@ -108,6 +108,7 @@ def test_deb_installs_and_runs_under_real_systemd(debs: list[Path], rootfs: Path
     names = [d.name for d in debs]
     assert any(n.startswith("appliance_") and n.endswith("_amd64.deb") for n in names), names
     assert any(n.startswith(f"appliance-model-{MODEL}_") for n in names), names
+    assert any(n.startswith("appliance-client_") for n in names), names
     (rootfs / "root" / "debs").mkdir()
     for d in debs:
         shutil.copy(d, rootfs / "root" / "debs" / d.name)

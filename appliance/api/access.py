@@ -60,6 +60,10 @@ class Unauthenticated(ApplianceError):
     status = "UNAUTHENTICATED"
 
 
+class RateLimited(ApplianceError):
+    status = "RESOURCE_EXHAUSTED"
+
+
 @dataclass(frozen=True)
 class Identity:
     actor: str  # "user:alice", "cert:CN=his-engine,O=GH", "tcp-plaintext"
@@ -174,6 +178,21 @@ class AccessPolicy:
         self._tickets = tickets
         self._audit = audit  # (actor, action, object_id, detail) -> None
         self.refused = 0
+        self.rate_limited = 0
+        self._buckets: dict[str, tuple[float, float]] = {}  # actor -> (tokens, last refill)
+        self._bucket_lock = threading.Lock()
+
+    def _spend(self, actor: str) -> bool:
+        """A token bucket per identity: rate_per_s on average, rate_burst at once."""
+        now = time.monotonic()
+        with self._bucket_lock:
+            tokens, last = self._buckets.get(actor, (float(self._cfg.rate_burst), now))
+            tokens = min(float(self._cfg.rate_burst), tokens + (now - last) * self._cfg.rate_per_s)
+            if tokens < 1.0:
+                self._buckets[actor] = (tokens, now)
+                return False
+            self._buckets[actor] = (tokens - 1.0, now)
+            return True
 
     def identify(self, context: grpc.ServicerContext) -> Identity:
         peer = context.peer()
@@ -209,6 +228,10 @@ class AccessPolicy:
             self.refused += 1
             self._audit("anonymous", "access.refused", name, "unauthenticated")
             raise
+        if not self._spend(who.actor):
+            self.rate_limited += 1
+            raise RateLimited(f"{who.actor} is over its rate ({self._cfg.rate_per_s:g} calls/s, burst "
+                              f"{self._cfg.rate_burst}; config access.rate_per_s); retry shortly")
         if not (RPC_ROLES.get(name, frozenset()) & who.roles):
             self.refused += 1
             self._audit(who.actor, "access.refused", name, f"roles={','.join(sorted(who.roles)) or 'none'}")

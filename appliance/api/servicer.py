@@ -4,13 +4,14 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import threading
 import time
 from pathlib import Path
 
 import grpc
 
 from .access import actor, current
-from ..errors import InvalidMessage, InvalidRequest, NotReady, PermissionDenied, StoreKeyError, SummaryFailed
+from ..errors import InvalidMessage, InvalidRequest, NotReady, PermissionDenied, QueueFull, StoreKeyError, SummaryFailed
 from ..ingest.dicom.read import is_dicom_file
 from ..llm.worker import FailedEvent, FinalEvent, SummaryHub, TokenEvent
 from ..services.intake import IntakeResult, IntakeService
@@ -78,7 +79,11 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
 
     def attach(self, store: Store, intake: IntakeService, hub: SummaryHub, wake_worker,
                cancel_running=lambda doc_id: False, max_requested: int = 32, on_arrival: bool = True,
-               status=lambda: {}, backups_dir: Path | None = None) -> None:
+               status=lambda: {}, backups_dir: Path | None = None, max_followers: int = 24) -> None:
+        self._max_followers = max_followers
+        self._followers = 0
+        self._followers_lock = threading.Lock()
+        self.followers_refused = 0
         self._status = status
         self._backups = backups_dir
         self._store = store
@@ -238,6 +243,7 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
             raise InvalidRequest("document_id is required")
         doc = self._store.get_document(doc_id)
         q = self._hub.subscribe(doc_id)
+        following = False
         try:
             done = self._store.get_summary(doc_id)
             if done is not None:
@@ -246,6 +252,13 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
             if doc.status == "SUPERSEDED":
                 raise SummaryFailed(f"document {doc_id} was superseded by {doc.superseded_by}; "
                                     "follow that document instead")
+            with self._followers_lock:
+                if self._followers >= self._max_followers:
+                    self.followers_refused += 1
+                    raise QueueFull(f"{self._followers} clients are already following summaries (config key "
+                                    "grpc.max_followers); retry shortly, or read the summary when it is done")
+                self._followers += 1
+            following = True
             self._store.request_summary(doc_id, self._max_requested)  # a FAILED document is retried
             self._wake()
             context.add_callback(lambda: self._follower_gone(doc_id))
@@ -263,3 +276,6 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
                     raise SummaryFailed(f"summary of document {doc_id} failed: {ev.reason}")
         finally:
             self._hub.unsubscribe(doc_id, q)
+            if following:
+                with self._followers_lock:
+                    self._followers -= 1

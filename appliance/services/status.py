@@ -34,6 +34,7 @@ class Parts:
     mllp: object = None
     dicom: object = None
     egress: object = None
+    access: object = None
 
 
 def collect(p: Parts) -> list[Metric]:
@@ -83,6 +84,12 @@ def collect(p: Parts) -> list[Metric]:
     if p.mllp is not None:
         out.append(Metric("appliance_mllp_connections_total", "counter", "MLLP connections accepted.",
                           (sample(p.mllp.connections),)))
+    if getattr(p, "access", None) is not None:
+        out.append(Metric("appliance_access_refused_total", "counter",
+                          "Calls refused: no identity or the wrong role (each one audited).", (sample(p.access.refused),)))
+        out.append(Metric("appliance_rate_limited_total", "counter",
+                          "Calls answered RESOURCE_EXHAUSTED: the identity was over access.rate_per_s.",
+                          (sample(p.access.rate_limited),)))
     if getattr(p, "egress", None) is not None:
         out.append(Metric("appliance_egress_refused_total", "counter",
                           "Outbound connections the in-process egress guard refused.", (sample(p.egress.refused),)))
