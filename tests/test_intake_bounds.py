@@ -335,3 +335,51 @@ def test_hl7_xml_is_named_for_what_it_is(store):
     xml = b'<?xml version="1.0"?><ORU_R01 xmlns="urn:hl7-org:v2xml"><MSH><MSH.1>|</MSH.1></MSH></ORU_R01>'
     r = IntakeService(store, SECRET).submit(xml, transport="mllp")[0]
     assert r.outcome == "REJECTED" and "XML" in r.reason and "ER7" in r.reason
+
+
+# -- DICOM: an SR with only a title; a C-STORE on the wrong presentation context -------------------
+def test_an_sr_with_only_its_title_and_headings_is_refused():
+    from io import BytesIO
+
+    import pydicom
+
+    from appliance.ingest.dicom.read import parse_dicom
+    from dicom_sr import make_sr
+
+    ds = pydicom.dcmread(BytesIO(make_sr()))
+    for section in ds.ContentSequence:
+        if "ContentSequence" in section:
+            del section.ContentSequence  # headings left, no finding or impression
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    with pytest.raises(InvalidMessage, match="only its title or headings"):
+        parse_dicom(buf.getvalue())
+
+
+def test_a_c_store_whose_sop_class_does_not_match_its_context_is_refused_unparsed(daemon):
+    import socket
+    import struct
+
+    from appliance.api.dicom import decode_command, encode_command
+    from dicom_client import associate_rq, pdu, read_pdu
+    from test_dicom import dicom_port
+
+    ct_image = "1.2.840.10008.5.1.4.1.1.2"
+
+    def uid(v: str) -> bytes:
+        b = v.encode()
+        return b + b"\0" if len(b) % 2 else b
+
+    cmd = encode_command([(0x0002, uid(ct_image)), (0x0100, struct.pack("<H", 1)), (0x0110, struct.pack("<H", 7)),
+                          (0x0700, struct.pack("<H", 0)), (0x0800, struct.pack("<H", 0)),
+                          (0x1000, uid("1.2.3.4"))])
+    with socket.create_connection(("127.0.0.1", dicom_port(daemon)), timeout=10) as s:
+        s.sendall(associate_rq("APPLIANCE"))  # Verification only
+        assert read_pdu(s)[0] == 0x02
+        s.sendall(pdu(0x04, struct.pack(">IBB", len(cmd) + 2, 1, 3) + cmd))
+        s.sendall(pdu(0x04, struct.pack(">IBB", 8 + 2, 1, 2) + bytes(8)))  # a (pretend) image dataset
+        kind, body = read_pdu(s)
+    assert kind == 0x04
+    rsp = decode_command(body[6:])
+    assert struct.unpack("<H", rsp[0x0900])[0] == 0x0122
+    assert b"does not match presentation context" in rsp[0x0902]

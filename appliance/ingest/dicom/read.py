@@ -146,8 +146,9 @@ def parse_dicom(raw: bytes, *, source: str = "", transfer_syntax: str = "") -> P
         raise InvalidMessage(f"SR content or header not readable ({type(e).__name__}); check the Specific "
                              "Character Set and the content tree") from None
     text = "\n".join(content.lines).strip()
-    if not text:
-        raise InvalidMessage("SR has no text, code or measurement to summarise")
+    if not text or not content.findings:
+        # A title and headings alone are no report (once stored as the single word of its title).
+        raise InvalidMessage("SR has no text, code or measurement to summarise (only its title or headings)")
     if len(text) > MAX_REPORT_CHARS:
         raise InvalidMessage(too_long(len(text)))
     doc = Document(kind=f"dicom:{SR_CLASSES[sop_class]}", source=source, text=text, known=known,

@@ -21,6 +21,7 @@ class SrText:
     lines: list[str] = field(default_factory=list)
     people: list[PersonName] = field(default_factory=list)
     dates: list[str] = field(default_factory=list)
+    findings: int = 0  # lines that say something (not the title or a heading)
 
 
 def person(pn: object) -> PersonName:
@@ -93,5 +94,7 @@ def _walk(items, out: SrText, depth: int) -> None:
                 line = f"{concept}: {value}"
         if line.strip():
             out.lines.append(line)
+            if vt in ("TEXT", "CODE", "NUM"):  # a title, heading, observer or date says nothing found
+                out.findings += 1
         if "ContentSequence" in item:
             _walk(item.ContentSequence, out, depth + 1)
