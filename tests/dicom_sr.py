@@ -58,3 +58,46 @@ def make_sr(*, patient_name: str = "WHITAKER^ELEANOR^M", patient_id: str = "MRN4
     buf = BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
+
+
+def make_pdf(lines: list[str]) -> bytes:
+    """A minimal one-page PDF whose text layer holds `lines` (an empty list: a page with no text,
+    as a scanned image would be)."""
+    ops = "BT /F1 11 Tf 72 720 Td 14 TL " + " ".join(
+        "(" + ln.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ") Tj T*" for ln in lines) + " ET"
+    objs = ["<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+            "/Resources << /Font << /F1 5 0 R >> >> >>",
+            f"<< /Length {len(ops)} >>\nstream\n{ops}\nendstream",
+            "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    out, offsets = b"%PDF-1.4\n", []
+    for i, body in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += f"{i} 0 obj\n{body}\nendobj\n".encode("latin-1")
+    xref = len(out)
+    out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return out
+
+
+def make_encapsulated_pdf(pdf: bytes, *, patient_name: str = "WHITAKER^ELEANOR", patient_id: str = "MRN4471902",
+                          sop_instance_uid: str | None = None) -> bytes:
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.104.1"  # Encapsulated PDF Storage
+    ds.SOPInstanceUID = sop_instance_uid or generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality = "DOC"
+    ds.PatientName, ds.PatientID, ds.IssuerOfPatientID = patient_name, patient_id, "HOSP"
+    ds.PatientBirthDate = "19580312"
+    ds.AccessionNumber = "ACC-PDF1"
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.DocumentTitle = "Radiology report"
+    ds.EncapsulatedDocument = pdf + (b"\0" if len(pdf) % 2 else b"")
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()

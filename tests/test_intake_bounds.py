@@ -383,3 +383,34 @@ def test_a_c_store_whose_sop_class_does_not_match_its_context_is_refused_unparse
     rsp = decode_command(body[6:])
     assert struct.unpack("<H", rsp[0x0900])[0] == 0x0122
     assert b"does not match presentation context" in rsp[0x0902]
+
+
+# -- DICOM: reports sent as Encapsulated PDF ---------------------------------------------------------
+def test_an_encapsulated_pdf_report_is_stored_deidentified_through_storescu(daemon, tmp_path):
+    import shutil
+
+    from dicom_sr import make_encapsulated_pdf, make_pdf
+    from test_dicom import dicom_port, storescu
+    from test_mllp import wait_deidentified
+
+    if not shutil.which("storescu"):
+        pytest.skip("dcmtk not installed")
+    from appliance.v1 import appliance_pb2 as pb
+
+    pdf = make_pdf(["CT CHEST. Patient Eleanor Whitaker, MRN4471902.", "FINDINGS: 2.1 cm spiculated nodule, "
+                    "right upper lobe.", "IMPRESSION: Suspicious nodule. Recommend PET-CT."])
+    f = tmp_path / "report.dcm"
+    f.write_bytes(make_encapsulated_pdf(pdf))
+    r = storescu(dicom_port(daemon), f)
+    assert "Received Store Response (Success)" in r.stdout + r.stderr, r.stdout + r.stderr
+    doc = daemon.stub().ListDocuments(pb.ListDocumentsRequest(limit=5), timeout=10).documents[0]
+    assert doc.kind == "dicom:Encapsulated PDF"
+    text = wait_deidentified(daemon, doc.id).deidentified_text
+    assert "spiculated nodule" in text and "Whitaker" not in text and "MRN4471902" not in text
+
+    scan = tmp_path / "scan.dcm"
+    scan.write_bytes(make_encapsulated_pdf(make_pdf([])))  # a page image: no text layer
+    r = storescu(dicom_port(daemon), scan)
+    assert "CannotUnderstand" in r.stdout + r.stderr  # 0xC000: will never pass as sent
+    reasons = [d.reason for d in daemon.stub().ListDeadLetters(pb.ListDeadLettersRequest(limit=5), timeout=10).dead_letters]
+    assert any("no text layer" in x for x in reasons), reasons

@@ -29,6 +29,7 @@ from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID
 
 from ..config import DicomConfig
+from ..ingest.dicom.encapsulated import ENCAPSULATED_CLASSES
 from ..ingest.dicom.read import SR_CLASSES
 from ..services.intake import IntakeService
 from .listener import TcpListener
@@ -40,7 +41,7 @@ VERIFICATION = "1.2.840.10008.1.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 TRANSFER_SYNTAXES = (EXPLICIT_LE, IMPLICIT_LE)
-ABSTRACT_SYNTAXES = {VERIFICATION, *SR_CLASSES}
+ABSTRACT_SYNTAXES = {VERIFICATION, *SR_CLASSES, *ENCAPSULATED_CLASSES}
 IMPLEMENTATION_UID = "1.2.826.0.1.3680043.10.1234.1"  # identifies this implementation, not an instance
 IMPLEMENTATION_VERSION = "APPLIANCE_1"
 

@@ -17,6 +17,7 @@ from pydicom.uid import UID
 from ...domain import Document, KnownIdentifiers, PersonName
 from ...errors import InvalidMessage
 from ..limits import MAX_REPORT_CHARS, too_long
+from .encapsulated import ENCAPSULATED_CLASSES, cda_text, pdf_text
 from .sr import people, read_content
 
 # pydicom's reading warnings quote element values (a patient's name among them): never log
@@ -124,6 +125,23 @@ def sr_status(ds: Dataset) -> str:
     return "final" if completion == "COMPLETE" and verification == "VERIFIED" else "preliminary"
 
 
+def _encapsulated(ds: Dataset, sop_class: str, sop_instance: str, source: str) -> ParsedDicom:
+    """An Encapsulated PDF or CDA: its text, and the header's names seed the scrubber like an SR's."""
+    try:
+        data = bytes(ds.get("EncapsulatedDocument") or b"")
+        known = known_identifiers(ds, [], [])
+    except Exception as e:  # noqa: BLE001 - a corrupt header (fuzzed)
+        raise InvalidMessage(f"DICOM header not readable ({type(e).__name__})") from None
+    if not data:
+        raise InvalidMessage("EncapsulatedDocument (0042,0011) is empty: no report to read")
+    text = pdf_text(data) if ENCAPSULATED_CLASSES[sop_class] == "Encapsulated PDF" else cda_text(data)
+    if len(text) > MAX_REPORT_CHARS:
+        raise InvalidMessage(too_long(len(text)))
+    doc = Document(kind=f"dicom:{ENCAPSULATED_CLASSES[sop_class]}", source=source, text=text, known=known,
+                   document_ref=str(ds.get("AccessionNumber", "") or "") or sop_instance, result_status=sr_status(ds))
+    return ParsedDicom(doc, sop_class, sop_instance)
+
+
 def parse_dicom(raw: bytes, *, source: str = "", transfer_syntax: str = "") -> ParsedDicom:
     ds = read_dataset(raw, transfer_syntax)
     try:
@@ -133,10 +151,12 @@ def parse_dicom(raw: bytes, *, source: str = "", transfer_syntax: str = "") -> P
         raise InvalidMessage(f"DICOM header not readable ({type(e).__name__})") from None
     if not sop_instance:
         raise InvalidMessage("SOPInstanceUID (0008,0018) missing: every DICOM instance needs one")
+    if sop_class in ENCAPSULATED_CLASSES:
+        return _encapsulated(ds, sop_class, sop_instance, source)
     if sop_class not in SR_CLASSES:
         name = UID(sop_class).name if sop_class else "none"
         raise InvalidMessage(f"SOP class {sop_class or '(missing)'} ({name}) carries no report text; accepted: "
-                             + ", ".join(SR_CLASSES.values()))
+                             + ", ".join([*SR_CLASSES.values(), *ENCAPSULATED_CLASSES.values()]))
     # Values decode lazily under the dataset's Specific Character Set, so a bad one, or a
     # malformed element, surfaces while the tree and the header are read.
     try:
