@@ -95,6 +95,9 @@ class ModelConfig:
     summarize_on_arrival: bool = True  # false: only when a clinician asks (StreamSummary)
     max_requested: int = 32  # clinicians' requests waiting at once; more get RESOURCE_EXHAUSTED
     max_attempts: int = 2  # a report whose generation fails (or crashes the daemon) this often is FAILED
+    # Chronic findings of an otherwise normal study in the impression: "all" | "likely" | "none"
+    # (a site's house style; measured trade-off in the README's Summaries section).
+    chronic_in_impression: str = "all"
 
 
 @dataclass(frozen=True)
@@ -256,6 +259,8 @@ def _validate(cfg: Config) -> None:
     if cfg.retention.interval_s < 1 or cfg.retention.batch < 1:
         raise ConfigError(p, "retention.interval_s" if cfg.retention.interval_s < 1 else "retention.batch",
                           "must be at least 1")
+    if cfg.model.chronic_in_impression not in ("all", "likely", "none"):
+        raise ConfigError(p, "model.chronic_in_impression", 'must be "all", "likely" or "none"')
     if cfg.model.n_gpu_layers < -1:
         raise ConfigError(p, "model.n_gpu_layers", "must be -1 (all), 0 (CPU) or a layer count")
     if cfg.model.n_threads < 1:

@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="validate")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--chronic", choices=("all", "likely", "none"), default="all",
+                    help="model.chronic_in_impression: chronic findings of normal studies in the impression")
     ap.add_argument("--out", type=Path, default=None, help="write the candidate impressions here (JSONL)")
     args = ap.parse_args(argv)
     corpus = SHARED / "corpora" / "openi" / f"{args.split}.jsonl"
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         report = "FINDINGS: " + row["inputs"]
         t = time.perf_counter()
         r = summarise(report, "dicom:basic-text-sr", gen, cancel=cancel, model=engine.info.name,
-                      opens_think=engine.info.opens_think)
+                      opens_think=engine.info.opens_think, chronic=args.chronic)
         secs = time.perf_counter() - t
         if r.model_called:
             model_secs.append(secs)
@@ -101,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     figures["appliance"]["model_calls"] = len(model_secs)
     print(f"{len(model_secs)} reports needed the model ({figures['appliance']['s_per_model_summary']} s each); "
           f"{wall / max(len(rows), 1):.2f} s per report overall; {flags} grounding flags")
+    figures["chronic_in_impression"] = args.chronic
     print(json.dumps(figures))
     engine.close()
     return 0

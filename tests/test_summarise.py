@@ -201,3 +201,18 @@ def test_lab_results_are_summarised_as_their_abnormal_values_without_a_model():
     normal = summarise("WBC: 5.8 THOU/uL (ref 4.0-10.0)\nRBC: 4.8 MIL/uL (ref 3.9-5.2)\nMCV: 90 fL (ref 79-95)",
                        "hl7:ORU^R01", boom)
     assert normal.structured["impression"] == ["All 3 results within their reference ranges."]
+
+
+@pytest.mark.parametrize("policy, granuloma, emphysema", [("all", True, True), ("likely", False, True),
+                                                           ("none", False, False)])
+def test_chronic_findings_of_a_normal_study_follow_the_sites_policy(policy, granuloma, emphysema):
+    """model.chronic_in_impression: what an otherwise normal study's impression mentions. The
+    findings keep every chronic finding whatever the policy."""
+    report = ("FINDINGS: Heart size normal. Lungs are clear. Calcified granuloma in the right upper lobe. "
+              "Hyperinflated lungs consistent with emphysema.")
+    r = summarise(report, "hl7:ORU^R01", fake("Calcified right upper lobe granuloma.\nEmphysema."), chronic=policy)
+    impression = " ".join(r.structured["impression"]).lower()
+    assert impression.startswith("no acute cardiopulmonary abnormality")
+    assert ("granuloma" in impression) == granuloma and ("emphysema" in impression) == emphysema
+    observations = {f["observation"] for f in r.structured["findings"] if f["affirmed"]}
+    assert {"granuloma", "emphysema"} <= observations

@@ -74,11 +74,23 @@ def positive_sentences(source: str) -> list[tuple[int, int, set[str]]]:
     return [(a, b, obs) for (a, b), obs in sorted(by_sentence.items(), key=rank)]
 
 
+# Chronic findings that radiologists usually keep in the impression of an otherwise normal study.
+# Measured on the Open-i train split (bench/summaries.py --chronic, reported on validate): of
+# chronic-only studies the reference impression is abnormal for emphysema 65%, scarring 40%,
+# devices 35%, and 13-17% for degenerative change, calcification, granuloma, surgical clips, scoliosis.
+LIKELY_MENTIONED = frozenset({"emphysema", "scarring", "device"})
+CHRONIC_POLICIES = ("all", "likely", "none")
+
+
 def summarise(report: str, document_kind: str, generate: Generate, *, max_sentences: int = 2,
               max_source_chars: int = 6000, cancel: threading.Event | None = None,
               on_text: Callable[[str], None] | None = None, model: str = "",
-              opens_think: bool = False, examples: tuple[tuple[list[str], str], ...] = ()) -> Result:
-    """`examples`: the site's own worked examples (prompt.site_examples), used before the built-in ones."""
+              opens_think: bool = False, examples: tuple[tuple[list[str], str], ...] = (),
+              chronic: str = "all") -> Result:
+    """`examples`: the site's own worked examples (prompt.site_examples), used before the built-in ones.
+    `chronic`: which chronic findings of an otherwise normal study reach the impression: "all"
+    (the default: no abnormal study is called normal), "likely" (those radiologists usually
+    keep), "none" (the house style "No acute abnormality"); they stay in `findings` either way."""
     cancel = cancel or threading.Event()
     kind = kind_of(document_kind, report)
     if kind == "lab":
@@ -88,6 +100,9 @@ def summarise(report: str, document_kind: str, generate: Generate, *, max_senten
     source, offset = source_text(report)
     source, truncated = cut_middle(source, max_source_chars)
     positives = positive_sentences(source)
+    if positives and not any(obs - CHRONIC for _a, _b, obs in positives) and chronic != "all":
+        keep = LIKELY_MENTIONED if chronic == "likely" else frozenset()
+        positives = [p for p in positives if p[2] & keep]
     report_impression = find(report, "impression")
     chest = bool(_CHEST.search(report))
     streamed = ""

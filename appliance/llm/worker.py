@@ -175,7 +175,8 @@ class SummaryWorker:
 
         result = summarise(pre.text, doc.kind, generate, cancel=self._cancel, on_text=stream,
                            max_source_chars=max_chars, model=self._engine.info.name,
-                           opens_think=self._engine.info.opens_think, examples=self._examples)
+                           opens_think=self._engine.info.opens_think, examples=self._examples,
+                           chronic=self._cfg.chronic_in_impression)
         rest, _streamed = sgate.finish()
         if rest:
             self._hub.publish(doc_id, TokenEvent(rest))
