@@ -65,6 +65,11 @@ class DicomConfig:
     max_dataset_bytes: int = 64 * 1024 * 1024
     max_associations: int = 16
     artim_timeout_s: int = 30  # from connect to a complete A-ASSOCIATE-RQ (DICOM's ARTIM timer)
+    # TLS on the DICOM port (PEM; relative paths under state_dir). With a client CA, only PACS
+    # nodes holding a certificate it signed may connect (the DICOM TLS profile, PS3.15 B.1).
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
     idle_timeout_s: int = 120  # between PDUs of an association
 
 
@@ -270,6 +275,9 @@ def _validate(cfg: Config) -> None:
     if not 0 <= cfg.grpc.unix_socket_mode <= 0o777 or cfg.grpc.unix_socket_mode & 0o007:
         raise ConfigError(p, "grpc.unix_socket_mode", "must be a file mode such as 0o660 that gives "
                           "others no access (grant a group instead)")
+    if bool(cfg.dicom.tls_cert_file) != bool(cfg.dicom.tls_key_file):
+        raise ConfigError(p, "dicom.tls_key_file" if cfg.dicom.tls_cert_file else "dicom.tls_cert_file",
+                          "DICOM TLS needs both dicom.tls_cert_file and dicom.tls_key_file")
     if bool(cfg.grpc.tls_cert_file) != bool(cfg.grpc.tls_key_file):
         raise ConfigError(p, "grpc.tls_key_file" if cfg.grpc.tls_cert_file else "grpc.tls_cert_file",
                           "TLS needs both grpc.tls_cert_file and grpc.tls_key_file")

@@ -184,7 +184,7 @@ class Daemon:
             self.mllp = MllpServer(cfg.mllp, self.intake)
             self.mllp_port = self.mllp.start()
         if cfg.dicom.enabled:
-            self.dicom = DicomServer(cfg.dicom, self.intake)
+            self.dicom = DicomServer(cfg.dicom, self.intake, cfg.state_dir)
             self.dicom_port = self.dicom.start()
         if cfg.metrics.enabled:
             self.metrics = MetricsServer(cfg.metrics, self._collect)

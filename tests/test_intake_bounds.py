@@ -414,3 +414,45 @@ def test_an_encapsulated_pdf_report_is_stored_deidentified_through_storescu(daem
     assert "CannotUnderstand" in r.stdout + r.stderr  # 0xC000: will never pass as sent
     reasons = [d.reason for d in daemon.stub().ListDeadLetters(pb.ListDeadLettersRequest(limit=5), timeout=10).dead_letters]
     assert any("no text layer" in x for x in reasons), reasons
+
+
+def test_dicom_over_tls_admits_only_the_hospital_cas_pacs(state, tmp_path):
+    """The DICOM TLS profile with dcmtk's storescu: a PACS certificate the configured CA signed
+    stores; plain TCP and another CA's certificate do not."""
+    import shutil
+    import subprocess
+
+    from appliance.cli.certs import init_pki, issue, make_ca
+    from conftest import start_daemon, stop_daemon
+    from dicom_sr import make_sr
+
+    if not shutil.which("storescu"):
+        pytest.skip("dcmtk not installed")
+    pki = tmp_path / "pki"
+    init_pki(pki, ("localhost", "127.0.0.1"), {"pacs1": "integration"})
+    rogue = make_ca(tmp_path / "rogue", "Rogue CA")
+    issue(tmp_path / "rogue", "pacs-x", "pacs-x", rogue.cert, rogue.key)
+    state.write_text(state.read_text().replace("[dicom]\n", f'[dicom]\ntls_cert_file = "{pki / "server.pem"}"\n'
+                                               f'tls_key_file = "{pki / "server.key"}"\n'
+                                               f'tls_client_ca_file = "{pki / "ca.pem"}"\n', 1))
+    run = start_daemon(state, tmp_path / "d.log")
+    try:
+        from appliance.config import load_config
+
+        port = str(load_config(state).dicom.port)
+        sr = tmp_path / "sr.dcm"
+        sr.write_bytes(make_sr())
+
+        def store(*tls: str) -> str:
+            r = subprocess.run(["storescu", "-v", "-aec", "APPLIANCE", "-aet", "PACS1", *tls, "127.0.0.1", port, str(sr)],
+                               capture_output=True, text=True, timeout=60)
+            return r.stdout + r.stderr
+
+        good = store("+tls", str(pki / "client-pacs1.key"), str(pki / "client-pacs1.pem"), "+cf", str(pki / "ca.pem"))
+        assert "Received Store Response (Success)" in good, good
+        assert "Success" not in store()  # plain TCP on a TLS port
+        bad = store("+tls", str(tmp_path / "rogue" / "pacs-x.key"), str(tmp_path / "rogue" / "pacs-x.pem"),
+                    "+cf", str(pki / "ca.pem"))
+        assert "Received Store Response (Success)" not in bad
+    finally:
+        stop_daemon(run)

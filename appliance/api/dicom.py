@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import struct
 from dataclasses import dataclass, field
 from io import BytesIO
+from pathlib import Path
 
 from pydicom.dataset import FileMetaDataset
 from pydicom.filewriter import write_file_meta_info
@@ -196,10 +198,28 @@ def part10(dataset: bytes, sop_class: str, sop_instance: str, transfer_syntax: s
     return buf.getvalue() + dataset
 
 
+def tls_context(cfg: DicomConfig, state_dir: Path | None) -> ssl.SSLContext | None:
+    if not cfg.tls_cert_file:
+        return None
+    base = state_dir or Path(".")
+    path = lambda v: Path(v) if Path(v).is_absolute() else base / v  # noqa: E731
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # the BCP 195 profile PACS products speak
+    try:
+        ctx.load_cert_chain(path(cfg.tls_cert_file), path(cfg.tls_key_file))
+        if cfg.tls_client_ca_file:
+            ctx.load_verify_locations(path(cfg.tls_client_ca_file))
+            ctx.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as e:
+        raise OSError(f"DICOM TLS files not usable (config keys dicom.tls_cert_file, dicom.tls_key_file, "
+                      f"dicom.tls_client_ca_file): {e}") from None
+    return ctx
+
+
 # -- the server -------------------------------------------------------------------------------
 class DicomServer(TcpListener):
-    def __init__(self, cfg: DicomConfig, intake: IntakeService) -> None:
-        super().__init__("DICOM", cfg.host, cfg.port, "dicom.port")
+    def __init__(self, cfg: DicomConfig, intake: IntakeService, state_dir: Path | None = None) -> None:
+        super().__init__("DICOM", cfg.host, cfg.port, "dicom.port", ssl=tls_context(cfg, state_dir))
         self._cfg = cfg
         self.max_connections = cfg.max_associations
         self._intake = intake

@@ -10,7 +10,8 @@ log = logging.getLogger(__name__)
 
 
 class TcpListener:
-    def __init__(self, protocol: str, host: str, port: int, config_key: str) -> None:
+    def __init__(self, protocol: str, host: str, port: int, config_key: str, ssl: object = None) -> None:
+        self._ssl = ssl  # an ssl.SSLContext: TLS on this port (DICOM's, PS3.15 Annex B)
         self._protocol, self._host, self._port, self._config_key = protocol, host, port, config_key
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
@@ -28,7 +29,8 @@ class TcpListener:
 
     async def _bind(self) -> int:
         try:
-            self._server = await asyncio.start_server(self._handle, self._host, self._port, reuse_address=True)
+            self._server = await asyncio.start_server(self._handle, self._host, self._port, reuse_address=True,
+                                                      ssl=self._ssl, ssl_handshake_timeout=30 if self._ssl else None)
         except OSError as e:
             raise OSError(f"cannot bind {self._protocol} to {self._host}:{self._port} (config key {self._config_key}): "
                           f"{e.strerror}") from None
