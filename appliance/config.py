@@ -117,7 +117,7 @@ class RetentionConfig:
     days: int = 30
     audit_days: int = 2190  # six years: HIPAA's retention of documentation
     interval_s: int = 3600  # how often the purge runs
-    batch: int = 500  # documents per transaction: intake's commits interleave
+    batch: int = 100  # documents per transaction: intake's commits interleave (measured in bench/store.py)
 
 
 _ROLES = ("integration", "clinician", "admin")

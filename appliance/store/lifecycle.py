@@ -38,7 +38,7 @@ class Purged:
 _TERMINAL = ("SUMMARIZED", "SUPERSEDED", "CANCELLED", "FAILED", "DEID_FAILED")
 
 
-def purge(store: Store, *, days: int, audit_days: int, now: int | None = None, batch: int = 500,
+def purge(store: Store, *, days: int, audit_days: int, now: int | None = None, batch: int = 100,
           pause_s: float = 0.02, actor: str = "retention") -> Purged:
     """Delete what is older than `days` (0: every document whose summary is done, at once), in
     transactions of at most `batch` documents with a pause between them, so intake's commits
