@@ -85,6 +85,9 @@ class StoreConfig:
     path: Path = Path("appliance.db")
     key_file: Path = Path("db.key")
     audit_key_file: Path = Path("audit.key")  # the audit chain's MAC key; a credential when installed
+    # SQLCipher wipes freed memory and locks it against swap (cipher_memory_security): no report
+    # text lingers in freed heap. Costs commit throughput (README); on by default.
+    memory_security: bool = True
 
 
 @dataclass(frozen=True)

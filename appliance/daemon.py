@@ -158,7 +158,8 @@ class Daemon:
 
         self.egress = egress.install(cfg.egress.allowed)
         self._lock.acquire()  # before the store: one daemon per database
-        self.store = open_store(cfg.store.path, cfg.store.key_file, cfg.store.audit_key_file)
+        self.store = open_store(cfg.store.path, cfg.store.key_file, cfg.store.audit_key_file,
+                                memory_security=cfg.store.memory_security)
         problems = check(self.store, full=False)  # the fast check; `appliancectl check` runs the full one
         if problems:
             raise StoreKeyError(f"store {cfg.store.path} fails its quick integrity check ({problems[0]}); "

@@ -58,8 +58,9 @@ class MllpServer(TcpListener):
                 # Silent between frames: idle; silent inside a frame: a sender that stalled.
                 wait = self._cfg.frame_timeout_s if buf else self._cfg.idle_timeout_s
                 try:
-                    data = await asyncio.wait_for(reader.read(1 << 16), wait)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(wait):  # cheaper than wait_for: no task per read
+                        data = await reader.read(1 << 16)
+                except TimeoutError:
                     self.timed_out += 1
                     log.info("MLLP connection closed: %s for %d s (%s)", "frame unfinished" if buf else "idle",
                              wait, "mllp.frame_timeout_s" if buf else "mllp.idle_timeout_s")

@@ -100,10 +100,16 @@ def _delete_documents(cur: sqlcipher3.Cursor, ids: list[str]) -> int:
     return cur.rowcount
 
 
-def reclaim(store: Store) -> None:
-    """Return freed pages to the file system (auto_vacuum=INCREMENTAL), and fold the WAL back."""
+def reclaim(store: Store, pages: int = 1000) -> None:
+    """Return freed pages to the file system (auto_vacuum=INCREMENTAL), a thousand pages at a
+    time with the write lock let go in between, and fold the WAL back."""
+    while True:
+        with store._lock:
+            if store._conn.execute("PRAGMA freelist_count").fetchone()[0] == 0:
+                break
+            store._conn.execute(f"PRAGMA incremental_vacuum({int(pages)})").fetchall()
+        time.sleep(0.005)
     with store._lock:
-        store._conn.execute("PRAGMA incremental_vacuum")
         store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
