@@ -58,7 +58,8 @@ def test_oru_in_streamed_summary_out_without_identifiers(daemon, report):
     assert final.model.startswith("SmolLM2")
     if structured["kind"] == "lab":
         # Laboratory results: abnormal values copied exactly, no model asked (numbers are not its job).
-        assert report == ORU and final.tokens == 0 and arrivals
+        # (It is written at once, so it may be done before the stream starts: then only the final comes.)
+        assert report == ORU and final.tokens == 0
         assert structured["abnormal"] and all(a["value"] in doc_text(stub, doc_id) for a in structured["abnormal"])
     else:
         assert final.tokens > 0
