@@ -136,13 +136,13 @@ def test_mllp_framer_answers_or_closes_and_keeps_serving(mllp_server, chunks, fr
             for i, c in enumerate(chunks):
                 s.sendall((framing[i] if i < len(framing) else b"") + c)
             s.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the listener refused what came outside a frame and closed: an answer too
+        except OSError:  # broken pipe, reset, not connected: the listener refused and closed, an answer too
+            pass
         s.settimeout(5)
         try:
             while s.recv(65536):
                 pass  # ACKs or an AR, then the close
-        except (ConnectionResetError, socket.timeout):
+        except OSError:
             pass
     # The listener still serves the next sender.
     assert b"MSA|" in _frame_ack(port, SAMPLE.read_bytes())
