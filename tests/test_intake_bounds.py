@@ -463,3 +463,42 @@ def test_dicom_over_tls_admits_only_the_hospital_cas_pacs(state, tmp_path):
         assert "Received Store Response (Success)" not in bad
     finally:
         stop_daemon(run)
+
+
+def test_after_the_bombs_a_killed_daemon_restarts_and_finishes_them(state, tmp_path):
+    """Once, the bombs froze the daemon across restarts: the same document was picked up again
+    and froze it again. Killed (-9) right after their ACKs, the daemon restarts, serves, and
+    de-identifies what was acknowledged."""
+    import random
+    import string
+
+    from appliance.v1 import appliance_pb2 as pb
+    from conftest import start_daemon, stop_daemon
+    from test_mllp import wait_deidentified
+
+    state.write_text(state.read_text().replace("[model]\n", "[model]\nsummarize_on_arrival = false\n", 1))
+    run = start_daemon(state, tmp_path / "d1.log")
+    from appliance.config import load_config
+
+    port = load_config(state).mllp.port
+    random.seed(9)
+    blob = "".join(random.choice(string.ascii_letters + string.digits) for _ in range(150_000))
+    c = MllpClient(port, timeout=60)
+    try:
+        for cid, body in (("RB-1", "Report\\.sp2000000\\" * 200 + " small effusion"),
+                          ("RB-2", f"Chest clear. {blob}"), ("RB-3", "Small left effusion.")):
+            assert msa(c.request(oru(cid, body)))[1] == "AA"
+    finally:
+        c.close()
+    run.proc.kill()  # no clean stop: whatever was in flight is in flight
+    run.proc.wait(30)
+    t = time.monotonic()
+    run = start_daemon(state, tmp_path / "d2.log", timeout=120)
+    try:
+        assert time.monotonic() - t < 120
+        docs = run.stub().ListDocuments(pb.ListDocumentsRequest(limit=10), timeout=10).documents
+        assert len(docs) == 3
+        for d in docs:
+            assert wait_deidentified(run, d.id, timeout=60).status != pb.PARSED
+    finally:
+        stop_daemon(run)
