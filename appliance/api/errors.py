@@ -3,6 +3,7 @@ gRPC status codes, in one place."""
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 
 import grpc
 
@@ -35,6 +36,22 @@ class ErrorInterceptor(grpc.ServerInterceptor):
             self.policy._audit(who.actor, "read", getattr(request, "document_id", "") or "-", name)
         return current.set(who)
 
+    @contextmanager
+    def _call(self, method: str, request, context):
+        """Around one call: who it is for (set for the handler, reset after), and any exception
+        turned into its gRPC status."""
+        token = None
+        try:
+            token = self._enter(method, request, context)
+            yield
+        except Exception as e:
+            if _passthrough(e):
+                raise
+            _abort(context, e)
+        finally:
+            if token is not None:
+                current.reset(token)
+
     def intercept_service(self, continuation, handler_call_details):
         h = continuation(handler_call_details)
         if h is None:
@@ -45,32 +62,14 @@ class ErrorInterceptor(grpc.ServerInterceptor):
             fn = h.unary_unary
 
             def unary(request, context):
-                token = None
-                try:
-                    token = self._enter(method, request, context)
+                with self._call(method, request, context):
                     return fn(request, context)
-                except Exception as e:
-                    if _passthrough(e):
-                        raise
-                    _abort(context, e)
-                finally:
-                    if token is not None:
-                        current.reset(token)
             return grpc.unary_unary_rpc_method_handler(unary, h.request_deserializer, h.response_serializer)
         if h.unary_stream:
             sfn = h.unary_stream
 
             def stream(request, context):
-                token = None
-                try:
-                    token = self._enter(method, request, context)
+                with self._call(method, request, context):
                     yield from sfn(request, context)
-                except Exception as e:
-                    if _passthrough(e):
-                        raise
-                    _abort(context, e)
-                finally:
-                    if token is not None:
-                        current.reset(token)
             return grpc.unary_stream_rpc_method_handler(stream, h.request_deserializer, h.response_serializer)
         return h
