@@ -355,9 +355,6 @@ class Store:
     def count_documents(self) -> int:
         return self._query("SELECT count(*) FROM documents")[0][0]
 
-    def count_documents(self) -> int:
-        return int(self._query("SELECT count(*) FROM documents")[0][0])
-
     def gauges(self) -> dict[str, dict[str, int]]:
         """Counts for monitoring (no content): documents by status, jobs by state, open dead
         letters by transport."""

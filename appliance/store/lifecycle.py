@@ -45,7 +45,7 @@ def purge(store: Store, *, days: int, audit_days: int, now: int | None = None, b
     interleave and are never held up for long. Audit rows older than `audit_days` go too."""
     now = now_ms() if now is None else now
     cutoff = now - days * 86_400_000
-    docs = raw = dead = 0
+    docs = 0
     while True:
         if days == 0:
             marks = ",".join("?" * len(_TERMINAL))
@@ -59,29 +59,20 @@ def purge(store: Store, *, days: int, audit_days: int, now: int | None = None, b
         with store.transaction() as cur:
             docs += _delete_documents(cur, ids)
         time.sleep(pause_s)
-    for table, column, extra in (("raw_messages", "received_ms", ""), ("dead_letters", "received_ms", "")):
-        while True:
-            with store.transaction() as cur:
-                limit_cutoff = now if days == 0 and table == "raw_messages" else cutoff
-                if table == "raw_messages" and days == 0:
-                    # Zero retention keeps the raw message only while its document is still in work.
-                    cur.execute("DELETE FROM raw_messages WHERE rowid IN (SELECT r.rowid FROM raw_messages r "
-                                "LEFT JOIN documents d ON d.id = r.document_id WHERE d.id IS NULL LIMIT ?)", (batch,))
-                else:
-                    cur.execute(f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} "
-                                f"WHERE {column} < ?{extra} LIMIT ?)", (limit_cutoff, batch))
-                n = cur.rowcount
-            if table == "raw_messages":
-                raw += n
-            else:
-                dead += n
-            if n < batch:
-                break
-            time.sleep(pause_s)
+    if days == 0:
+        # Zero retention keeps the raw message only while its document is still in work.
+        raw = _delete_in_batches(store, "DELETE FROM raw_messages WHERE rowid IN (SELECT r.rowid FROM raw_messages r "
+                                 "LEFT JOIN documents d ON d.id = r.document_id WHERE d.id IS NULL LIMIT ?)",
+                                 (), batch, pause_s)
+    else:
+        raw = _delete_in_batches(store, "DELETE FROM raw_messages WHERE rowid IN (SELECT rowid FROM raw_messages "
+                                 "WHERE received_ms < ? LIMIT ?)", (cutoff,), batch, pause_s)
+    dead = _delete_in_batches(store, "DELETE FROM dead_letters WHERE rowid IN (SELECT rowid FROM dead_letters "
+                              "WHERE received_ms < ? LIMIT ?)", (cutoff,), batch, pause_s)
     with store.transaction() as cur:
         # A patient with no document left, last heard of before the cutoff: its identifiers go.
         cur.execute("DELETE FROM patients WHERE updated_ms < ? AND patient_ref NOT IN "
-                    "(SELECT patient_ref FROM documents)", (now if days == 0 else cutoff,))
+                    "(SELECT patient_ref FROM documents)", (cutoff,))
         patients = cur.rowcount
         cur.execute("DELETE FROM audit WHERE ts_ms < ?", (now - audit_days * 86_400_000,))
         audit = cur.rowcount
@@ -89,6 +80,19 @@ def purge(store: Store, *, days: int, audit_days: int, now: int | None = None, b
         store._audit(cur, actor, "retention.purge", "-", f"days={days} {result.describe()}")
     reclaim(store)
     return result
+
+
+def _delete_in_batches(store: Store, sql: str, args: tuple, batch: int, pause_s: float) -> int:
+    """Run a `... LIMIT ?` delete until it deletes less than a batch; one transaction per batch."""
+    total = 0
+    while True:
+        with store.transaction() as cur:
+            cur.execute(sql, (*args, batch))
+            n = cur.rowcount
+        total += n
+        if n < batch:
+            return total
+        time.sleep(pause_s)
 
 
 def _delete_documents(cur: sqlcipher3.Cursor, ids: list[str]) -> int:
