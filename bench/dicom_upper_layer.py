@@ -15,7 +15,6 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from dicom_client import associate_rq, pdu, read_pdu  # noqa: E402
+from dicom_client import abuse_cases, associate_rq, pdu, read_pdu  # noqa: E402
 
 APPLIANCE_SERVER = r'''
 import sys, tempfile, time
@@ -52,15 +51,7 @@ srv = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_ST
 print(srv.server_address[1], flush=True)
 time.sleep(3600)
 '''
-CASES = {
-    "pdv_on_unknown_context": pdu(0x04, struct.pack(">IBB", 4, 99, 3) + b"xx"),
-    "dataset_before_command": pdu(0x04, struct.pack(">IBB", 4, 1, 2) + b"xx"),
-    "huge_pdu_length": struct.pack(">BBI", 0x04, 0, 0x7FFFFFFF),
-    "truncated_pdv": pdu(0x04, struct.pack(">IBB", 400, 1, 3) + b"xx"),
-    "second_associate": associate_rq("APPLIANCE"),
-    "huge_release": struct.pack(">BBI", 0x05, 0, 0x7FFFFFFF),
-    "endless_command": b"".join(pdu(0x04, struct.pack(">IBB", 16002, 1, 1) + bytes(16000)) for _ in range(5)),
-}
+CASES = abuse_cases()
 
 
 def run_server(python: str, code: str) -> tuple[subprocess.Popen, int]:

@@ -39,3 +39,17 @@ def _exact(sock: socket.socket, n: int) -> bytes:
             raise ConnectionError("closed")
         buf += chunk
     return buf
+
+
+def abuse_cases() -> dict[str, bytes]:
+    """What a broken or hostile peer sends once associated: each must get an A-ABORT at once.
+    The tests send them to the appliance; bench/dicom_upper_layer.py to pynetdicom as well."""
+    return {
+        "pdv_on_unknown_context": pdu(0x04, struct.pack(">IBB", 4, 99, 3) + b"xx"),
+        "dataset_before_command": pdu(0x04, struct.pack(">IBB", 4, 1, 2) + b"xx"),
+        "huge_pdu": struct.pack(">BBI", 0x04, 0, 0x7FFFFFFF),
+        "truncated_pdv": pdu(0x04, struct.pack(">IBB", 400, 1, 3) + b"xx"),
+        "second_associate": associate_rq("APPLIANCE"),
+        "huge_release": struct.pack(">BBI", 0x05, 0, 0x7FFFFFFF),
+        "endless_command": b"".join(pdu(0x04, struct.pack(">IBB", 16002, 1, 1) + bytes(16000)) for _ in range(5)),
+    }

@@ -26,6 +26,17 @@ def _item(value_type: str, concept: Dataset, relation: str = "CONTAINS", **value
     return it
 
 
+def part10(ds: Dataset) -> bytes:
+    """`ds` as a DICOM file (Explicit VR Little Endian, with its file meta)."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
 def make_sr(*, patient_name: str = "WHITAKER^ELEANOR^M", patient_id: str = "MRN4471902",
             findings: str = "", impression: str = "No acute cardiopulmonary process.",
             reader: str = "OKAFOR^CHIDI", sop_instance_uid: str | None = None) -> bytes:
@@ -51,13 +62,7 @@ def make_sr(*, patient_name: str = "WHITAKER^ELEANOR^M", patient_id: str = "MRN4
     i_sec = _item("CONTAINER", _code("121072", "Impressions"), ContinuityOfContent="SEPARATE")
     i_sec.ContentSequence = [_item("TEXT", _code("121073", "Impression"), TextValue=impression)]
     ds.ContentSequence = [observer, f_sec, i_sec]
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta = meta
-    buf = BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    return part10(ds)
 
 
 def make_pdf(lines: list[str]) -> bytes:
@@ -94,10 +99,4 @@ def make_encapsulated_pdf(pdf: bytes, *, patient_name: str = "WHITAKER^ELEANOR",
     ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
     ds.DocumentTitle = "Radiology report"
     ds.EncapsulatedDocument = pdf + (b"\0" if len(pdf) % 2 else b"")
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta = meta
-    buf = BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    return part10(ds)

@@ -268,23 +268,14 @@ def test_only_listed_calling_ae_titles_may_send(state, tmp_path):
 @pytest.mark.parametrize("abuse", ["pdv_on_unknown_context", "dataset_before_command", "huge_pdu",
                                    "truncated_pdv", "second_associate", "huge_release", "endless_command"])
 def test_protocol_abuse_aborts_that_association_only(daemon, abuse):
-    from dicom_client import associate_rq, pdu, read_pdu
+    from dicom_client import abuse_cases, associate_rq, read_pdu
 
     port = dicom_port(daemon)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(associate_rq("APPLIANCE"))
         kind, _ = read_pdu(s)
         assert kind == 0x02  # A-ASSOCIATE-AC
-        bad = {
-            "pdv_on_unknown_context": pdu(0x04, struct.pack(">IBB", 4, 99, 3) + b"xx"),
-            "dataset_before_command": pdu(0x04, struct.pack(">IBB", 4, 1, 2) + b"xx"),
-            "huge_pdu": struct.pack(">BBI", 0x04, 0, 0x7FFFFFFF),
-            "truncated_pdv": pdu(0x04, struct.pack(">IBB", 400, 1, 3) + b"xx"),
-            "second_associate": associate_rq("APPLIANCE"),
-            "huge_release": struct.pack(">BBI", 0x05, 0, 0x7FFFFFFF),
-            "endless_command": b"".join(pdu(0x04, struct.pack(">IBB", 16002, 1, 1) + bytes(16000))
-                                        for _ in range(5)),
-        }[abuse]
+        bad = abuse_cases()[abuse]
         s.sendall(bad)
         kind, _ = read_pdu(s)
         assert kind == 0x07  # A-ABORT

@@ -136,7 +136,7 @@ def test_deb_installs_and_runs_under_real_systemd(debs: list[Path], rootfs: Path
         assert "/tests/" not in listing and "corpora" not in listing and "/build/" not in listing
 
         # What IT does: point the one config file at the installed model, check it, start.
-        box.sh(f"""f=$(ls /usr/share/appliance/models/*.gguf); sha=$(cut -d' ' -f1 "$f.sha256")
+        box.sh("""f=$(ls /usr/share/appliance/models/*.gguf); sha=$(cut -d' ' -f1 "$f.sha256")
 sed -i "s|^path = \\"/usr/share/appliance/models/.*\\"|path = \\"$f\\"|; s|^sha256 = .*|sha256 = \\"$sha\\"|" \
   /etc/appliance/appliance.toml
 applianced --check-config""")
