@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -21,11 +22,12 @@ from grpc_reflection.v1alpha import reflection
 from . import __version__, crash, sd
 from .api.dicom import DicomServer
 from .api.access import AccessPolicy, TicketServer, ticket_path
+from .api.activation import assign
 from .api.errors import ErrorInterceptor
 from .api.metrics import MetricsServer
 from .api.mllp import MllpServer
 from .api.servicer import ApplianceServicer
-from .api.transport import add_server_port, add_unix_port, state_path
+from .api.transport import add_server_port, add_unix_port, server_credentials, state_path
 from .config import DEFAULT_CONFIG_PATH, Config, load_config
 from .errors import ApplianceError, StoreKeyError
 from .llm.engine import Engine, open_engine
@@ -47,11 +49,15 @@ from .v1 import appliance_pb2_grpc as pb_grpc
 
 log = logging.getLogger("appliance.daemon")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Appliance"].full_name
+TLS_SOCKET = "grpc-tls.sock"  # beside grpc.unix_socket; appliance-grpc.service forwards the TCP port to it
 
 
 class Daemon:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, config_file: Path | str = "the config file") -> None:
         self.cfg = cfg
+        self.config_file = config_file
+        self.activated: dict[str, socket.socket] = {}  # listeners on sockets systemd passed
+        self.tls_socket: Path | None = None  # gRPC TLS for the TCP port's proxy, under socket activation
         self.health = health.HealthServicer()
         self.hub = SummaryHub()
         self.store: Store | None = None
@@ -107,24 +113,34 @@ class Daemon:
             "store": {"path": str(cfg.store.path), "bytes": sum(f.stat().st_size for f in files if f.exists())},
             "key": {"source": "systemd credential" if cred and key_source.parent == Path(cred) else "key file",
                     "age_days": round((time.time() - key_since) / 86400, 1) if key_since else None},
-            "listeners": {"grpc": f"{cfg.grpc.host}:{self.grpc_port}",
+            "listeners": {"grpc": (f"{cfg.grpc.host}:{self.grpc_port}" if not self.activated else
+                                   f"appliance-grpc.socket, TLS ending at {self.tls_socket}" if self.tls_socket else
+                                   "off: under socket activation gRPC over TCP needs grpc.tls_cert_file"),
+                          "socket_activation": sorted(self.activated),
                           "unix_socket": str(self.unix_socket) if self.unix_socket else "",
                           "mllp": f"{cfg.mllp.host}:{self.mllp_port}" if self.mllp else "off",
                           "dicom": f"{cfg.dicom.host}:{self.dicom_port}" if self.dicom else "off",
                           "metrics": f"{cfg.metrics.host}:{self.metrics_port}" if self.metrics else "off"},
-            # Outbound traffic is denied by the unit (IPAddressDeny=any, loopback allowed); outside
+            # Outbound traffic is impossible under the unit (no network of its own); outside
             # systemd nothing but the daemon's own code stands guard, and status says so.
             "egress_guard": {"in_process": f"on: loopback, unix sockets and {list(cfg.egress.allowed) or 'no other'} "
                                            f"networks; {self.egress.refused} refused",
-                             "unit": "IPAddressDeny=any, loopback allowed" if os.environ.get("INVOCATION_ID")
-                             else "not running under the systemd unit"},
+                             "unit": ("PrivateNetwork=yes, no AF_INET: the ports are appliance.socket's"
+                                      if self.activated else "IPAddressDeny=any, loopback allowed")
+                             if os.environ.get("INVOCATION_ID") else "not running under the systemd unit"},
         }
+
+    def _run_dir(self) -> Path:
+        cfg = self.cfg
+        return state_path(cfg.state_dir, cfg.grpc.unix_socket).parent if cfg.grpc.unix_socket else cfg.state_dir / "run"
 
     def _healthy(self) -> bool:
         return bool(self.worker and self.worker._thread.is_alive() and self.store)
 
     def start(self) -> None:
         cfg = self.cfg
+        passed = sd.listen_sockets()
+        self.activated = assign(cfg, passed, self.config_file)
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         # Health answers (NOT_SERVING) while the slow parts load.
@@ -149,7 +165,13 @@ class Daemon:
             self._server)
         self.servicer = ApplianceServicer()
         pb_grpc.add_ApplianceServicer_to_server(self.servicer, self._server)
-        self.grpc_port = add_server_port(self._server, cfg.grpc, cfg.state_dir)
+        if not passed:
+            self.grpc_port = add_server_port(self._server, cfg.grpc, cfg.state_dir)
+        elif cfg.grpc.tls_cert_file:
+            # Socket activation: no network of our own, so gRPC over TCP arrives through
+            # appliance-grpc.socket and systemd-socket-proxyd, still TLS, ending here.
+            self.tls_socket = add_unix_port(self._server, self._run_dir() / TLS_SOCKET, 0o600,
+                                            creds=server_credentials(cfg.grpc, cfg.state_dir))
         if cfg.grpc.unix_socket:
             self.unix_socket = add_unix_port(self._server, state_path(cfg.state_dir, cfg.grpc.unix_socket),
                                              cfg.grpc.unix_socket_mode,
@@ -182,13 +204,13 @@ class Daemon:
                              cfg.model.max_requested, cfg.model.summarize_on_arrival, status=self.status,
                              backups_dir=cfg.state_dir / "backups", max_followers=cfg.grpc.max_followers)
         if cfg.mllp.enabled:
-            self.mllp = MllpServer(cfg.mllp, self.intake)
+            self.mllp = MllpServer(cfg.mllp, self.intake, sock=self.activated.get("mllp"))
             self.mllp_port = self.mllp.start()
         if cfg.dicom.enabled:
-            self.dicom = DicomServer(cfg.dicom, self.intake, cfg.state_dir)
+            self.dicom = DicomServer(cfg.dicom, self.intake, cfg.state_dir, sock=self.activated.get("dicom"))
             self.dicom_port = self.dicom.start()
         if cfg.metrics.enabled:
-            self.metrics = MetricsServer(cfg.metrics, self._collect)
+            self.metrics = MetricsServer(cfg.metrics, self._collect, sock=self.activated.get("metrics"))
             self.metrics_port = self.metrics.start()
         self.worker.start()
         self.retention.start()
@@ -229,8 +251,9 @@ class Daemon:
             self.metrics.stop()
         if self._server is not None:
             self._server.stop(grace=5).wait()
-        if self.unix_socket is not None:
-            self.unix_socket.unlink(missing_ok=True)
+        for path in (self.unix_socket, self.tls_socket):
+            if path is not None:
+                path.unlink(missing_ok=True)
         if self.tickets is not None:
             self.tickets.stop()
         if self.retention is not None:
@@ -281,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     daemon: Daemon | None = None
     try:
         cfg = load_config(args.config)
-        daemon = Daemon(cfg)
+        daemon = Daemon(cfg, args.config)
         daemon.start()
     except (ApplianceError, OSError) as e:
         print(f"applianced: cannot start: {e}", file=sys.stderr)

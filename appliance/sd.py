@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 from collections.abc import Callable
 
@@ -18,6 +19,22 @@ def notify(state: str) -> bool:
     if _sd_daemon is None or not os.environ.get("NOTIFY_SOCKET"):
         return False
     return bool(_sd_daemon.notify(state))
+
+
+def listen_sockets() -> list[socket.socket]:
+    """The listening sockets systemd passed this process (socket activation: LISTEN_PID,
+    LISTEN_FDS from fd 3); empty when started any other way. Read once: the variables are
+    removed so that no child inherits them."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return []
+    count = int(os.environ.get("LISTEN_FDS", "0") or 0)
+    for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(key, None)
+    out = []
+    for fd in range(3, 3 + count):
+        os.set_inheritable(fd, False)
+        out.append(socket.socket(fileno=fd))
+    return out
 
 
 def log_handler() -> logging.Handler:

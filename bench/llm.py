@@ -58,7 +58,7 @@ def direct(model: Path, texts: list[str], threads: int, max_tokens: int) -> list
     rows = []
     for text in texts:
         src, _ = source_text(text)
-        prompt = radiology_prompt([src[a:b] for a, b, _o in positive_sentences(src)[:2]])
+        prompt = radiology_prompt([src[p.start:p.end] for p in positive_sentences(src)[:2]])
         grammar = llama_cpp.LlamaGrammar.from_string(prompt.grammar, verbose=False)
         t0 = time.perf_counter()
         first = None
@@ -99,7 +99,7 @@ def llama_server(exe: Path, model: Path, texts: list[str], threads: int, max_tok
         rows = []
         for text in texts:
             src, _ = source_text(text)
-            prompt = radiology_prompt([src[a:b] for a, b, _o in positive_sentences(src)[:2]])
+            prompt = radiology_prompt([src[p.start:p.end] for p in positive_sentences(src)[:2]])
             body = json.dumps({"messages": prompt.messages, "grammar": prompt.grammar, "max_tokens": max_tokens,
                                "temperature": 0.0, "repeat_penalty": 1.15, "stream": True}).encode()
             req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body,

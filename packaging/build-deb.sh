@@ -116,7 +116,11 @@ build_daemon() {
     say "build path still recorded in:"; grep -rlI "$stage" "$venv" | head; exit 1
   fi
 
-  install -D -m 0644 "$ROOT/systemd/appliance.service" "$stage/lib/systemd/system/appliance.service"
+  for unit in appliance.service appliance.socket appliance-grpc.socket appliance-grpc.service; do
+    install -D -m 0644 "$ROOT/systemd/$unit" "$stage/lib/systemd/system/$unit"
+  done
+  # The socket units' addresses from the one config file, at boot and on daemon-reload.
+  install -D -m 0755 "$ROOT/packaging/appliance-generator" "$stage/lib/systemd/system-generators/appliance-generator"
   if [ "$CUDA" = 1 ]; then
     install -D -m 0644 "$ROOT/packaging/cuda-devices.conf" "$stage/lib/systemd/system/appliance.service.d/cuda-devices.conf"
   fi

@@ -206,13 +206,45 @@ def test_lab_results_are_summarised_as_their_abnormal_values_without_a_model():
 @pytest.mark.parametrize("policy, granuloma, emphysema", [("all", True, True), ("likely", False, True),
                                                            ("none", False, False)])
 def test_chronic_findings_of_a_normal_study_follow_the_sites_policy(policy, granuloma, emphysema):
-    """model.chronic_in_impression: what an otherwise normal study's impression mentions. The
-    findings keep every chronic finding whatever the policy."""
-    report = ("FINDINGS: Heart size normal. Lungs are clear. Calcified granuloma in the right upper lobe. "
-              "Hyperinflated lungs consistent with emphysema.")
-    r = summarise(report, "hl7:ORU^R01", fake("Calcified right upper lobe granuloma.\nEmphysema."), chronic=policy)
-    impression = " ".join(r.structured["impression"]).lower()
-    assert impression.startswith("no acute cardiopulmonary abnormality")
-    assert ("granuloma" in impression) == granuloma and ("emphysema" in impression) == emphysema
-    observations = {f["observation"] for f in r.structured["findings"] if f["affirmed"]}
-    assert {"granuloma", "emphysema"} <= observations
+    """model.chronic_in_impression: what an otherwise normal study's impression mentions, one
+    line, the chronic finding radiologists most often keep. The findings keep every chronic
+    finding whatever the policy."""
+    both = ("FINDINGS: Heart size normal. Lungs are clear. Calcified granuloma in the right upper lobe. "
+            "Hyperinflated lungs consistent with emphysema.")
+    only_granuloma = "FINDINGS: Heart size normal. Lungs are clear. Calcified granuloma in the right upper lobe."
+    for report, want in ((both, emphysema), (only_granuloma, granuloma)):
+        r = summarise(report, "hl7:ORU^R01", fake("Calcified right upper lobe granuloma.\nEmphysema."), chronic=policy)
+        lines = [line.lower() for line in r.structured["impression"]]
+        assert lines[0] == "no acute cardiopulmonary abnormality."
+        assert len(lines) == (2 if want else 1), lines
+        assert not want or ("emphysema" if report == both else "granuloma") in lines[1]
+        observations = {f["observation"] for f in r.structured["findings"] if f["affirmed"]}
+        assert {"granuloma"} <= observations
+
+
+def test_findings_stated_indirectly_are_read_and_named_in_the_impressions_register():
+    """"The heart is large", a blunted costophrenic angle, a lucency through a rib: findings without
+    their name are still findings (an abnormal study is not called normal), named in the
+    impression the way a radiologist would; negation is read before the words that state them."""
+    assert affirmed("The cardiac silhouette remains moderately enlarged.") == {"cardiomegaly"}
+    assert affirmed("Heart is large.") == {"cardiomegaly"}
+    assert negated("The heart is not enlarged.") == {"cardiomegaly"} and not affirmed("The heart is not enlarged.")
+    assert not affirmed("Heart size is borderline enlarged.")  # measured: radiologists call it normal
+    assert affirmed("The left costophrenic sulcus is blunted.") == {"effusion"}
+    assert not affirmed("No blunting of the costophrenic angles.")
+    assert affirmed("A large pleural air collection is present on the right.") == {"pneumothorax"}
+    assert affirmed("Interstitial markings are diffusely prominent throughout both lungs.") == {"interstitial"}
+    assert affirmed("Vague lucency through the left 7th rib.") == {"fracture"}
+    assert not affirmed("Evaluation for pneumothorax is limited by positioning.")
+    [old] = [f for f in read("Old healed right rib fracture.") if f.affirmed]
+    assert old.chronic and not [f for f in read("Acute right rib fracture.") if f.affirmed][0].chronic
+    r = summarise("FINDINGS: The cardiac silhouette remains moderately enlarged. Lungs are clear. No effusion.",
+                  "hl7:ORU^R01", fake("Cardiac silhouette remains moderately enlarged."))
+    assert r.structured["impression"] == ["Stable moderate cardiomegaly."]
+    r = summarise("FINDINGS: Heart size normal. The right costophrenic angle is blunted. No pneumothorax.",
+                  "hl7:ORU^R01", fake("Blunted right costophrenic angle."))
+    assert r.structured["impression"] == ["Blunted right costophrenic angle."]  # an effusion to the reader
+    assert not r.flags
+    r = summarise("FINDINGS: Heart size normal. Large pleural air collection on the right.", "hl7:ORU^R01",
+                  fake("Large pleural air collection on the right."))
+    assert r.structured["impression"] == ["Large right pneumothorax."]

@@ -197,13 +197,8 @@ class AccessPolicy:
     def identify(self, context: grpc.ServicerContext) -> Identity:
         peer = context.peer()
         meta = dict(context.invocation_metadata() or ())
-        if peer.startswith("unix:"):
-            ticket = meta.get(TICKET_HEADER, "")
-            who = self._tickets.identity(ticket) if (ticket and self._tickets) else None
-            if who is None:
-                raise Unauthenticated("no valid ticket on the unix socket: fetch one from the ticket socket beside "
-                                      "it (appliancectl and the desktop client do this themselves)")
-            return who
+        # A certificate first: under socket activation the TCP port's TLS sessions reach a unix
+        # socket (through systemd-socket-proxyd), and the certificate, not the proxy, is the caller.
         auth = context.auth_context() or {}
         subjects = [v.decode() for v in auth.get("x509_subject", [])]
         names = subjects + [v.decode() for k in ("x509_common_name", "x509_subject_alternative_name")
@@ -213,6 +208,13 @@ class AccessPolicy:
                 if n in self._cfg.tls_subjects:
                     return Identity(f"cert:{subjects[0] if subjects else n}", frozenset(self._cfg.tls_subjects[n]))
             return Identity(f"cert:{subjects[0] if subjects else names[0]}", frozenset())
+        if peer.startswith("unix:"):
+            ticket = meta.get(TICKET_HEADER, "")
+            who = self._tickets.identity(ticket) if (ticket and self._tickets) else None
+            if who is None:
+                raise Unauthenticated("no valid ticket on the unix socket: fetch one from the ticket socket beside "
+                                      "it (appliancectl and the desktop client do this themselves)")
+            return who
         if self._cfg.tcp_plaintext_roles:
             return Identity("tcp-plaintext", frozenset(self._cfg.tcp_plaintext_roles))
         raise Unauthenticated("plaintext TCP is not accepted here: connect with TLS (grpc.tls_* and a client "

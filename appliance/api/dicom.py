@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import struct
 from dataclasses import dataclass, field
@@ -218,8 +219,9 @@ def tls_context(cfg: DicomConfig, state_dir: Path | None) -> ssl.SSLContext | No
 
 # -- the server -------------------------------------------------------------------------------
 class DicomServer(TcpListener):
-    def __init__(self, cfg: DicomConfig, intake: IntakeService, state_dir: Path | None = None) -> None:
-        super().__init__("DICOM", cfg.host, cfg.port, "dicom.port", ssl=tls_context(cfg, state_dir))
+    def __init__(self, cfg: DicomConfig, intake: IntakeService, state_dir: Path | None = None,
+                 sock: socket.socket | None = None) -> None:
+        super().__init__("DICOM", cfg.host, cfg.port, "dicom.port", ssl=tls_context(cfg, state_dir), sock=sock)
         self._cfg = cfg
         self.max_connections = cfg.max_associations
         self._intake = intake

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 
 log = logging.getLogger(__name__)
 
 
 class TcpListener:
-    def __init__(self, protocol: str, host: str, port: int, config_key: str, ssl: object = None) -> None:
+    def __init__(self, protocol: str, host: str, port: int, config_key: str, ssl: object = None,
+                 sock: socket.socket | None = None) -> None:
         self._ssl = ssl  # an ssl.SSLContext: TLS on this port (DICOM's, PS3.15 Annex B)
+        self._sock = sock  # a listening socket systemd passed (socket activation), else bind host:port
         self._protocol, self._host, self._port, self._config_key = protocol, host, port, config_key
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
@@ -29,8 +32,12 @@ class TcpListener:
 
     async def _bind(self) -> int:
         try:
-            self._server = await asyncio.start_server(self._handle, self._host, self._port, reuse_address=True,
-                                                      ssl=self._ssl, ssl_handshake_timeout=30 if self._ssl else None)
+            tls = {"ssl": self._ssl, "ssl_handshake_timeout": 30 if self._ssl else None}
+            if self._sock is not None:
+                self._server = await asyncio.start_server(self._handle, sock=self._sock, **tls)  # type: ignore[arg-type]
+            else:
+                self._server = await asyncio.start_server(self._handle, self._host, self._port, reuse_address=True,
+                                                          **tls)  # type: ignore[arg-type]
         except OSError as e:
             raise OSError(f"cannot bind {self._protocol} to {self._host}:{self._port} (config key {self._config_key}): "
                           f"{e.strerror}") from None

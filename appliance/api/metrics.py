@@ -3,6 +3,8 @@ timings only; nothing here ever carries report text, a name or an identifier."""
 from __future__ import annotations
 
 import logging
+import socket
+import socketserver
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,8 +31,20 @@ def render(metrics: list[Metric]) -> str:
     return "\n".join(out) + "\n"
 
 
+class _Server(ThreadingHTTPServer):
+    """On a listening socket systemd passed (socket activation). TCPServer would open an AF_INET
+    socket of its own first, which the unit forbids (RestrictAddressFamilies=AF_UNIX)."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], sock: socket.socket) -> None:
+        host, port = sock.getsockname()[:2]
+        socketserver.BaseServer.__init__(self, (host, port), handler)
+        self.socket = sock
+        self.server_name, self.server_port = host, port
+
+
 class MetricsServer:
-    def __init__(self, cfg: MetricsConfig, collect: Callable[[], list[Metric]]) -> None:
+    def __init__(self, cfg: MetricsConfig, collect: Callable[[], list[Metric]],
+                 sock: socket.socket | None = None) -> None:
         self._cfg = cfg
         collect_ = collect
 
@@ -55,7 +69,7 @@ class MetricsServer:
                 pass
 
         try:
-            self._httpd = ThreadingHTTPServer((cfg.host, cfg.port), Handler)
+            self._httpd = _Server(Handler, sock) if sock is not None else ThreadingHTTPServer((cfg.host, cfg.port), Handler)
         except OSError as e:
             raise OSError(f"cannot bind metrics to {cfg.host}:{cfg.port} (config key metrics.port): "
                           f"{e.strerror}") from None

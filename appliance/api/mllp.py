@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 from ..config import MllpConfig
 from ..errors import InvalidMessage
@@ -23,8 +24,8 @@ def frame(payload: bytes) -> bytes:
 
 
 class MllpServer(TcpListener):
-    def __init__(self, cfg: MllpConfig, intake: IntakeService) -> None:
-        super().__init__("MLLP", cfg.host, cfg.port, "mllp.port")
+    def __init__(self, cfg: MllpConfig, intake: IntakeService, sock: socket.socket | None = None) -> None:
+        super().__init__("MLLP", cfg.host, cfg.port, "mllp.port", sock=sock)
         self._cfg = cfg
         self._intake = intake
         self.connections = 0

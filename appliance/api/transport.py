@@ -46,8 +46,11 @@ def add_server_port(server: grpc.Server, cfg: GrpcConfig, state_dir: Path = Path
     return port
 
 
-def add_unix_port(server: grpc.Server, path: Path, mode: int, group: str = "") -> Path:
-    """Listen on a unix socket too; the file mode is the access rule (0660: owner and group)."""
+def add_unix_port(server: grpc.Server, path: Path, mode: int, group: str = "",
+                  creds: grpc.ServerCredentials | None = None) -> Path:
+    """Listen on a unix socket too; the file mode is the access rule (0660: owner and group).
+    With `creds`, the socket speaks TLS: what systemd-socket-proxyd forwards from the TCP port
+    under socket activation (the TLS session, and the caller's certificate, end here)."""
     if len(str(path).encode()) > 107:  # sockaddr_un holds 108 bytes with its NUL
         raise OSError(f"{path} (config key grpc.unix_socket) is longer than a unix socket path may be "
                       "(107 bytes); use a shorter path such as /run/appliance/appliance.sock")
@@ -60,7 +63,8 @@ def add_unix_port(server: grpc.Server, path: Path, mode: int, group: str = "") -
         path.unlink()  # left by a daemon that did not stop cleanly
     old = os.umask(0o777 & ~mode)  # the socket is born with the right mode: no window before chmod
     try:
-        if server.add_insecure_port(f"unix:{path}") == 0:
+        added = server.add_secure_port(f"unix:{path}", creds) if creds else server.add_insecure_port(f"unix:{path}")
+        if added == 0:
             raise OSError(f"cannot listen on {path} (config key grpc.unix_socket)")
     finally:
         os.umask(old)

@@ -30,8 +30,13 @@ def render_config(state_dir: Path, model: Path, digest: str, *, grpc_port: int =
     integration and clinician roles), and the one the .deb installs (`installed`: plaintext TCP
     refused; roles by the person's groups) as /etc/appliance/appliance.toml."""
     access = (INSTALLED_ACCESS if installed else DEV_ACCESS)
+    ports = ("# Ports: systemd listens on the host and port of [mllp], [dicom] and [metrics] (appliance.socket),\n"
+             "# and of [grpc] when tls_cert_file is set (appliance-grpc.socket), and hands the sockets to the\n"
+             "# daemon. After changing one: systemctl daemon-reload && systemctl restart appliance.socket appliance\n"
+             "# Who may reach the ports from the network: systemctl edit appliance.socket (IPAddressAllow=).\n"
+             if installed else "")
     return f"""# Appliance configuration. Relative paths are relative to state_dir.
-state_dir = "{state_dir}"
+{ports}state_dir = "{state_dir}"
 
 [grpc]
 host = "127.0.0.1"
