@@ -197,7 +197,7 @@ class Daemon:
         self.worker = SummaryWorker(self.store, self.engine, cfg.model, self.hub, busy=self.intake.busy,
                                     examples=site_examples(cfg.state_dir))
         self.deid_stage = DeidStage(self.store, deid_secret, on_ready=lambda _id: self.worker.notify(),
-                                    busy=self.intake.busy)
+                                    busy=self.intake.busy, time_budget_s=cfg.deid.time_budget_s)
         self.deid_stage.start()
         self.retention = RetentionTask(self.store, cfg.retention)
         self.servicer.attach(self.store, self.intake, self.hub, self.worker.notify, self.worker.cancel,

@@ -176,6 +176,36 @@ def test_a_document_whose_deidentification_raises_is_failed_alone(store, monkeyp
     assert audit and "ValueError" in audit[0][0] and "POISON" not in audit[0][0]
 
 
+def test_a_document_over_its_time_budget_is_failed_with_the_reason_and_the_rest_go_on(store, monkeypatch):
+    """deid.time_budget_s: checked between the (linear) stages; a document over it is failed, says
+    why, and is not claimed again; the documents behind it are de-identified."""
+    import time
+
+    from appliance.deid import engine
+    from appliance.services import deid_stage as stage_mod
+    from appliance.services.intake import IntakeService
+
+    intake = IntakeService(store, SECRET)
+    for i in range(4):
+        body = "SLOW report: small effusion." if i == 1 else f"Report {i}: small effusion."
+        r = intake.commit_many([intake.prepare(oru(f"B-{i}", body).decode(), transport="mllp", deid_now=False)])[0]
+        assert r.outcome == "ACCEPTED"
+    real = engine.dictionary_spans
+
+    def slow_stage(text):  # stands for a stage that takes long on one input
+        if "SLOW" in text:
+            time.sleep(0.5)
+        return real(text)
+
+    monkeypatch.setattr(engine, "dictionary_spans", slow_stage)
+    engine.default_tagger()  # loaded once per process: not a document's time
+    stage = stage_mod.DeidStage(store, SECRET, lambda _id: None, time_budget_s=0.2)
+    assert stage.drain() == 3 and stage.failed == 1
+    assert stage.drain() == 0
+    audit = store._query("SELECT detail FROM audit WHERE action='document.deid_failed'")
+    assert audit and "deid.time_budget_s" in audit[0][0] and "SLOW" not in audit[0][0]
+
+
 # -- several patients in one ORU ------------------------------------------------------------------
 TWO_PATIENTS = "\r".join([
     "MSH|^~\\&|LAB|GH|APPLIANCE|GH|20261201120000||ORU^R01|MULTI-1|P|2.5.1",

@@ -205,6 +205,18 @@ applianced --check-config""")
         assert box.sh("systemctl is-active appliance").stdout.strip() == "active"
         assert doc in box.sh("appliancectl documents").stdout and before.count("\n") >= 1
 
+        # Key rotation on the package's encrypted credentials: the sockets stopped too (a connection
+        # would start the daemon), the data kept, the credential replaced, the daemon back on it.
+        cred_before = box.sh("sha256sum /etc/appliance/credentials/db.key.cred").stdout.split()[0]
+        r = box.sh("systemctl stop appliance.socket appliance && appliancectl rotate-key 2>&1 && "
+                   "systemctl start appliance", timeout=300)
+        assert "documents kept" in r.stdout, r.stdout
+        assert box.sh("sha256sum /etc/appliance/credentials/db.key.cred").stdout.split()[0] != cred_before
+        assert box.sh("ls /etc/appliance/credentials").stdout.split() == ["audit.key.cred", "db.key.cred",
+                                                                          "deid.key.cred"]
+        assert box.sh("stat -c %U /var/lib/appliance/appliance.db").stdout.strip() == "appliance"
+        assert doc in box.sh("appliancectl documents").stdout
+
         # The installed unit's hardening, as systemd scores it.
         sec = box.sh("systemd-analyze security appliance.service --no-pager").stdout
         score = float(re.search(r"Overall exposure level for appliance.service: ([0-9.]+)", sec).group(1))

@@ -138,3 +138,74 @@ def test_rotate_key_reencrypts_everything_and_the_old_key_no_longer_opens(state,
     shutil.copy(old_key, cfg.store.key_file)
     with pytest.raises(StoreKeyError, match="rotation was interrupted"):
         open_store(cfg.store.path, cfg.store.key_file)
+
+
+def test_rotate_key_with_the_packages_encrypted_credentials(state, tmp_path):
+    """A package install keeps its keys as systemd-creds credentials: `rotate-key` decrypts them
+    on tmpfs, writes the new key as a credential before the database is swapped, renames it over
+    the old one after, and, run again after an interruption on either side of the swap, finishes
+    with the data intact. No plaintext key is left behind."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from appliance.config import load_config
+    from appliance.store.credentials import cred_path, decrypt, encrypt
+    from conftest import SAMPLE, start_daemon, stop_daemon
+
+    if shutil.which("systemd-creds") is None:
+        pytest.skip("systemd-creds not installed")
+    cfg = load_config(state)
+    creds = tmp_path / "credentials"
+    creds.mkdir(mode=0o700)
+    try:
+        for name in ("db.key", "audit.key"):
+            encrypt(state.parent / name, name, cred_path(creds, name))
+    except StoreKeyError as e:
+        pytest.skip(f"systemd-creds cannot encrypt on this machine: {e}")
+    ctl = [sys.executable, "-m", "appliance.cli.main", "--config", str(state)]
+    run = start_daemon(state, tmp_path / "d.log")
+    try:
+        assert subprocess.run(ctl + ["submit", str(SAMPLE)], capture_output=True, timeout=60).returncode == 0
+    finally:
+        stop_daemon(run)
+    old_key = tmp_path / "old.key"
+    shutil.move(cfg.store.key_file, old_key)  # from here on the key exists only as a credential
+    before = cred_path(creds, "db.key").read_bytes()
+
+    def rotate() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(ctl + ["rotate-key", "--credentials", str(creds)], capture_output=True, text=True,
+                              timeout=180)
+
+    def current_key() -> Path:
+        out = tmp_path / f"clear-{len(list(tmp_path.glob('clear-*')))}"
+        decrypt(cred_path(creds, "db.key"), "db.key", out)
+        return out
+
+    r = rotate()
+    assert r.returncode == 0, r.stderr
+    assert "1 documents kept" in r.stdout and "systemd-creds" in r.stdout
+    assert cred_path(creds, "db.key").read_bytes() != before
+    assert sorted(p.name for p in creds.iterdir()) == ["audit.key.cred", "db.key.cred"]
+    assert not list(Path("/run").glob("appliance-keys.*"))  # the clear keys went with the rotation
+    with pytest.raises(StoreKeyError):
+        open_store(cfg.store.path, old_key)
+    store = open_store(cfg.store.path, current_key())
+    assert store.count_documents() == 1
+    store.close()
+
+    # Interrupted before the swap: a new key's credential that opens nothing is discarded.
+    spare = tmp_path / "spare.key"
+    write_new_key(spare)
+    encrypt(spare, "db.key", cred_path(creds, "db.key.new"))
+    assert rotate().returncode == 0
+    assert not cred_path(creds, "db.key.new").exists()
+    # Interrupted after the swap: only the pending credential opens the database; it is kept.
+    shutil.copy(cred_path(creds, "db.key"), cred_path(creds, "db.key.new"))
+    encrypt(spare, "db.key", cred_path(creds, "db.key"))
+    r = rotate()
+    assert r.returncode == 0, r.stderr
+    store = open_store(cfg.store.path, current_key())
+    assert store.count_documents() == 1
+    store.close()

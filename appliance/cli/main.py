@@ -204,15 +204,61 @@ def cmd_audit_export(args) -> int:
 
 def cmd_rotate_key(args) -> int:
     from ..config import load_config
+    from ..store.credentials import CRED_DIR, cred_path
     from ..store.lock import StateLock
     from ..store.rotate import rotate_key
 
     cfg = load_config(args.config)
+    cred_dir = args.credentials or (CRED_DIR if cred_path(CRED_DIR, "db.key").exists()
+                                    and not cfg.store.key_file.exists() else None)
     with StateLock(cfg.state_dir, "rotate-key"):
-        kept = rotate_key(cfg.store.path, cfg.store.key_file, audit_key_file=cfg.store.audit_key_file)
-    print(f"database re-encrypted under a new key: {kept} documents kept; new key in {cfg.store.key_file}. "
+        if cred_dir is None:
+            kept = rotate_key(cfg.store.path, cfg.store.key_file, audit_key_file=cfg.store.audit_key_file)
+            where = str(cfg.store.key_file)
+        else:
+            kept = _rotate_credential(cfg, Path(cred_dir))
+            where = f"{cred_path(Path(cred_dir), 'db.key')} (encrypted with systemd-creds)"
+    print(f"database re-encrypted under a new key: {kept} documents kept; new key in {where}. "
           "Back up the new key now: without it the database cannot be read.")
     return 0
+
+
+def _rotate_credential(cfg, cred_dir: Path) -> int:
+    """The package's keys are encrypted credentials: decrypted on tmpfs for the rotation, the new
+    key encrypted beside the old (db.key.new.cred) before the database is swapped, renamed over
+    it after. Run again after an interruption, it finishes what the last run began."""
+    from ..errors import StoreKeyError
+    from ..store import open_store
+    from ..store.credentials import clear_keys, cred_path, decrypt, encrypt
+    from ..store.rotate import rotate_key
+
+    current, pending = cred_path(cred_dir, "db.key"), cred_path(cred_dir, "db.key.new")
+    with clear_keys(cred_dir, ("db.key", "audit.key")) as tmp:
+        key, audit = tmp / "db.key", tmp / "audit.key"
+        if pending.exists():  # an interrupted rotation: keep whichever key opens the database
+            decrypt(pending, "db.key", tmp / "db.key.new")
+            try:
+                open_store(cfg.store.path, key).close()
+            except StoreKeyError:
+                open_store(cfg.store.path, tmp / "db.key.new").close()  # neither: its error says so
+                os.replace(pending, current)
+                os.replace(tmp / "db.key.new", key)
+            pending.unlink(missing_ok=True)
+        kept = rotate_key(cfg.store.path, key, audit_key_file=audit if audit.exists() else cfg.store.audit_key_file,
+                          persist_new=lambda new: encrypt(new, "db.key", pending),
+                          swapped=lambda: os.replace(pending, current))
+    _owned_like(cfg.state_dir, [cfg.store.path, Path(f"{cfg.store.path}-wal"), Path(f"{cfg.store.path}-shm"),
+                                cfg.state_dir / "run" / "lock"])
+    return kept
+
+
+def _owned_like(state_dir: Path, paths: list[Path]) -> None:
+    """Files root made in the service's state directory go to the service's user, or it could not
+    open them."""
+    st = state_dir.stat()
+    for p in paths:
+        if p.exists() and os.geteuid() == 0:
+            os.chown(p, st.st_uid, st.st_gid)
 
 
 def _warn_unsupported(final) -> None:
@@ -397,6 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(fn=cmd_certs_init)
 
     p = sub.add_parser("rotate-key", help="re-encrypt the database under a new random key (daemon stopped)")
+    p.add_argument("--credentials", type=Path, default=None,
+                   help="the directory of the encrypted keys (NAME.cred); default /etc/appliance/credentials "
+                        "when it holds db.key.cred and the config's key file does not exist (a package install)")
     p.set_defaults(fn=cmd_rotate_key)
     p = sub.add_parser("summary", help="print a document's summary")
     p.add_argument("doc_id")

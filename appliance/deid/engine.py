@@ -5,6 +5,7 @@ import re
 
 from ..domain import Deidentified, KnownIdentifiers, Span
 from .address import extend_addresses
+from .budget import check
 from .dictionary import dictionary_spans
 from .initials import join_initials
 from .institutions import acronym_places
@@ -45,8 +46,11 @@ def find_spans(text: str, known: KnownIdentifiers | None = None,
     """All PHI spans in `text`, merged, in original offsets: the rules and the learned tagger,
     each a second opinion on the other (a word either one calls PHI is replaced)."""
     text, blobs = mask_long_runs(text)
+    check("the rules")
     hard, rules = _rules(text, known, matcher)
+    check("the learned tagger")
     learned = (tagger or default_tagger()).spans(text, hard)
+    check("merging")
     if not learned:
         return merge(veto(text, rules) + blobs) if blobs else veto(text, rules)
     return merge(propagate_names(text, veto(text, fill(rules, learned, text))) + blobs)
@@ -82,8 +86,10 @@ def hard_spans(text: str, known: KnownIdentifiers | None = None,
 def _rules(text: str, known: KnownIdentifiers | None,
            matcher: KnownMatcher | None) -> tuple[list[Span], list[Span]]:
     hard = hard_spans(text, known, matcher)
+    check("the dictionaries")
     found, prose = dictionary_spans(text)
     found.extend(acronym_places(text))
+    check("addresses and names")
     spans = join_initials(text, merge(extend_addresses(text, merge(hard + found), prose)))
     return hard, merge(propagate_names(text, spans))
 

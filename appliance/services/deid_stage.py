@@ -7,6 +7,7 @@ import logging
 import threading
 
 from ..deid import deidentify
+from ..deid.budget import DeidTimeout, time_budget
 from ..store.db import Store
 from .priority import lower_priority, yield_to_intake
 
@@ -14,8 +15,9 @@ log = logging.getLogger(__name__)
 
 
 class DeidStage:
-    def __init__(self, store: Store, secret: bytes, on_ready, busy=lambda: False) -> None:
+    def __init__(self, store: Store, secret: bytes, on_ready, busy=lambda: False, time_budget_s: float = 30.0) -> None:
         self._store = store
+        self._budget = time_budget_s
         self._secret = secret
         self._on_ready = on_ready
         self._busy = busy  # intake is acknowledging messages right now: leave it the CPU
@@ -44,7 +46,15 @@ class DeidStage:
             for doc_id, patient_ref, text, known in batch:
                 try:
                     stored = self._store.patient_known(patient_ref)
-                    d = deidentify(text, known.merged(stored) if stored else known, self._secret)
+                    with time_budget(self._budget):
+                        d = deidentify(text, known.merged(stored) if stored else known, self._secret)
+                except DeidTimeout:
+                    reason = (f"de-identification took longer than its budget of {self._budget:g} s "
+                              "(deid.time_budget_s); not retried")
+                    log.error("document %s set aside: %s", doc_id, reason)
+                    self._store.fail_deid(doc_id, reason, "deid-stage")
+                    self.failed += 1
+                    continue
                 except Exception as e:  # noqa: BLE001 - one poison document must not stop the rest
                     # The exception's message may quote the report: only its type is kept.
                     reason = f"de-identification raised {type(e).__name__}"

@@ -7,6 +7,7 @@ KEY and KEY.new opens the database, and the daemon's error says so."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -19,8 +20,12 @@ def pending_key(key_file: Path) -> Path:
     return key_file.with_name(key_file.name + ".new")
 
 
-def rotate_key(db_path: Path, key_file: Path, actor: str = "appliancectl", audit_key_file: Path | None = None) -> int:
-    """Re-encrypt `db_path` under a new key written to `key_file`. Returns the documents kept."""
+def rotate_key(db_path: Path, key_file: Path, actor: str = "appliancectl", audit_key_file: Path | None = None,
+               persist_new: Callable[[Path], None] | None = None,
+               swapped: Callable[[], None] | None = None) -> int:
+    """Re-encrypt `db_path` under a new key written to `key_file`. Returns the documents kept.
+    Where the key lives elsewhere too (an encrypted credential), `persist_new(KEY.new)` stores the
+    new key there before the database is swapped, and `swapped()` makes it the current one after."""
     store = open_store(db_path, key_file)  # proves the current key, applies migrations
     before = store.count_documents()
     store.close()  # checkpoints the WAL into the file
@@ -28,6 +33,8 @@ def rotate_key(db_path: Path, key_file: Path, actor: str = "appliancectl", audit
     if new_key_file.exists():
         new_key_file.unlink()  # a rotation that failed before the swap: its key encrypts nothing
     write_new_key(new_key_file)
+    if persist_new is not None:
+        persist_new(new_key_file)
     new_key = read_key(new_key_file, "new store key")
     tmp = db_path.with_name(db_path.name + ".rekey")
     for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
@@ -60,6 +67,8 @@ def rotate_key(db_path: Path, key_file: Path, actor: str = "appliancectl", audit
     _fsync_dir(db_path.parent)
     os.replace(new_key_file, key_file)
     _fsync_dir(key_file.parent)
+    if swapped is not None:
+        swapped()
     store = open_store(db_path, key_file, audit_key_file)  # the rotation's row is keyed like the rest
     try:
         with store.transaction() as cur:
