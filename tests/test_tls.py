@@ -86,3 +86,78 @@ def test_mutual_tls_admits_only_clients_of_the_hospital_ca(state, tmp_path, pki)
         assert ctl(["--config", str(state), "documents"]) == 0
     finally:
         stop_daemon(run)
+
+
+PROXYD = Path("/lib/systemd/systemd-socket-proxyd")
+
+
+@pytest.mark.skipif(not shutil.which("systemd-socket-activate") or not PROXYD.exists(),
+                    reason="systemd-socket-activate or systemd-socket-proxyd not installed")
+def test_grpc_over_tcp_under_socket_activation_goes_through_the_proxy_still_mutual_tls(state, tmp_path, pki):
+    """The package's gRPC port: the daemon has no network, systemd-socket-proxyd forwards the TCP
+    connection byte for byte to the daemon's TLS unix socket. The client certificate still decides
+    who it is, and such a client is remote: no re-identification, no status, though it came in on a
+    unix socket."""
+    import os
+    import socket
+    import sys
+    import time
+
+    from appliance.config import load_config
+    from appliance.v1 import appliance_pb2 as pb
+    from appliance.v1 import appliance_pb2_grpc as pb_grpc
+    from conftest import free_port
+
+    text = state.read_text().replace('unix_socket_mode = 0o660', 'unix_socket_mode = 0o660\n'
+                                     f'tls_cert_file = "{pki / "server.pem"}"\n'
+                                     f'tls_key_file = "{pki / "server.key"}"\n'
+                                     f'tls_client_ca_file = "{pki / "hospital-ca.pem"}"')
+    text = text.replace("[access]\n", '[access]\ntls_subjects = { "his-engine" = ["integration", "clinician"] }\n', 1)
+    state.write_text(text)
+    cfg = load_config(state)
+    listen = [a for p in (cfg.mllp.port, cfg.dicom.port, cfg.metrics.port) for a in ("-l", f"127.0.0.1:{p}")]
+    log = (tmp_path / "d.log").open("w")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    daemon = subprocess.Popen(["systemd-socket-activate", *listen, sys.executable, "-m", "appliance.daemon",
+                               "--config", str(state)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    tls_sock = cfg.state_dir / "run" / "grpc-tls.sock"
+    gport = free_port()
+    proxy = None
+    try:
+        deadline = time.monotonic() + 120
+        while not tls_sock.exists():  # a first connection starts the daemon
+            try:
+                socket.create_connection(("127.0.0.1", cfg.mllp.port), timeout=1).close()
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "d.log").read_text()
+            time.sleep(0.3)
+        assert tls_sock.stat().st_mode & 0o777 == 0o600
+        proxy = subprocess.Popen(["systemd-socket-activate", "-l", f"127.0.0.1:{gport}", str(PROXYD), str(tls_sock)],
+                                 stdout=log, stderr=subprocess.STDOUT)
+        ca = (pki / "hospital-ca.pem").read_bytes()
+        creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=(pki / "his-engine.key").read_bytes(),
+                                             certificate_chain=(pki / "his-engine.pem").read_bytes())
+        deadline = time.monotonic() + 30
+        while not _health(gport, creds):
+            assert time.monotonic() < deadline, (tmp_path / "d.log").read_text()
+            time.sleep(0.3)
+        with grpc.secure_channel(f"localhost:{gport}", creds) as ch:
+            stub = pb_grpc.ApplianceStub(ch)
+            me = stub.WhoAmI(pb.WhoAmIRequest(), timeout=10)
+            assert me.actor.startswith("cert:") and "his-engine" in me.actor and not me.local
+            assert set(me.roles) == {"integration", "clinician"}
+            for call, req in ((stub.GetStatus, pb.GetStatusRequest()),
+                              (stub.Reidentify, pb.ReidentifyRequest(document_id="0" * 32))):
+                with pytest.raises(grpc.RpcError) as e:
+                    call(req, timeout=10)
+                assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED, e.value.details()
+        intruder = grpc.ssl_channel_credentials(root_certificates=ca, private_key=(pki / "intruder.key").read_bytes(),
+                                                certificate_chain=(pki / "intruder.pem").read_bytes())
+        assert not _health(gport, intruder)
+    finally:
+        for p in (proxy, daemon):
+            if p is not None:
+                p.terminate()
+                p.wait(30)
+        log.close()

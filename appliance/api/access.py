@@ -68,6 +68,9 @@ class RateLimited(ApplianceError):
 class Identity:
     actor: str  # "user:alice", "cert:CN=his-engine,O=GH", "tcp-plaintext"
     roles: frozenset[str]
+    # A person on this machine, proven by the kernel (SO_PEERCRED on the local unix socket). Not
+    # "any unix peer": under socket activation remote TLS clients arrive on a unix socket too.
+    local: bool = False
 
 
 current: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("identity", default=None)
@@ -134,7 +137,8 @@ class TicketServer:
                     with self._lock:
                         now = time.monotonic()
                         self._tickets = {t: v for t, v in self._tickets.items() if v[1] > now}
-                        self._tickets[ticket] = (Identity(f"user:{name}", roles), now + self._cfg.ticket_ttl_s)
+                        self._tickets[ticket] = (Identity(f"user:{name}", roles, local=True),
+                                                 now + self._cfg.ticket_ttl_s)
                     conn.sendall(ticket.encode() + b"\n")
                 except OSError as e:
                     log.warning("ticket socket: %s", e.strerror)

@@ -154,7 +154,7 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
 
     def Reidentify(self, request: pb.ReidentifyRequest, context: grpc.ServicerContext) -> pb.ReidentifyResponse:
         self._check()
-        if not context.peer().startswith("unix:"):
+        if not self._is_local():
             raise PermissionDenied("re-identification is served only on the local unix socket (config key "
                                    "grpc.unix_socket), to the group allowed to see patient identities")
         if not request.document_id:
@@ -166,11 +166,17 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
     def WhoAmI(self, request: pb.WhoAmIRequest, context: grpc.ServicerContext) -> pb.WhoAmIResponse:
         who = current.get()
         return pb.WhoAmIResponse(actor=who.actor if who else "", roles=sorted(who.roles) if who else [],
-                                 local=context.peer().startswith("unix:"))
+                                 local=self._is_local())
 
     @staticmethod
-    def _local_only(context: grpc.ServicerContext, what: str) -> None:
-        if not context.peer().startswith("unix:"):
+    def _is_local() -> bool:
+        """A person on this machine, proven by the kernel; a TLS client is remote even when it
+        reaches a unix socket (the TCP port's proxy under socket activation)."""
+        who = current.get()
+        return bool(who and who.local)
+
+    def _local_only(self, context: grpc.ServicerContext, what: str) -> None:
+        if not self._is_local():
             raise PermissionDenied(f"{what} is served only on the local unix socket (config key grpc.unix_socket)")
 
     def GetStatus(self, request: pb.GetStatusRequest, context: grpc.ServicerContext) -> pb.GetStatusResponse:
