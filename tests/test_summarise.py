@@ -240,11 +240,12 @@ def test_findings_stated_indirectly_are_read_and_named_in_the_impressions_regist
     assert old.chronic and not [f for f in read("Acute right rib fracture.") if f.affirmed][0].chronic
     r = summarise("FINDINGS: The cardiac silhouette remains moderately enlarged. Lungs are clear. No effusion.",
                   "hl7:ORU^R01", fake("Cardiac silhouette remains moderately enlarged."))
-    assert r.structured["impression"] == ["Stable moderate cardiomegaly."]
+    # Cardiomegaly is not an acute process of the lungs: the impression says so after it.
+    assert r.structured["impression"] == ["Stable moderate cardiomegaly.", "No acute pulmonary abnormality."]
     r = summarise("FINDINGS: Heart size normal. The right costophrenic angle is blunted. No pneumothorax.",
                   "hl7:ORU^R01", fake("Blunted right costophrenic angle."))
     assert r.structured["impression"] == ["Blunted right costophrenic angle."]  # an effusion to the reader
     assert not r.flags
     r = summarise("FINDINGS: Heart size normal. Large pleural air collection on the right.", "hl7:ORU^R01",
                   fake("Large pleural air collection on the right."))
-    assert r.structured["impression"] == ["Large right pneumothorax."]
+    assert r.structured["impression"] == ["Large right pneumothorax."]  # and nothing reassuring after it
