@@ -48,16 +48,11 @@ class DeidStage:
                     stored = self._store.patient_known(patient_ref)
                     with time_budget(self._budget):
                         d = deidentify(text, known.merged(stored) if stored else known, self._secret)
-                except DeidTimeout:
-                    reason = (f"de-identification took longer than its budget of {self._budget:g} s "
-                              "(deid.time_budget_s); not retried")
-                    log.error("document %s set aside: %s", doc_id, reason)
-                    self._store.fail_deid(doc_id, reason, "deid-stage")
-                    self.failed += 1
-                    continue
                 except Exception as e:  # noqa: BLE001 - one poison document must not stop the rest
                     # The exception's message may quote the report: only its type is kept.
-                    reason = f"de-identification raised {type(e).__name__}"
+                    reason = (f"de-identification took longer than its budget of {self._budget:g} s "
+                              "(deid.time_budget_s); not retried" if isinstance(e, DeidTimeout)
+                              else f"de-identification raised {type(e).__name__}")
                     log.error("document %s set aside: %s", doc_id, reason)
                     self._store.fail_deid(doc_id, reason, "deid-stage")
                     self.failed += 1
