@@ -160,11 +160,12 @@ _DEGREES = re.compile(r"\b(mild|moderate|marked|severe|slight|small|large|tiny|t
 _STABLE = re.compile(r"\b(?:stable|unchanged|again|persistent|remains|continued|redemonstrat\w*)\b", re.I)
 
 
-def named(text: str) -> list[str]:
+def named(text: str, mentions: list[Finding] | None = None) -> list[str]:
     """The impression's name for each finding `text` states only indirectly, with its side, degree
     and stability ("Cardiac silhouette remains moderately enlarged" -> "Stable moderate
-    cardiomegaly"); empty when every finding it affirms is already named."""
-    found = [f for f in read(text) if f.affirmed]
+    cardiomegaly"); empty when every finding it affirms is already named. `mentions`: read(text),
+    when the caller has it already."""
+    found = [f for f in (read(text) if mentions is None else mentions) if f.affirmed]
     direct = {f.observation for f in found if not f.cue}
     out: list[str] = []
     for f in found:

@@ -33,16 +33,15 @@ NO_ACUTE_LUNG = "No acute pulmonary abnormality."
 _CHEST = re.compile(r"(?i)\b(?:lung|lungs|pleural|cardiac|heart|mediastin\w*|chest|thora\w*|pneumothorax)\b")
 _FOLLOW = re.compile(r"(?i)\b(?:recommend\w*|follow[- ]?up|correlat\w*|further evaluation|repeat imaging|"
                      r"should be considered|advised)\b")
-# An acute finding outranks a chronic one; within each, an order: acute ones by urgency, chronic
-# ones by how often radiologists keep them in the impression of an otherwise normal study
+# An acute finding outranks a chronic one; within each, an order: acute ones (any kind not in
+# findings.CHRONIC) by urgency, chronic ones (CHRONIC, and the AGES kinds the report calls old or
+# stable) by how often radiologists keep them in the impression of an otherwise normal study
 # (measured on the Open-i train split; see LIKELY_MENTIONED), so that the one line such a study
 # gets is the one most worth reading.
 _ORDER = ["pneumothorax", "effusion", "consolidation", "edema", "cardiomegaly", "nodule", "lymphadenopathy",
-          "opacity", "interstitial", "atelectasis", "fracture", "hernia", "emphysema", "scarring", "device",
-          "postsurgical", "granuloma", "calcification", "degenerative", "scoliosis"]
-_CHRONIC_ORDER = ["emphysema", "hernia", "interstitial", "scarring", "opacity", "device", "atelectasis",
-                  "lymphadenopathy", "nodule", "scoliosis", "calcification", "granuloma", "postsurgical",
-                  "degenerative", "fracture", "pneumothorax", "effusion", "consolidation", "edema", "cardiomegaly"]
+          "opacity", "interstitial", "atelectasis", "fracture", "hernia"]
+_CHRONIC_ORDER = ["emphysema", "hernia", "interstitial", "scarring", "opacity", "device", "nodule", "scoliosis",
+                  "calcification", "granuloma", "postsurgical", "degenerative", "fracture"]
 
 Generate = Callable[[Prompt, threading.Event], Iterator[str]]
 
@@ -245,10 +244,11 @@ def _named_lines(lines: list[str]) -> list[str]:
     line twice."""
     out: list[str] = []
     for line in lines:
-        names = named(line)
+        mentions = read(line)
+        names = named(line, mentions)
         if names:
             head = "; ".join(names)
-            said = " ".join(names + [f.cue for f in read(line) if f.cue])
+            said = " ".join(names + [f.cue for f in mentions if f.cue])
             rest = line if len(_content(line) - _content(said)) > 2 else ""
             line = head[:1].upper() + head[1:] + ("" if not rest else " (" + rest.rstrip(".") + ")") + "."
         if line.lower() not in (x.lower() for x in out):
