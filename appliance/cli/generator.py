@@ -21,8 +21,8 @@ HEADER = ("# Written by appliance-generator from {src}: edit that file, then\n"
 
 def address(host: str, port: int) -> str:
     """A ListenStream= value: 127.0.0.1:2575, [::1]:2575, or 2575 alone for every address."""
-    if host in ("", "0.0.0.0", "::"):
-        return str(port) if host != "0.0.0.0" else f"0.0.0.0:{port}"
+    if host in ("", "::"):  # every address, IPv6 and IPv4
+        return str(port)
     try:
         return f"[{host}]:{port}" if ipaddress.ip_address(host).version == 6 else f"{host}:{port}"
     except ValueError:  # a host name: systemd listens on addresses only
