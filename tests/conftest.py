@@ -99,6 +99,18 @@ def start_daemon(config: Path, log: Path, timeout: float = 60.0) -> Running:
     raise RuntimeError(f"daemon not SERVING within {timeout}s: {run.output()}")
 
 
+def socket_activated(config: Path, log) -> subprocess.Popen:
+    """applianced under systemd's own `systemd-socket-activate`, holding the config's MLLP, DICOM
+    and metrics ports on loopback; the daemon starts at the first connection to one of them."""
+    from appliance.config import load_config
+
+    cfg = load_config(config)
+    listen = [a for p in (cfg.mllp.port, cfg.dicom.port, cfg.metrics.port) for a in ("-l", f"127.0.0.1:{p}")]
+    return subprocess.Popen(["systemd-socket-activate", *listen, sys.executable, "-m", "appliance.daemon",
+                             "--config", str(config)], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
 def stop_daemon(run: Running) -> int:
     if run.proc.poll() is None:
         run.proc.terminate()

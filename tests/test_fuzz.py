@@ -17,6 +17,7 @@ from appliance.ingest.hl7.ack import ack_plan
 from appliance.ingest.dicom.read import parse_dicom
 from appliance.services.intake import IntakeService
 from conftest import DATA, SAMPLE
+from mllp_client import MllpClient
 
 SECRET = b"f" * 32
 FUZZ = settings(max_examples=600, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -113,18 +114,6 @@ def mllp_server(store):
     server.stop()
 
 
-def _frame_ack(port: int, payload: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(b"\x0b" + payload + b"\x1c\r")
-        data = b""
-        while b"\x1c\r" not in data:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return data
-
-
 @FUZZ
 @given(chunks=st.lists(st.binary(max_size=300), max_size=6),
        framing=st.lists(st.sampled_from([b"\x0b", b"\x1c", b"\r", b"\x1c\r", b"\n"]), max_size=6))
@@ -144,4 +133,9 @@ def test_mllp_framer_answers_or_closes_and_keeps_serving(mllp_server, chunks, fr
         except OSError:
             pass
     # The listener still serves the next sender.
-    assert b"MSA|" in _frame_ack(port, SAMPLE.read_bytes())
+    client = MllpClient(port, timeout=10)
+    try:
+        ack = client.request(SAMPLE.read_bytes())
+    finally:
+        client.close()
+    assert ack is not None and b"MSA|" in ack

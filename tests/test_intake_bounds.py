@@ -149,15 +149,20 @@ def test_a_changed_message_under_a_reused_control_id_is_refused(daemon):
 
 
 # -- a poison document is set aside alone ---------------------------------------------------------
-def test_a_document_whose_deidentification_raises_is_failed_alone(store, monkeypatch):
-    from appliance.services import deid_stage as stage_mod
+def _accepted_for_deid(store, prefix: str, bodies: list[str]) -> None:
+    """One ORU per body, acknowledged and committed, waiting for the de-identification stage."""
     from appliance.services.intake import IntakeService
 
     intake = IntakeService(store, SECRET)
-    for i in range(5):
-        body = "POISON here" if i == 2 else f"Report {i}: small effusion."
-        r = intake.commit_many([intake.prepare(oru(f"P-{i}", body).decode(), transport="mllp", deid_now=False)])[0]
+    for i, body in enumerate(bodies):
+        r = intake.commit_many([intake.prepare(oru(f"{prefix}-{i}", body).decode(), transport="mllp", deid_now=False)])[0]
         assert r.outcome == "ACCEPTED"
+
+
+def test_a_document_whose_deidentification_raises_is_failed_alone(store, monkeypatch):
+    from appliance.services import deid_stage as stage_mod
+
+    _accepted_for_deid(store, "P", ["POISON here" if i == 2 else f"Report {i}: small effusion." for i in range(5)])
     real = stage_mod.deidentify
 
     def flaky(text, known, secret):
@@ -183,13 +188,9 @@ def test_a_document_over_its_time_budget_is_failed_with_the_reason_and_the_rest_
 
     from appliance.deid import engine
     from appliance.services import deid_stage as stage_mod
-    from appliance.services.intake import IntakeService
 
-    intake = IntakeService(store, SECRET)
-    for i in range(4):
-        body = "SLOW report: small effusion." if i == 1 else f"Report {i}: small effusion."
-        r = intake.commit_many([intake.prepare(oru(f"B-{i}", body).decode(), transport="mllp", deid_now=False)])[0]
-        assert r.outcome == "ACCEPTED"
+    _accepted_for_deid(store, "B", ["SLOW report: small effusion." if i == 1 else f"Report {i}: small effusion."
+                                    for i in range(4)])
     real = engine.dictionary_spans
 
     def slow_stage(text):  # stands for a stage that takes long on one input

@@ -24,20 +24,15 @@ PATIENT = ("Whitaker", "Eleanor", "MRN4471902", "Birchwood", "Rachel")  # the sa
 UPTIME_S = 120
 
 
-# Sends one HL7 ADT over MLLP to 127.0.0.1:PORT inside the container and prints the ACK.
-MLLP_SEND = """import socket, sys
+# Sends one HL7 ADT over MLLP to 127.0.0.1:PORT inside the container and prints the ACK, with
+# the tests' own client (copied beside it into the container).
+MLLP_SEND = """import sys
+from mllp_client import MllpClient
 port, cid = int(sys.argv[1]), sys.argv[2]
 msg = ("MSH|^~\\\\&|HIS|H|APP|A|20261201120000||ADT^A01|" + cid + "|P|2.5\\rEVN|A01|20261201120000\\r"
        "PID|1||" + cid + "^^^H^MR||Roe^Rachel||19600101|F\\r")
-with socket.create_connection(("127.0.0.1", port), timeout=240) as s:
-    s.sendall(b"\\x0b" + msg.encode() + b"\\x1c\\r")
-    buf = b""
-    while b"\\x1c\\r" not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-print(buf.strip(b"\\x0b\\x1c\\r").decode().replace("\\r", "\\n"))
+client = MllpClient(port, timeout=240)
+print((client.request(msg.encode()) or b"").decode().replace("\\r", "\\n"))
 """
 
 
@@ -178,6 +173,7 @@ applianced --check-config""")
         listen = box.sh("cat /run/systemd/generator/appliance.socket.d/50-listen.conf").stdout
         assert "ListenStream=127.0.0.1:2575" in listen, listen
         (rootfs / "root" / "mllp.py").write_text(MLLP_SEND)
+        shutil.copy(Path(__file__).parent / "mllp_client.py", rootfs / "root" / "mllp_client.py")
         ack = box.sh("/opt/appliance/venv/bin/python3 /root/mllp.py 2575 PKG-1", timeout=120).stdout
         assert "MSA|AA|PKG-1" in ack, ack
         assert box.sh("systemctl show appliance -p NRestarts").stdout.strip() == "NRestarts=0"

@@ -91,23 +91,19 @@ def test_daemon_serves_the_sockets_systemd_passes(state, tmp_path):
     """Socket activation with systemd's own tool: the daemon binds nothing, serves MLLP, DICOM and
     metrics on the sockets it was given (matched by the config's ports), and the message that
     started it, sent before it was running, waits in the queue and is acknowledged."""
-    import os
     import socket
     import time
     import urllib.request
 
     sys.path.insert(0, str(Path(__file__).parent))
+    from conftest import socket_activated
     from mllp_client import MllpClient, msa
 
     from appliance.config import load_config
 
     cfg = load_config(state)
-    ports = (cfg.mllp.port, cfg.dicom.port, cfg.metrics.port)
-    args = [a for p in ports for a in ("-l", f"127.0.0.1:{p}")]
     log = (tmp_path / "daemon.log").open("w")
-    proc = subprocess.Popen(["systemd-socket-activate", *args, sys.executable, "-m", "appliance.daemon",
-                             "--config", str(state)], stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = socket_activated(state, log)
     try:
         deadline = time.monotonic() + 10
         while True:  # systemd-socket-activate is listening once a connect succeeds

@@ -98,15 +98,13 @@ def test_grpc_over_tcp_under_socket_activation_goes_through_the_proxy_still_mutu
     connection byte for byte to the daemon's TLS unix socket. The client certificate still decides
     who it is, and such a client is remote: no re-identification, no status, though it came in on a
     unix socket."""
-    import os
     import socket
-    import sys
     import time
 
     from appliance.config import load_config
     from appliance.v1 import appliance_pb2 as pb
     from appliance.v1 import appliance_pb2_grpc as pb_grpc
-    from conftest import free_port
+    from conftest import free_port, socket_activated
 
     text = state.read_text().replace('unix_socket_mode = 0o660', 'unix_socket_mode = 0o660\n'
                                      f'tls_cert_file = "{pki / "server.pem"}"\n'
@@ -115,11 +113,8 @@ def test_grpc_over_tcp_under_socket_activation_goes_through_the_proxy_still_mutu
     text = text.replace("[access]\n", '[access]\ntls_subjects = { "his-engine" = ["integration", "clinician"] }\n', 1)
     state.write_text(text)
     cfg = load_config(state)
-    listen = [a for p in (cfg.mllp.port, cfg.dicom.port, cfg.metrics.port) for a in ("-l", f"127.0.0.1:{p}")]
     log = (tmp_path / "d.log").open("w")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    daemon = subprocess.Popen(["systemd-socket-activate", *listen, sys.executable, "-m", "appliance.daemon",
-                               "--config", str(state)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    daemon = socket_activated(state, log)
     tls_sock = cfg.state_dir / "run" / "grpc-tls.sock"
     gport = free_port()
     proxy = None
