@@ -113,4 +113,13 @@ MIGRATIONS: list[str] = [
     ALTER TABLE audit ADD COLUMN mac INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX audit_ts ON audit(ts_ms);
     """,
+    # 8: the current version of a document is found through the index alone. Before, each
+    #    corrected result scanned every earlier version of its order for `superseded_by IS NULL`
+    #    (measured: a sender that re-sends one order's result went O(n) per message). The
+    #    patient-only index is the new one's prefix, so it goes.
+    """
+    DROP INDEX documents_patient;
+    DROP INDEX documents_ref;
+    CREATE INDEX documents_ref ON documents(patient_ref, document_ref, superseded_by);
+    """,
 ]
