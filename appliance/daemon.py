@@ -30,6 +30,7 @@ from .api.servicer import ApplianceServicer
 from .api.transport import add_server_port, add_unix_port, server_credentials, state_path
 from .config import DEFAULT_CONFIG_PATH, Config, load_config
 from .errors import ApplianceError, StoreKeyError
+from .ingest.hl7.validate import known_segments
 from .llm.engine import Engine, open_engine
 from .llm.prompt import site_examples
 from .llm.integrity import verify_model
@@ -204,6 +205,9 @@ class Daemon:
                              cfg.model.max_requested, cfg.model.summarize_on_arrival, status=self.status,
                              backups_dir=cfg.state_dir / "backups", max_followers=cfg.grpc.max_followers)
         if cfg.mllp.enabled:
+            # hl7apy's segment tables load in about 0.3 s: before the port opens, not on the
+            # event loop while the first sender (and every other connection) waits for an ACK.
+            known_segments()
             self.mllp = MllpServer(cfg.mllp, self.intake, sock=self.activated.get("mllp"))
             self.mllp_port = self.mllp.start()
         if cfg.dicom.enabled:

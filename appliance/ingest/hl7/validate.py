@@ -36,6 +36,11 @@ def _all_known_segments() -> frozenset[str]:
     return frozenset(out)
 
 
+def known_segments() -> frozenset[str]:
+    """Every segment id of the HL7 versions hl7apy knows (loaded once)."""
+    return _all_known_segments()
+
+
 def check_structure(segments: list[Segment], version: str) -> None:
     """Raise InvalidMessage naming the first segment that is not HL7."""
     known = _all_known_segments()
