@@ -11,7 +11,7 @@ import pytest
 
 from appliance.cli.init import test_model_path as smallest_model
 from appliance.config import ModelConfig
-from appliance.llm.findings import affirmed, negated, read
+from appliance.llm.findings import affirmed, negated, own_words, read
 from appliance.llm.grounding import check
 from appliance.llm.integrity import sha256_file
 from appliance.llm.sections import find, split
@@ -249,3 +249,44 @@ def test_findings_stated_indirectly_are_read_and_named_in_the_impressions_regist
     r = summarise("FINDINGS: Heart size normal. Large pleural air collection on the right.", "hl7:ORU^R01",
                   fake("Large pleural air collection on the right."))
     assert r.structured["impression"] == ["Large right pneumothorax."]  # and nothing reassuring after it
+
+
+def test_normality_stated_after_a_finding_negates_it():
+    """"Pulmonary vascular engorgement appears within limits of normal" denies congestion as
+    much as "no congestion" does; normality of something else in the sentence does not."""
+    assert negated("Heart size and pulmonary vascular engorgement appear within limits of normal.") == {"edema"}
+    assert not affirmed("Pulmonary vascularity is within normal limits.")
+    assert affirmed("There is a small left pleural effusion and the heart size is normal.") == {"effusion"}
+    assert affirmed("Heart is towards upper limits normal for size and may be mild pulmonary vascular congestion.") \
+        == {"edema"}
+
+
+def test_a_chronic_finding_is_named_in_the_reports_own_words_without_a_model():
+    """An otherwise normal study's one chronic line is the finding as the report names it, in a
+    few words: its qualifiers, not the sentence around it, never a word the report does not use."""
+    def line(sentence: str) -> list[str]:
+        r = summarise("FINDINGS: Heart size normal. No effusion. " + sentence, "hl7:ORU^R01",
+                      fake("THE MODEL WAS CALLED"))
+        assert not r.model_called and r.structured["impression_source"] == "rule"
+        return r.structured["impression"]
+
+    assert line("There are degenerative changes of the midthoracic spine.") == \
+        ["No acute cardiopulmonary abnormality.", "Degenerative changes."]
+    assert line("Stable right upper lobe calcified granuloma.")[1] == "Stable right upper lobe calcified granuloma."
+    assert line("The lungs are mildly hyperinflated with flattening of the diaphragms.")[1] == \
+        "Mildly hyperinflated lungs."
+    assert line("Hyperinflated lungs consistent with emphysema.")[1] == "Emphysema."
+    assert own_words("Pacemaker leads appear intact.", "device") == "Pacemaker leads."
+    assert own_words("The leads appear intact.", "device") == ""  # "Leads." alone: the sentence is kept
+    assert own_words("No emphysema.", "emphysema") == ""
+
+
+def test_findings_radiologists_follow_with_no_acute_say_so():
+    """A study whose only acute findings are of the kinds radiologists follow with "no acute ..."
+    (measured on Open-i train) says it after them; one with a finding that is not does not."""
+    r = summarise("FINDINGS: Minimal left basilar subsegmental atelectasis. No pleural effusion.", "hl7:ORU^R01",
+                  fake("Minimal left basilar subsegmental atelectasis."))
+    assert r.structured["impression"][-1] == "No acute pulmonary abnormality."
+    r = summarise("FINDINGS: Left lower lobe atelectasis and small left effusion.", "hl7:ORU^R01",
+                  fake("Left lower lobe atelectasis and small left effusion."))
+    assert "No acute" not in " ".join(r.structured["impression"])

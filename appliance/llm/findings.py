@@ -70,6 +70,10 @@ NEGATION = re.compile(r"\b(?:no|not|without|negative for|free of|clear of|resolv
                       re.I)
 _CLAUSE = re.compile(r"[;:]|,\s*(?:but|however|although)\b|\bbut\b|\bhowever\b|\botherwise\b|\bexcept\b"
                      r"|\bwhich\b|\bwith\b(?=[^.]*\b(?:no|without)\b)", re.I)
+# Normality stated after the finding, in its own phrase ("vascular engorgement appears within
+# limits of normal", "the mediastinal contours are unremarkable"): a negation as much as "no".
+_NORMAL_AFTER = re.compile(r"\w*(?:\s+(?!and\b|with\b|but\b|while\b)[\w-]+){0,3}?\s+(?:is|are|appears?|remains?|seems?)?\s*"
+                           r"(?:within (?:the )?(?:upper )?(?:limits of normal|normal limits)|normal\b|unremarkable)", re.I)
 # A sentence ends at . ! ? before white space (not inside "2.1" or "Dr.Smith"), or at a line end.
 _BOUNDARY = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")
 SIDES = re.compile(r"\b(left|right|bilateral(?:ly)?|both)\b", re.I)
@@ -145,8 +149,8 @@ def read(text: str) -> list[Finding]:
             hits += [(name, m.start("cue"), m.end(), _phrase(clause, m.start(), m.end()),
                       _inner_side(m.group(0)) or _side(clause, m.start(), m.end()))
                      for name, rx in _INDIRECT for m in rx.finditer(clause)]
-            for name, start, _end, cue, side in hits:
-                negated = bool(NEGATION.search(clause[:start]))
+            for name, start, end, cue, side in hits:
+                negated = bool(NEGATION.search(clause[:start]) or _NORMAL_AFTER.match(clause, end))
                 out.append(Finding(name, not negated, side, a, b, name in CHRONIC or (aged and name in AGES), cue))
     return out
 
@@ -188,3 +192,62 @@ def affirmed(text: str) -> set[str]:
 
 def negated(text: str) -> set[str]:
     return {f.observation for f in read(text) if not f.affirmed}
+
+
+# Words that end a finding's noun phrase on the left ("there are", "lungs show") and the
+# nouns a finding adjective takes after it ("degenerative changes", "hyperexpanded lungs").
+_LEFT_STOP = frozenset("there is are was were be been of with and or but by has have shows show demonstrates again "
+                       "also noted seen which that than to as from on in at for a an the this these appear appears seem seems".split())
+_HEADS = frozenset("changes change disease lungs lung markings deformity deformities clips clip granuloma granulomas "
+                   "nodule nodules infection sequela sequelae line lines catheter catheters tube tubes formation formations lead leads generator wires".split())
+
+
+_PREDICATE = re.compile(r"(?i)\b(?P<subject>[a-z]+)\s+(?:is|are|appears?|remains?)\s+(?:overall\s+)?"
+                        r"(?P<degree>(?:(?:mildly|moderately|markedly|severely|slightly|minimally)\s+)?)$")
+# Terms that do not name a finding alone ("Leads." says less than the sentence).
+_NOT_ALONE = frozenset("lead leads tube tubes clip clips lesion lesions mass masses".split())
+_CONCLUDES = re.compile(r"(?i)\b(?:consistent with|compatible with|in keeping with|suggest\w*|represent\w*|likely|probabl\w*|"
+                        r"diagnostic of|indicat\w*)\s+(?:\w+\s+){0,2}$")
+
+
+def own_words(sentence: str, observation: str) -> str:
+    """The report's own name for `observation` in `sentence`, as an impression line: the term
+    with the words that qualify it in its phrase ("Stable right upper lobe calcified granuloma",
+    "Multilevel degenerative changes"), without qualifiers that name another finding; empty
+    when the sentence states it only indirectly or names it by an adjective alone."""
+    rx = _TERMS.get(observation)
+    # A naming the report draws as its conclusion comes first ("hyperinflated lungs consistent
+    # with emphysema"), then the others in order.
+    found = list(rx.finditer(sentence)) if rx else []
+    for m in sorted(found, key=lambda m: not _CONCLUDES.search(sentence[max(0, m.start() - 30):m.start()])):
+        if not NEGATION.search(sentence[:m.start()]):
+            phrase = _own_phrase(sentence, m, observation)
+            if phrase:
+                return phrase
+    return ""
+
+
+def _own_phrase(sentence: str, m: re.Match[str], observation: str) -> str:
+    end = m.end() + len(re.match(r"[\w-]*", sentence[m.end():]).group())  # the whole word
+    left: list[str] = []
+    for word in reversed(sentence[:m.start()].split()):
+        bare = word.strip("()")
+        if not re.fullmatch(r"[A-Za-z][\w-]*", bare) or bare.lower() in _LEFT_STOP:
+            break
+        left.insert(0, bare)
+        if len(left) == 5:
+            break
+    left = [w for w in left if not any(r.match(w) for k, r in _TERMS.items() if k != observation)]
+    after = re.match(r"\s+([A-Za-z]+)\b", sentence[end:])
+    head = [after.group(1)] if after and after.group(1).lower() in _HEADS else []
+    if not head:
+        # A finding stated as a predicate ("the lungs are mildly hyperinflated") is named with
+        # its subject after it ("Mildly hyperinflated lungs").
+        pred = _PREDICATE.search(sentence[:m.start()])
+        if pred and pred.group("subject").lower() in _HEADS:
+            left, head = (pred.group("degree") or "").split(), [pred.group("subject").lower()]
+    words = left + [sentence[m.start():end]] + head
+    if len(words) == 1 and (re.search(r"(?:ed|ive|ous|al|ic)$", words[0], re.I) or words[0].lower() in _NOT_ALONE):
+        return ""  # "Hyperexpanded." or "Leads." is no line: the caller keeps the sentence
+    phrase = " ".join(words)
+    return phrase[:1].upper() + phrase[1:] + "."
