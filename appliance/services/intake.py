@@ -69,7 +69,7 @@ def message_key(h: MessageHeader) -> str:
 
 def _partial(text: str) -> MessageHeader | None:
     try:
-        return partial_header(split_segments(text)[0])
+        return partial_header(split_segments(text.split("\r", 1)[0])[0])
     except (InvalidMessage, IndexError):
         return None
 
@@ -144,7 +144,7 @@ class IntakeService:
         self.last_prepare = time.monotonic()
         header = None
         try:
-            header = read_header(split_segments(text)[0])
+            header = read_header(split_segments(text.split("\r", 1)[0])[0])  # the MSH alone
             key = message_key(header)
             seen = self._store.find_message(key)
             if seen is not None:  # fast path; the commit checks again under the write lock

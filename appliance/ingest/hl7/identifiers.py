@@ -18,6 +18,9 @@ _IDS = {("PID", 2), ("PID", 3), ("PID", 4), ("PID", 18), ("PID", 19), ("PID", 20
 _ADDRESSES = {("PID", 11), ("NK1", 4), ("NK1", 32), ("GT1", 5)}
 _PHONES = {("PID", 13), ("PID", 14), ("NK1", 5), ("NK1", 6), ("NK1", 31), ("GT1", 6), ("GT1", 7)}
 _DATES = {("PID", 7), ("PID", 29)}
+_IDENTIFYING: dict[str, list[int]] = {}
+for _seg, _n in sorted(_PATIENT_XPN | _OTHER_XPN | _XCN | _NDL | _IDS | _ADDRESSES | _PHONES | _DATES):
+    _IDENTIFYING.setdefault(_seg, []).append(_n)
 
 
 def _clean(v: str, enc: str) -> str:
@@ -84,10 +87,10 @@ def extract(segments: list[Segment], enc: str) -> KnownIdentifiers:
     patient_key = ""
     birth = ""
     for seg in segments:
-        for n in range(1, len(seg.fields)):
+        for n in _IDENTIFYING.get(seg.name, ()):  # most segments of a result carry none
             key = (seg.name, n)
-            raw = seg.fields[n]
-            if not raw or seg.name == "MSH":
+            raw = seg.fields[n] if n < len(seg.fields) else ""
+            if not raw:
                 continue
             for rep in repetitions(raw, enc):
                 if not rep:
