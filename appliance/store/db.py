@@ -27,6 +27,12 @@ from .schema import MIGRATIONS
 T = TypeVar("T")
 
 
+# The versions a new document replaces: the parent named by the replacement (TXA-13), or an
+# earlier version sent under the same unique document number (TXA-12), not yet superseded.
+CURRENT_VERSIONS = ("SELECT id FROM documents WHERE patient_ref=? AND document_ref IN (?, ?) AND id<>? "
+                    "AND superseded_by IS NULL")
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -252,12 +258,8 @@ class Store:
                         [(doc_id, s, o) for s, o in doc.surrogates.items()])
         self._merge_patient(cur, doc.patient_ref, doc.known)
         if doc.replaces_ref:
-            for (old_id,) in cur.execute(
-                    # the parent named by the replacement (TXA-13), or an earlier version sent
-                    # under the same unique document number (TXA-12)
-                    "SELECT id FROM documents WHERE patient_ref=? AND document_ref IN (?, ?) AND id<>? "
-                    "AND superseded_by IS NULL", (doc.patient_ref, doc.replaces_ref, doc.document_ref or doc.replaces_ref,
-                                                 doc_id)).fetchall():
+            for (old_id,) in cur.execute(CURRENT_VERSIONS, (doc.patient_ref, doc.replaces_ref,
+                                                            doc.document_ref or doc.replaces_ref, doc_id)).fetchall():
                 cur.execute("UPDATE documents SET status='SUPERSEDED', superseded_by=? WHERE id=?", (doc_id, old_id))
                 cur.execute("DELETE FROM jobs WHERE document_id=?", (old_id,))
                 self._audit(cur, actor, "document.superseded", old_id, f"by={doc_id}")
