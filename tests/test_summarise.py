@@ -290,3 +290,14 @@ def test_findings_radiologists_follow_with_no_acute_say_so():
     r = summarise("FINDINGS: Left lower lobe atelectasis and small left effusion.", "hl7:ORU^R01",
                   fake("Left lower lobe atelectasis and small left effusion."))
     assert "No acute" not in " ".join(r.structured["impression"])
+
+
+def test_a_density_explained_away_or_only_hypothetical_is_not_a_finding():
+    """A density the report attributes to overlying tissue, a skinfold or artifact, and a nodule
+    that "could be obscured", are not findings; an opacity merely exaggerated by overlap is."""
+    assert not affirmed("Nodular density projected over the left base XXXX secondary to soft tissue overlay.")
+    assert not affirmed("There is a curvilinear density along the right costophrenic sulcus which most likely "
+                        "represents a skinfold.")
+    assert not affirmed("Bony overlap in the lung apices could obscure a small pulmonary nodule.")
+    assert affirmed("Left upper lobe nodular opacity may be exaggerated by overlapping bone.") == {"nodule", "opacity"}
+    assert affirmed("Right lower lobe opacity related to pneumonia.") == {"opacity", "consolidation"}
