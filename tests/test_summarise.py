@@ -272,7 +272,7 @@ def test_a_chronic_finding_is_named_in_the_reports_own_words_without_a_model():
 
     assert line("There are degenerative changes of the midthoracic spine.") == \
         ["No acute cardiopulmonary abnormality.", "Degenerative changes."]
-    assert line("Stable right upper lobe calcified granuloma.")[1] == "Stable right upper lobe calcified granuloma."
+    assert line("Stable right upper lobe calcified granuloma.")[1] == "Stable granuloma."  # one finding, no site
     assert line("The lungs are mildly hyperinflated with flattening of the diaphragms.")[1] == \
         "Mildly hyperinflated lungs."
     assert line("Hyperinflated lungs consistent with emphysema.")[1] == "Emphysema."

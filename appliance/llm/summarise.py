@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .findings import named, own_words, read, sentences
+from .findings import affirmed, named, own_words, read, sentences
 from .grounding import Flag, check
 from .labs import is_lab_report, results
 from .prompt import MAX_LINE, PROMPT_VERSION, Prompt, note_prompt, radiology_prompt
@@ -180,7 +180,12 @@ def summarise(report: str, document_kind: str, generate: Generate, *, max_senten
 
 
 def _chronic_line(p: Positive, source: str) -> str:
-    return own_words(source[p.start:p.end], min(p.observations, key=_CHRONIC_ORDER.index))
+    """One finding named: the thing a sentence is about ("granuloma"), not a finding that only
+    qualifies it ("calcified" granuloma), when its words name just the one."""
+    sentence = source[p.start:p.end]
+    lines = [own_words(sentence, o) for o in sorted(p.observations, key=_CHRONIC_ORDER.index)]
+    single = [line for line in lines if line and len(affirmed(line) & p.observations) == 1]
+    return (single or lines)[0]
 
 
 def _pairs_with_no_acute(p: Positive, source: str) -> bool:
