@@ -248,7 +248,9 @@ def own_words(sentence: str, observation: str) -> str:
 
 
 def _own_phrase(sentence: str, m: re.Match[str], observation: str) -> str:
-    end = m.end() + len(re.match(r"[\w-]*", sentence[m.end():]).group())  # the whole word
+    end = m.end()
+    while end < len(sentence) and (sentence[end].isalnum() or sentence[end] in "-_"):
+        end += 1  # the whole word
     left: list[str] = []
     for word in reversed(sentence[:m.start()].split()):
         bare = word.strip("()")
