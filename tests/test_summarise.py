@@ -299,5 +299,7 @@ def test_a_density_explained_away_or_only_hypothetical_is_not_a_finding():
     assert not affirmed("There is a curvilinear density along the right costophrenic sulcus which most likely "
                         "represents a skinfold.")
     assert not affirmed("Bony overlap in the lung apices could obscure a small pulmonary nodule.")
+    assert not affirmed("Left costophrenic opacity may represent pleural or pericardial fat.")
+    assert not affirmed("Small rounded radiopaque density within the subcutaneous fat represents a fragment.")
     assert affirmed("Left upper lobe nodular opacity may be exaggerated by overlapping bone.") == {"nodule", "opacity"}
     assert affirmed("Right lower lobe opacity related to pneumonia.") == {"opacity", "consolidation"}

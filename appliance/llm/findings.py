@@ -76,13 +76,16 @@ _CLAUSE = re.compile(r"[;:]|,\s*(?:but|however|although)\b|\bbut\b|\bhowever\b|\
 _NORMAL_AFTER = re.compile(r"\w*(?:\s+(?!and\b|with\b|but\b|while\b)[\w-]+){0,3}?\s+(?:is|are|appears?|remains?|seems?)?\s*"
                            r"(?:within (?:the )?(?:upper )?(?:limits of normal|normal limits)|normal\b|unremarkable)", re.I)
 # A density the report explains away as something that is not disease ("nodular density ...
-# secondary to soft tissue overlay", "curvilinear density ... represents a skinfold"): measured on
+# secondary to soft tissue overlay", "curvilinear density ... represents a skinfold", pericardial
+# fat, overlying leads, a radiopaque or subcutaneous fragment): measured on
 # the Open-i train split, 18 of 24 such studies have no opacity, nodule or consolidation in the
 # radiologist's impression.
 _EXPLAINED_AWAY = re.compile(r"\b(?:(?:due|secondary|related|attributable) to (?:the )?(?:\w+ )?(?:overly\w*|overlapp\w*|"
                              r"superimpos\w*|soft tissues?|epicardial fat|breast|nipple|skin ?folds?|rotation|"
                              r"positioning|technique|artifact)|(?:represents?|reflects?|likely|probably) (?:a |an )?"
-                             r"(?:skin ?fold|artifact|summation|overlap\w*|superimpos\w*|confluence|nipple shadow))", re.I)
+                             r"(?:skin ?fold|artifact|summation|overlap\w*|superimpos\w*|confluence|nipple shadow|"
+                             r"(?:\w+ ){0,2}(?:pleural|pericardial|epicardial) fat|overlying (?:\w+ )?(?:telemetry|leads?|wires?|"
+                             r"clothing)|(?:projectile|bullet|metallic) fragments?)|\bradiopaque\b|\bsubcutaneous\b)", re.I)
 EXPLAINABLE = frozenset({"opacity", "nodule", "consolidation"})
 # A sentence ends at . ! ? before white space (not inside "2.1" or "Dr.Smith"), or at a line end.
 _BOUNDARY = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")
