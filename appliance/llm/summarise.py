@@ -7,7 +7,9 @@ each sentence) and given to the model, which only words the impression. An impre
 drops an acute finding the report affirms gets that finding's sentence back (calling an
 abnormal study normal is the most dangerous error a summary can make); a line that affirms a
 finding the report does not is removed and flagged. A report with no positive finding gets
-the normal impression without a model call. The radiologist's own IMPRESSION is kept whole."""
+the normal impression without a model call, and one with only chronic findings the normal
+impression and its one chronic line in the report's own words (findings.own_words). The
+radiologist's own IMPRESSION is kept whole."""
 from __future__ import annotations
 
 import json
