@@ -257,6 +257,7 @@ def test_normality_stated_after_a_finding_negates_it():
     assert negated("Heart size and pulmonary vascular engorgement appear within limits of normal.") == {"edema"}
     assert not affirmed("Pulmonary vascularity is within normal limits.")
     assert affirmed("There is a small left pleural effusion and the heart size is normal.") == {"effusion"}
+    assert affirmed("A 5 mm nodule in the normal-appearing left lung.") == {"nodule"}
     assert affirmed("Heart is towards upper limits normal for size and may be mild pulmonary vascular congestion.") \
         == {"edema"}
 

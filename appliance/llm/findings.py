@@ -73,8 +73,9 @@ _CLAUSE = re.compile(r"[;:]|,\s*(?:but|however|although)\b|\bbut\b|\bhowever\b|\
                      r"|\bwhich\b|\bwith\b(?=[^.]*\b(?:no|without)\b)", re.I)
 # Normality stated after the finding, in its own phrase ("vascular engorgement appears within
 # limits of normal", "the mediastinal contours are unremarkable"): a negation as much as "no".
-_NORMAL_AFTER = re.compile(r"\w*(?:\s+(?!and\b|with\b|but\b|while\b)[\w-]+){0,3}?\s+(?:is|are|appears?|remains?|seems?)?\s*"
-                           r"(?:within (?:the )?(?:upper )?(?:limits of normal|normal limits)|normal\b|unremarkable)", re.I)
+_NORMAL_AFTER = re.compile(r"\w*(?:\s+(?!and\b|with\b|but\b|while\b)[\w-]+){0,3}?\s+(?:"
+                           r"(?:(?:is|are|appears?|remains?|seems?)\s+)?within (?:the )?(?:upper )?(?:limits of normal|normal limits)|"
+                           r"(?:is|are|appears?|remains?|seems?)\s+(?:normal|unremarkable)\b)", re.I)
 # A density the report explains away as something that is not disease ("nodular density ...
 # secondary to soft tissue overlay", "curvilinear density ... represents a skinfold", pericardial
 # fat, overlying leads, a radiopaque or subcutaneous fragment): measured on
@@ -262,7 +263,6 @@ def _own_phrase(sentence: str, m: re.Match[str], observation: str) -> str:
         left.insert(0, bare)
         if len(left) == 5:
             break
-    left = [w for w in left if not any(r.match(w) for k, r in _TERMS.items() if k != observation)]
     left = [w for w in left if _KEPT_QUALIFIER.fullmatch(w)]
     after = re.match(r"\s+([A-Za-z]+)\b", sentence[end:])
     head = [after.group(1)] if after and after.group(1).lower() in _HEADS else []
