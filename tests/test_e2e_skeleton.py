@@ -142,6 +142,22 @@ def test_wrong_key_exits_nonzero_naming_the_key_source(state, tmp_path):
     assert str(key_file) in proc.stderr and "key" in proc.stderr
 
 
+def test_a_port_in_use_exits_cleanly_naming_the_key(state):
+    """Another program on the MLLP port: the daemon says which key to change and exits 2, with
+    no crash report from stopping the parts that never started."""
+    import socket
+
+    port = load_config(state).mllp.port
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        proc = subprocess.run([sys.executable, "-m", "appliance.daemon", "--config", str(state)],
+                              capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2  # a start-up error, as for a bad key or config
+    assert "mllp.port" in proc.stderr and "address already in use" in proc.stderr
+    assert "uncaught" not in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_tampered_model_exits_naming_file_and_both_hashes(state, tmp_path):
     cfg = load_config(state)
     copy = tmp_path / "tampered.gguf"

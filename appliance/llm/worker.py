@@ -120,7 +120,8 @@ class SummaryWorker:
         self._stop.set()
         self._cancel.set()
         self._wake.set()
-        self._thread.join(timeout)
+        if self._thread.ident is not None:  # a daemon that failed to start never started it
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         lower_priority()

@@ -27,7 +27,8 @@ class RetentionTask:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(30)
+        if self._thread.ident is not None:  # a daemon that failed to start never started it
+            self._thread.join(30)
 
     def run_once(self) -> Purged:
         result = purge(self._store, days=self._cfg.days, audit_days=self._cfg.audit_days, batch=self._cfg.batch)
