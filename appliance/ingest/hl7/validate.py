@@ -20,7 +20,7 @@ _TABLE_VERSION = {"2.1": "2.2", "2.3.1": "2.3.1", "2.5.1": "2.5.1", "2.7.1": "2.
 
 
 @lru_cache(maxsize=None)
-def _known_segments(version: str) -> frozenset[str]:
+def _segments_of(version: str) -> frozenset[str]:
     try:
         lib = load_library(_TABLE_VERSION.get(version, version))
     except Exception:
@@ -29,21 +29,17 @@ def _known_segments(version: str) -> frozenset[str]:
 
 
 @lru_cache(maxsize=None)
-def _all_known_segments() -> frozenset[str]:
-    out: set[str] = set()
-    for v in ("2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2"):
-        out |= _known_segments(v)
-    return frozenset(out)
-
-
 def known_segments() -> frozenset[str]:
     """Every segment id of the HL7 versions hl7apy knows (loaded once)."""
-    return _all_known_segments()
+    out: set[str] = set()
+    for v in ("2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2"):
+        out |= _segments_of(v)
+    return frozenset(out)
 
 
 def check_structure(segments: list[Segment], version: str) -> None:
     """Raise InvalidMessage naming the first segment that is not HL7."""
-    known = _all_known_segments()
+    known = known_segments()
     for i, seg in enumerate(segments, start=1):
         if not _SEGMENT_ID.match(seg.name):
             raise InvalidMessage(f"segment {i} has an invalid segment id (expected three capitals, e.g. PID)",
