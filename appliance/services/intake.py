@@ -19,7 +19,7 @@ from ..domain import Document, MessageHeader
 from ..errors import InvalidMessage
 from ..ingest.dicom.read import parse_dicom
 from ..ingest.hl7.ack import acks_for
-from ..ingest.hl7.er7 import decode_message, split_batch, split_segments
+from ..ingest.hl7.er7 import decode_message, msh_segment, split_batch
 from ..ingest.hl7.header import partial_header, read_header
 from ..ingest.hl7.parse import ParsedMessage, parse
 from ..store.db import NewDocument, Store
@@ -69,7 +69,7 @@ def message_key(h: MessageHeader) -> str:
 
 def _partial(text: str) -> MessageHeader | None:
     try:
-        return partial_header(split_segments(text.split("\r", 1)[0])[0])
+        return partial_header(msh_segment(text))
     except (InvalidMessage, IndexError):
         return None
 
@@ -144,7 +144,7 @@ class IntakeService:
         self.last_prepare = time.monotonic()
         header = None
         try:
-            header = read_header(split_segments(text.split("\r", 1)[0])[0])  # the MSH alone
+            header = read_header(msh_segment(text))
             key = message_key(header)
             seen = self._store.find_message(key)
             if seen is not None:  # fast path; the commit checks again under the write lock

@@ -77,6 +77,11 @@ def split_segments(text: str) -> list[Segment]:
     return out
 
 
+def msh_segment(text: str) -> Segment:
+    """The message's MSH alone, without splitting the rest (a long result has hundreds of segments)."""
+    return split_segments(text.split("\r", 1)[0])[0]
+
+
 def components(value: str, enc: str) -> list[str]:
     return value.split(enc[0])
 
