@@ -73,9 +73,10 @@ _CLAUSE = re.compile(r"[;:]|,\s*(?:but|however|although)\b|\bbut\b|\bhowever\b|\
                      r"|\bwhich\b|\bwith\b(?=[^.]*\b(?:no|without)\b)", re.I)
 # Normality stated after the finding, in its own phrase ("vascular engorgement appears within
 # limits of normal", "the mediastinal contours are unremarkable"): a negation as much as "no".
-_NORMAL_AFTER = re.compile(r"\w*(?:\s+(?!and\b|with\b|but\b|while\b)[\w-]+){0,3}?\s+(?:"
-                           r"(?:(?:is|are|appears?|remains?|seems?)\s+)?within (?:the )?(?:upper )?(?:limits of normal|normal limits)|"
-                           r"(?:is|are|appears?|remains?|seems?)\s+(?:normal|unremarkable)\b)", re.I)
+_COPULA = r"(?:is|are|appears?|remains?|seems?)\s+"
+_NORMAL_AFTER = re.compile(rf"\w*(?:\s+(?!and\b|with\b|but\b|while\b)[\w-]+){{0,3}}?\s+(?:"
+                           rf"(?:{_COPULA})?within (?:the )?(?:upper )?(?:limits of normal|normal limits)|"
+                           rf"{_COPULA}(?:normal|unremarkable)\b)", re.I)
 # A density the report explains away as something that is not disease ("nodular density ...
 # secondary to soft tissue overlay", "curvilinear density ... represents a skinfold", pericardial
 # fat, overlying leads, a radiopaque or subcutaneous fragment): measured on
