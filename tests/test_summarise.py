@@ -15,7 +15,7 @@ from appliance.llm.findings import affirmed, negated, own_words, read
 from appliance.llm.grounding import check
 from appliance.llm.integrity import sha256_file
 from appliance.llm.sections import find, split
-from appliance.llm.summarise import NORMAL_CHEST, summarise, to_json
+from appliance.llm.summarise import NORMAL_CHEST, _named_lines, summarise, to_json
 from appliance.llm.think import strip_thinking
 
 REPORT = ("CLINICAL HISTORY: cough.\nCOMPARISON: none.\n"
@@ -249,6 +249,13 @@ def test_findings_stated_indirectly_are_read_and_named_in_the_impressions_regist
     r = summarise("FINDINGS: Heart size normal. Large pleural air collection on the right.", "hl7:ORU^R01",
                   fake("Large pleural air collection on the right."))
     assert r.structured["impression"] == ["Large right pneumothorax."]  # and nothing reassuring after it
+    # "Heart size is enlarged" is cardiomegaly by name; what else the sentence says of normal
+    # structures is left to the findings, while the place of a finding the name does not carry stays.
+    assert _named_lines(["Heart size is moderately enlarged, pulmonary vascularity within normal limits."]) \
+        == ["Moderate cardiomegaly."]
+    assert _named_lines(["Heart is large."]) == ["Cardiomegaly."]  # "large" names it; it is not its degree
+    assert _named_lines(["Redemonstration of right rib deformities from old trauma."]) \
+        == ["Stable possible fracture (Redemonstration of right rib deformities from old trauma)."]
 
 
 def test_normality_stated_after_a_finding_negates_it():

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 # Findings a chest or general radiology report affirms or denies. Written for this project.
 FINDING_TERMS: dict[str, str] = {
-    "cardiomegaly": r"cardiomegaly|cardiac enlargement|enlarged (?:heart|cardiac silhouette)|heart (?:size )?(?:is )?"
-                    r"(?:mildly |moderately |severely |markedly )?enlarged",
+    # "heart (size) is enlarged" is read in INDIRECT, so that an impression names it.
+    "cardiomegaly": r"cardiomegaly|cardiac enlargement|enlarged (?:heart|cardiac silhouette)",
     "effusion": r"(?:pleural )?effusions?|pleural fluid",
     "pneumothorax": r"pneumothora(?:x|ces)",
     "consolidation": r"consolidat\w*|airspace (?:disease|opacit\w*)|infiltrat\w*|pneumonia",
@@ -193,7 +193,7 @@ def named(text: str, mentions: list[Finding] | None = None) -> list[str]:
     for f in found:
         if not f.cue or f.observation in direct or f.observation not in _NAMES:
             continue
-        degree = _DEGREES.search(f.cue)
+        degree = _DEGREES.search(f.cue.rsplit(" ", 1)[0] if " " in f.cue else "")  # "large" is the cue, not its degree
         words = [("stable" if _STABLE.search(text[f.start:f.end]) else ""),
                  (degree.group(1).lower() if degree else ""),
                  (f.side if f.side and f.observation != "fracture" else ""), _NAMES[f.observation]]

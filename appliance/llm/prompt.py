@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-PROMPT_VERSION = "2026-12-01.r3"
+PROMPT_VERSION = "2026-12-01.r4"
 
 RADIOLOGY_SYSTEM = (
     "You write the IMPRESSION of a radiology report from its positive findings, as the radiologist "

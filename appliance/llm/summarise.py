@@ -265,8 +265,9 @@ def _grounded_lines(text: str, given: str, source: str) -> tuple[list[str], list
 
 def _named_lines(lines: list[str]) -> list[str]:
     """Each line that states a finding only indirectly ("Heart is large") in the register of an
-    impression ("Cardiomegaly."), the words that named it kept after it when it said more; no
-    line twice."""
+    impression ("Cardiomegaly."), the words that named it kept after it when they say more: where
+    (a rib, a lobe) or another finding, not what a name that carries its organ already says ("Heart
+    size is enlarged, pulmonary vascularity within normal limits" -> "Cardiomegaly."); no line twice."""
     out: list[str] = []
     for line in lines:
         mentions = read(line)
@@ -274,11 +275,18 @@ def _named_lines(lines: list[str]) -> list[str]:
         if names:
             head = "; ".join(names)
             said = " ".join(names + [f.cue for f in mentions if f.cue])
-            rest = line if len(_content(line) - _content(said)) > 2 else ""
+            more = len(_content(line) - _content(said)) > 2
+            located = all(f.observation in _NAMES_SAY_WHERE for f in mentions if f.affirmed and f.cue)
+            direct = any(f.affirmed and not f.cue for f in mentions)
+            rest = line if more and (direct or not located) else ""
             line = head[:1].upper() + head[1:] + ("" if not rest else " (" + rest.rstrip(".") + ")") + "."
         if line.lower() not in (x.lower() for x in out):
             out.append(line)
     return out
+
+
+# Findings whose impression name says where they are (the heart, the pulmonary vessels).
+_NAMES_SAY_WHERE = frozenset({"cardiomegaly", "edema"})
 
 
 def _follow_up(report: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -287,14 +295,14 @@ def _follow_up(report: str, start: int, end: int) -> list[tuple[int, int]]:
     return [(a + start, b + start) for a, b in sentences(part) if _FOLLOW.search(part[a:b])]
 
 
-_LEAD = re.compile(r"(?i)^(?:there (?:is|are)|again (?:seen|noted) (?:is|are)|the|a|an)\s+")
+_LEAD = re.compile(r"(?i)^(?:(?:there (?:is|are)|again (?:seen|noted) (?:is|are)|the|a|an)\s+)+")
 _TRAIL = re.compile(r"(?i)\s+(?:is|are) (?:again )?(?:noted|seen|present|identified|demonstrated)(?=[.]?$)")
 
 
 def _tidy(sentence: str) -> str:
     """A findings sentence in the impression's register: no "There is", no "is noted"."""
     s = _TRAIL.sub("", _LEAD.sub("", sentence.strip())).rstrip(". ")
-    return (s[:1].upper() + s[1:] + ".") if s else ""
+    return (s[:1].upper() + s[1:] + ("" if s.endswith(("?", "!")) else ".")) if s else ""
 
 
 def render(structured: dict[str, object]) -> str:
