@@ -221,3 +221,36 @@ def test_finding_the_version_a_correction_replaces_is_one_index_seek(tmp_path):
     s = open_store(tmp_path / "db", tmp_path / "k")
     plan = " ".join(str(row[-1]) for row in s._query("EXPLAIN QUERY PLAN " + CURRENT_VERSIONS, ("p", "a", "b", "x")))
     assert "USING INDEX documents_ref (patient_ref=? AND document_ref=? AND superseded_by=?)" in plan, plan
+
+
+def test_a_patients_identifiers_are_rewritten_only_when_a_message_adds_to_them(tmp_path, monkeypatch):
+    """A feed re-sends the same identifiers with every ADT update: the patient's row is written
+    when they add something (a new name, a new phone), or to keep "last heard of" (retention)
+    within the hour, not once per message."""
+    from appliance.domain import KnownIdentifiers, PersonName
+    from appliance.store import db
+
+    write_new_key(tmp_path / "k")
+    s = open_store(tmp_path / "db", tmp_path / "k")
+    clock = [1_000_000_000]
+    monkeypatch.setattr(db, "now_ms", lambda: clock[0])
+    first = KnownIdentifiers("MRN|1", patient_names=(PersonName("Whitaker", "Ann"),), phones=("555-0100",))
+
+    def merge(known: KnownIdentifiers) -> tuple[int, KnownIdentifiers]:
+        with s.transaction() as cur:
+            s._merge_patient(cur, "ref1", known)
+        [(updated, )] = s._query("SELECT updated_ms FROM patients WHERE patient_ref='ref1'")
+        stored = s.patient_known("ref1")
+        assert stored is not None
+        return updated, stored
+
+    assert merge(first) == (1_000_000_000, first)
+    clock[0] += 60_000
+    assert merge(KnownIdentifiers("MRN|1", phones=("555-0100",)))[0] == 1_000_000_000  # nothing new
+    clock[0] += 60_000
+    updated, stored = merge(KnownIdentifiers("MRN|1", phones=("555-0199",)))
+    assert updated == clock[0] and stored.phones == ("555-0100", "555-0199")
+    assert stored.patient_names == first.patient_names
+    clock[0] += db.PATIENT_TOUCH_MS
+    assert merge(first)[0] == clock[0]  # heard of again an hour later: retention sees it
+    s.close()

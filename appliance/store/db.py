@@ -99,6 +99,12 @@ class NewDocument:
     result_status: str = ""
 
 
+# A feed re-sends a patient's identifiers with every ADT update and result; the row is rewritten
+# only when they add something, or to refresh when the patient was last heard of (retention counts
+# in days) at most this often: one page less per message committed (measured, bench/hl7_intake_ab.py).
+PATIENT_TOUCH_MS = 3_600_000
+
+
 def known_to_json(k: KnownIdentifiers) -> str:
     # Hand-built rather than dataclasses.asdict: this runs on the ACK path of every ADT.
     d = {f: getattr(k, f) for f in ("patient_key", "record_numbers", "dates", "addresses", "postal_codes",
@@ -329,11 +335,18 @@ class Store:
         return dl_id
 
     def _merge_patient(self, cur: sqlcipher3.Cursor, patient_ref: str, known: KnownIdentifiers) -> None:
-        row = cur.execute("SELECT known_json FROM patients WHERE patient_ref=?", (patient_ref,)).fetchone()
-        merged = known_from_json(row[0]).merged(known) if row else known
+        row = cur.execute("SELECT known_json, updated_ms FROM patients WHERE patient_ref=?", (patient_ref,)).fetchone()
+        ts = now_ms()
+        if row:
+            stored = known_from_json(row[0])
+            merged = stored.merged(known)
+            if merged == stored and ts - row[1] < PATIENT_TOUCH_MS:
+                return  # nothing new, and "last heard of" is fresh enough for retention (counted in days)
+        else:
+            merged = known
         cur.execute("INSERT INTO patients(patient_ref, known_json, updated_ms) VALUES (?,?,?) "
                     "ON CONFLICT(patient_ref) DO UPDATE SET known_json=excluded.known_json, "
-                    "updated_ms=excluded.updated_ms", (patient_ref, known_to_json(merged), now_ms()))
+                    "updated_ms=excluded.updated_ms", (patient_ref, known_to_json(merged), ts))
 
     def patient_known(self, patient_ref: str) -> KnownIdentifiers | None:
         rows = self._query("SELECT known_json FROM patients WHERE patient_ref=?", (patient_ref,))
