@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     for case in CASES:
         if case not in ratios["this"]:
             continue
-        a, b = statistics.median(ratios["earlier"][case]), statistics.median(ratios["this"][case])
+        a = round(statistics.median(ratios["earlier"][case]), 3)
+        b = round(statistics.median(ratios["this"][case]), 3)
         print(f"{case:<10} {a:17.2f} {b:14.2f} {b / a:13.2f}")
         result[case] = {"earlier_ratio_median": a, "this_ratio_median": b, "this_vs_earlier": round(b / a, 2),
                         "earlier_ratios": ratios["earlier"][case], "this_ratios": ratios["this"][case]}
