@@ -1,5 +1,5 @@
 """DICOM intake against the real daemon, driven by dcmtk's storescu/echoscu (a PACS's own
-tools): association negotiation, C-ECHO, C-STORE of structured reports committed before
+tools) and pynetdicom's storescu/echoscu (a second implementation): association negotiation, C-ECHO, C-STORE of structured reports committed before
 Success, duplicates, refusals kept as dead letters, and the SR reader on third-party files."""
 from __future__ import annotations
 
@@ -280,3 +280,51 @@ def test_protocol_abuse_aborts_that_association_only(daemon, abuse):
         kind, _ = read_pdu(s)
         assert kind == 0x07  # A-ABORT
     test_echoscu_verifies_the_association(daemon)  # the listener serves the next peer
+
+
+# -- a second implementation: pynetdicom's own storescu / echoscu apps -------------------------
+def pynetdicom_app(app: str, port: int, *args: str, aec: str = "APPLIANCE") -> subprocess.CompletedProcess:
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "pynetdicom", app, "127.0.0.1", str(port), *args,
+                           "-aec", aec, "-aet", "PACS2", "-v"], capture_output=True, text=True, timeout=60)
+
+
+def test_pynetdicoms_storescu_is_served_like_dcmtks(daemon, tmp_path):
+    """The appliance speaks the upper layer itself (api/dicom.py says why): a second, independent
+    implementation negotiates, echoes, stores and hears refusals from it as dcmtk does."""
+    import pydicom
+
+    from io import BytesIO
+
+    port = dicom_port(daemon)
+    r = pynetdicom_app("echoscu", port)
+    assert r.returncode == 0 and "Received Echo Response (Status: 0x0000 - Success)" in r.stdout + r.stderr, \
+        r.stdout + r.stderr
+    path = tmp_path / "report.dcm"
+    path.write_bytes(make_sr(patient_name="ASHDOWN^CECILY", patient_id="MRN5551212"))
+    r = pynetdicom_app("storescu", port, str(path))
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "Received Store Response (Status: 0x0000 - Success)" in out, out
+    [doc] = [d for d in documents(daemon) if d.kind == "dicom:Basic Text SR"]
+    text = wait_deidentified(daemon, doc.id).deidentified_text
+    assert "Heart size normal" in text and "ashdown" not in text.lower() and "MRN5551212" not in text
+    # A report without text: 0xC000 with the reason as its Error Comment, kept as a dead letter.
+    ds = pydicom.dcmread(BytesIO(make_sr()))
+    del ds.ContentSequence
+    del ds.ConceptNameCodeSequence
+    empty = tmp_path / "empty.dcm"
+    ds.save_as(empty)
+    r = pynetdicom_app("storescu", port, str(empty))
+    out = r.stdout + r.stderr
+    assert "Received Store Response (Status: 0xC000 - Failure)" in out, out
+    [letter] = dead_letters(daemon)
+    assert letter.transport == "dicom" and "no text" in letter.reason
+    # An image: refused at negotiation (no context for CT), nothing stored.
+    r = pynetdicom_app("storescu", port, "-cx", str(DICOM_DATA / "CT_small.dcm"))
+    assert r.returncode != 0 and "No accepted presentation contexts" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert [d.id for d in documents(daemon) if d.kind.startswith("dicom:")] == [doc.id]
+    r = pynetdicom_app("echoscu", port, aec="SOMEONE_ELSE")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "Association Rejected" in out and "Called AE title not recognised" in out, out
+    assert "ashdown" not in daemon.output().lower()
