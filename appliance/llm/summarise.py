@@ -276,9 +276,9 @@ def _named_lines(lines: list[str]) -> list[str]:
             head = "; ".join(names)
             said = " ".join(names + [f.cue for f in mentions if f.cue])
             more = len(_content(line) - _content(said)) > 2
-            located = all(f.observation in _NAMES_SAY_WHERE for f in mentions if f.affirmed and f.cue)
+            organ_in_name = all(f.observation in _NAMES_SAY_WHERE for f in mentions if f.affirmed and f.cue)
             direct = any(f.affirmed and not f.cue for f in mentions)
-            rest = line if more and (direct or not located) else ""
+            rest = line if more and (direct or not organ_in_name) else ""
             line = head[:1].upper() + head[1:] + ("" if not rest else " (" + rest.rstrip(".") + ")") + "."
         if line.lower() not in (x.lower() for x in out):
             out.append(line)
