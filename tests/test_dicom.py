@@ -7,6 +7,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -284,8 +285,6 @@ def test_protocol_abuse_aborts_that_association_only(daemon, abuse):
 
 # -- a second implementation: pynetdicom's own storescu / echoscu apps -------------------------
 def pynetdicom_app(app: str, port: int, *args: str, aec: str = "APPLIANCE") -> subprocess.CompletedProcess:
-    import sys
-
     return subprocess.run([sys.executable, "-m", "pynetdicom", app, "127.0.0.1", str(port), *args,
                            "-aec", aec, "-aet", "PACS2", "-v"], capture_output=True, text=True, timeout=60)
 
