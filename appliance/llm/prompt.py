@@ -1,22 +1,23 @@
-"""What the model is asked, per document kind, with worked examples written for this project
-(never taken from a corpus). The model is given the report's positive findings (anchoring) and
-asked only for the wording of an impression; what it may write is bounded by a grammar."""
+"""What the model is asked, with worked examples written for this project (never taken from a
+corpus). The model is given a radiology report's positive findings (anchoring) and asked only
+for the wording of an impression; what it may write is bounded by a grammar, and any line that
+shares a distinctive phrase with the examples (and not with the report) is dropped: a small
+model copies its examples into a patient's summary. Notes are not given to the model at all
+(notes.py): their medication changes must be copied exactly, which extraction does and a
+0.5B model, measured, did not."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-PROMPT_VERSION = "2026-12-01.r4"
+PROMPT_VERSION = "2026-12-07.r5"
 
 RADIOLOGY_SYSTEM = (
     "You write the IMPRESSION of a radiology report from its positive findings, as the radiologist "
     "would sign it: one to three short lines, most important first, each a noun phrase. Keep every "
     "side, size, unit and location exactly as given. Never add a finding, never drop one, no advice.")
-
-NOTE_SYSTEM = (
-    "You summarise a clinical note for the next clinician in at most four lines, each starting with "
-    "'Problem:', 'Medication:' or 'Follow-up:'. Use only what the note states; copy numbers exactly.")
 
 # (positive findings as given to the model, the impression it should write). Written here.
 RADIOLOGY_EXAMPLES: list[tuple[list[str], str]] = [
@@ -31,13 +32,6 @@ RADIOLOGY_EXAMPLES: list[tuple[list[str], str]] = [
     (["Small right apical pneumothorax measuring 1.5 cm.", "Right chest tube in place."],
      "Small right apical pneumothorax, 1.5 cm.\nRight chest tube in place."),
 ]
-NOTE_EXAMPLES: list[tuple[str, str]] = [
-    ("Pt with CHF exacerbation, diuresed with furosemide 40 mg IV, weight down 1.2 kg. Started metoprolol "
-     "25 mg. Plan echo tomorrow, recheck K in am.",
-     "Problem: CHF exacerbation, weight down 1.2 kg after diuresis.\nMedication: furosemide 40 mg IV given; "
-     "metoprolol 25 mg started.\nFollow-up: echo tomorrow; recheck K in the morning."),
-]
-
 
 @dataclass(frozen=True)
 class Prompt:
@@ -50,9 +44,6 @@ class Prompt:
 # a stack per character: measured 16 against 26 tokens/s, so line length is cut afterwards).
 RADIOLOGY_GRAMMAR = r'''root ::= line ("\n" line)? ("\n" line)?
 line ::= [A-Za-z0-9] [^\n]+
-'''
-NOTE_GRAMMAR = r'''root ::= item ("\n" item)? ("\n" item)? ("\n" item)?
-item ::= ("Problem: " | "Medication: " | "Follow-up: ") [^\n]+
 '''
 MAX_LINE = 160
 
@@ -86,10 +77,30 @@ def radiology_prompt(positive_sentences: list[str], extra: tuple[tuple[list[str]
     return Prompt(msgs, RADIOLOGY_GRAMMAR)
 
 
-def note_prompt(text: str) -> Prompt:
-    msgs = [{"role": "system", "content": NOTE_SYSTEM}]
-    for note, summary in NOTE_EXAMPLES:
-        msgs.append({"role": "user", "content": f"Note:\n{note}"})
-        msgs.append({"role": "assistant", "content": summary})
-    msgs.append({"role": "user", "content": f"Note:\n{text}"})
-    return Prompt(msgs, NOTE_GRAMMAR)
+_WORD = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
+_FUNCTION = frozenset("a an the of in on at to with and or is are was were be there this that for by as its no".split())
+
+
+def _grams(text: str, n: int = 3) -> set[tuple[str, ...]]:
+    words = _WORD.findall(text.lower())
+    return {g for g in zip(*(words[i:] for i in range(n))) if sum(w not in _FUNCTION for w in g) >= 2}
+
+
+def example_grams(extra: tuple[tuple[list[str], str], ...] = ()) -> set[tuple[str, ...]]:
+    """The distinctive three-word phrases of every worked example, its input and its output."""
+    out: set[tuple[str, ...]] = set()
+    for findings, impression in [*extra, *RADIOLOGY_EXAMPLES]:
+        for text in [*findings, impression]:
+            out |= _grams(text)
+    return out
+
+
+def drop_copied(lines: list[str], source: str,
+                extra: tuple[tuple[list[str], str], ...] = ()) -> tuple[list[str], list[str]]:
+    """(kept, dropped): a line that shares a distinctive phrase with the worked examples which
+    the source does not contain is a copy, whatever else it says."""
+    copyable = example_grams(extra) - _grams(source)
+    kept, dropped = [], []
+    for line in lines:
+        (dropped if _grams(line) & copyable else kept).append(line)
+    return kept, dropped

@@ -1,15 +1,19 @@
-"""One summary, start to finish, the same in the daemon and offline (`appliancectl summarize`):
-sections -> anchored findings -> the model's wording under a grammar -> grounding -> a
-structured record and its rendering for people.
+"""One summary, start to finish, the same in the daemon and offline (`appliancectl summarize`).
 
-Radiology: the positive findings are read deterministically from FINDINGS (with the span of
-each sentence) and given to the model, which only words the impression. An impression that
-drops an acute finding the report affirms gets that finding's sentence back (calling an
-abnormal study normal is the most dangerous error a summary can make); a line that affirms a
-finding the report does not is removed and flagged. A report with no positive finding gets
-the normal impression without a model call, and one with only chronic findings the normal
-impression and its one chronic line in the report's own words (findings.own_words). The
-radiologist's own IMPRESSION is kept whole."""
+What a document is comes from its content (doctype), then:
+- a document with its author's conclusion (IMPRESSION, CONCLUSION, INTERPRETATION, DIAGNOSIS,
+  ASSESSMENT, A/P, ...) is summarised by that conclusion, item by item as written; a critical
+  finding of the body it leaves out is added before it (extract);
+- a note (discharge, progress, nursing, consult) by its problems, medication changes and
+  follow-up in its own words (notes);
+- a laboratory report by its abnormal values as reported (labs);
+- a radiology report with no conclusion whose findings the reader knows: the model words the
+  impression from its positive sentences, anchored (a finding it drops comes back), grounded (a
+  line stating what the report does not is removed) and checked against the prompt's examples;
+- anything else by the body's abnormal sentences.
+Critical findings (critical) lead every summary and are stored in its structure. No line calls
+a study normal unless every sentence of the source says so: a sentence the reader cannot read
+is shown, not summed up as "normal". Every line carries the spans of the text it rests on."""
 from __future__ import annotations
 
 import json
@@ -18,15 +22,24 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from .critical import find_critical
+from .doctype import classify, family
+from .extract import Line, body_lines, classify_sentence, conclusion_lines, critical_classes, lead_with_critical
 from .findings import affirmed, named, own_words, read, sentences
 from .grounding import Flag, check
-from .labs import is_lab_report, results
-from .prompt import MAX_LINE, PROMPT_VERSION, Prompt, note_prompt, radiology_prompt
+from .labs import results
+from .notes import note_lines
+from .outline import Section, outline
+from .prompt import MAX_LINE, PROMPT_VERSION, Prompt, drop_copied, radiology_prompt
 from .sections import cut_middle, find, source_text, split
 from .think import strip_thinking
 
 NORMAL_CHEST = "No acute cardiopulmonary abnormality."
 NORMAL_OTHER = "No acute abnormality."
+# Where a report that is not a chest radiograph says nothing abnormal in any sentence.
+NORMAL_REPORTED = "No abnormality reported."
+# Where the text states nothing a summary could rest on (no finding, no conclusion).
+NOTHING_TO_SAY = "No summary: the report states no conclusion or finding that could be summarised; read the report."
 # Findings radiologists follow with "no acute ..." in the impression when they are all the study
 # shows (measured on the Open-i train split, share of such impressions that say it: cardiomegaly
 # 67-76%, hiatal hernia 91%, fracture 75%; atelectasis and nodules only when described as minor
@@ -59,18 +72,6 @@ class Result:
     tokens: int
     model_called: bool
     streamed: str = ""  # what the model wrote, as streamed
-
-
-def kind_of(document_kind: str, text: str) -> str:
-    """"radiology" for imaging reports (DICOM SR, ORU with findings/impression), "lab" for
-    results with values and ranges, else "note"."""
-    if document_kind.startswith("dicom:") or find(text, "findings") or find(text, "impression"):
-        return "radiology"
-    if is_lab_report(text):
-        return "lab"
-    if document_kind.startswith("hl7:ORU") and _CHEST.search(text):
-        return "radiology"
-    return "note"
 
 
 @dataclass(frozen=True)
@@ -107,17 +108,91 @@ def summarise(report: str, document_kind: str, generate: Generate, *, max_senten
               max_source_chars: int = 6000, cancel: threading.Event | None = None,
               on_text: Callable[[str], None] | None = None, model: str = "",
               opens_think: bool = False, examples: tuple[tuple[list[str], str], ...] = (),
-              chronic: str = "all") -> Result:
+              chronic: str = "all", on_line: Callable[[str], None] | None = None) -> Result:
     """`examples`: the site's own worked examples (prompt.site_examples), used before the built-in ones.
     `chronic`: which chronic findings of an otherwise normal study reach the impression: "all"
     (the default: no abnormal study is called normal), "likely" (those radiologists usually
-    keep), "none" (the house style "No acute abnormality"); they stay in `findings` either way."""
+    keep), "none" (the house style "No acute abnormality"); they stay in `findings` either way.
+    `on_text` sees the model's raw tokens (for measuring only: they are not yet grounded);
+    `on_line` each line of the summary once it has passed grounding, in order: what a client
+    may be shown while the rest is written."""
     cancel = cancel or threading.Event()
-    kind = kind_of(document_kind, report)
-    if kind == "lab":
-        return _lab(report, model)
-    if kind == "note":
-        return _note(report, generate, cancel, on_text, model, opens_think, max_source_chars)
+    doc_type = classify(report, document_kind)
+    fam = family(doc_type)
+    if fam == "lab":
+        result = _lab(report, model)
+    elif fam == "note":
+        result = _note(report, doc_type, model)
+    else:
+        sections = outline(report)
+        concluded, communicated = conclusion_lines(report, sections)
+        if concluded:
+            result = _concluded(report, doc_type, concluded, communicated, model)
+        elif doc_type == "radiology" and positive_sentences(source_text(report)[0]):
+            result = _radiology(report, generate, max_sentences, max_source_chars, cancel, on_text, model,
+                                opens_think, examples, chronic)
+        else:
+            result = _from_body(report, doc_type, sections, model)
+    if on_line:
+        for line in _strings(result.structured.get("impression")) or [
+                x for k in ("problems", "medication_changes", "follow_up") for x in _strings(result.structured.get(k))]:
+            on_line(line)
+    return result
+
+
+def _record(report: str, kind: str, doc_type: str, lines: list[Line], model: str, **more: object) -> dict[str, object]:
+    """The structure every summary shares: its lines with their spans and critical classes."""
+    critical = find_critical(report)
+    return {"kind": kind, "document_type": doc_type, "lines": [ln.to_dict() for ln in lines],
+            "critical": [c.to_dict() for c in critical], "is_critical": bool(critical),
+            "truncated": False, "flags": [], "prompt_version": PROMPT_VERSION, "model": model, **more}
+
+
+def _concluded(report: str, doc_type: str, concluded: list[Line], communicated: bool, model: str) -> Result:
+    """The author's conclusion leads, restated item by item; a critical finding it leaves out is
+    added before it from the body. Nothing is called normal that the author did not."""
+    lines = lead_with_critical(concluded, report)
+    structured = _record(report, "radiology", doc_type, lines, model,
+                         impression=[ln.text for ln in lines], impression_source="conclusion",
+                         report_impression="", findings=_findings(report), follow_up=_follow_ups(report),
+                         critical_communicated=communicated)
+    return Result(structured, render(structured), (), 0, False)
+
+
+def _from_body(report: str, doc_type: str, sections: list[Section], model: str) -> Result:
+    """No conclusion and nothing the chest reader can anchor a model on: the body's abnormal
+    sentences, critical first; "normal" only when every sentence of the body says so."""
+    lines, all_normal = body_lines(report, sections)
+    lines = lead_with_critical(lines, report)
+    origin = "body"
+    if not lines and all_normal:
+        chest = bool(_CHEST.search(report)) and doc_type == "radiology"
+        lines = [Line(NORMAL_CHEST if chest else NORMAL_REPORTED, (), "source-normal")]
+        origin = "source-normal"
+    if not lines:
+        lines = [Line(NOTHING_TO_SAY, (), "none")]
+        origin = "none"
+    structured = _record(report, "radiology", doc_type, lines, model, impression=[ln.text for ln in lines],
+                         impression_source=origin, report_impression="", findings=_findings(report),
+                         follow_up=_follow_ups(report))
+    return Result(structured, render(structured), (), 0, False)
+
+
+def _findings(report: str) -> list[dict[str, object]]:
+    return [{"observation": f.observation, "affirmed": f.affirmed, "side": f.side, "span": [f.start, f.end],
+             "sentence": report[f.start:f.end]} for f in read(report)]
+
+
+def _follow_ups(report: str) -> list[str]:
+    return [report[a:b] for sec in split(report) if sec.name in ("findings", "impression", "recommendation", "body")
+            for a, b in _follow_up(report, sec.start, sec.end)]
+
+
+def _radiology(report: str, generate: Generate, max_sentences: int, max_source_chars: int,
+               cancel: threading.Event, on_text: Callable[[str], None] | None, model: str, opens_think: bool,
+               examples: tuple[tuple[list[str], str], ...], chronic: str) -> Result:
+    """A radiology report with no conclusion whose positive findings the reader knows (the chest
+    radiograph's vocabulary): the model words the impression from them, anchored and grounded."""
     source, offset = source_text(report)
     source, truncated = cut_middle(source, max_source_chars)
     positives = positive_sentences(source)
@@ -127,23 +202,28 @@ def summarise(report: str, document_kind: str, generate: Generate, *, max_senten
         # usually keep; the others stay in `findings`.
         keep = LIKELY_MENTIONED if acute_study or chronic == "likely" else frozenset()
         positives = [p for p in positives if p.acute or p.observations & keep]
-    report_impression = find(report, "impression")
     chest = bool(_CHEST.search(report))
+    # Sentences neither normal nor read as a known finding: shown, never summed up as "normal".
+    unread = _unread_sentences(source, positives)
+    otherwise_normal = not unread
     streamed = ""
     tokens = 0
     lines: list[str]
+    spans: list[tuple[tuple[int, int], ...]] = []
     flags: list[Flag] = []
     chronic_line = "" if acute_study or not positives else _chronic_line(positives[0], source)
+    normal_line = NORMAL_CHEST if chest else NORMAL_OTHER
     if not positives:
-        lines = [NORMAL_CHEST if chest else NORMAL_OTHER]
-        origin = "rule"
+        lines = [normal_line] if otherwise_normal else []
+        origin = "source-normal"
     elif chronic_line:
         # One chronic finding in the report's own words (radiologists name it in a few words;
         # the sentence around it is detail the findings section keeps).
-        lines = [NORMAL_CHEST if chest else NORMAL_OTHER, chronic_line]
+        lines = ([normal_line] if otherwise_normal else []) + [chronic_line]
         origin = "rule"
     else:
         picked = positives[:max_sentences if acute_study else 1]
+        given = " ".join(source[p.start:p.end] for p in picked)
         prompt = radiology_prompt([source[p.start:p.end] for p in picked], examples)
         pieces = []
         for piece in strip_thinking(generate(prompt, cancel), opens_think):
@@ -152,8 +232,11 @@ def summarise(report: str, document_kind: str, generate: Generate, *, max_senten
             if on_text:
                 on_text(piece)
         streamed = "".join(pieces)
-        lines, removed = _grounded_lines(streamed, " ".join(source[p.start:p.end] for p in picked), source)
+        lines, removed = _grounded_lines(streamed, given, source)
         flags.extend(removed)
+        kept, copied = drop_copied(lines, source, examples)
+        flags.extend(Flag("example", line, "a phrase of the prompt's worked examples; removed") for line in copied)
+        lines = kept
         # Anchoring: an acute finding the report affirms must not vanish from the impression.
         said = {f.observation for line in lines for f in read(line) if f.affirmed}
         for p in picked:
@@ -161,24 +244,52 @@ def summarise(report: str, document_kind: str, generate: Generate, *, max_senten
                 lines.append(_tidy(source[p.start:p.end]))
                 said |= p.observations
         lines = _named_lines(lines)
-        if not acute_study:
-            lines.insert(0, NORMAL_CHEST if chest else NORMAL_OTHER)
-        elif chest and all(_pairs_with_no_acute(p, source) for p in positives if p.acute):
+        if not acute_study and otherwise_normal:
+            lines.insert(0, normal_line)
+        elif acute_study and chest and otherwise_normal and all(
+                _pairs_with_no_acute(p, source) for p in positives if p.acute):
             lines.append(NO_ACUTE_LUNG)
         origin = "model"
-    impression_text = "\n".join(lines)
+    whole = [Line(line, _support(line, source, offset, positives), origin if line not in (normal_line, NO_ACUTE_LUNG)
+                  else "source-normal", critical_classes(line)) for line in lines]
+    whole += [Line(_tidy(source[a:b]), ((a + offset, b + offset),), "body", critical_classes(source[a:b]))
+              for a, b in unread[:3]]
+    out = lead_with_critical([ln for ln in whole if ln.text], source, offset)
+    if not out:
+        out = [Line(NOTHING_TO_SAY, (), "none")]
+    impression_text = "\n".join(ln.text for ln in out)
     flags.extend(f for f in check(impression_text, report) if f not in flags)
-    findings = [{"observation": f.observation, "affirmed": f.affirmed, "side": f.side,
-                 "span": [f.start + offset, f.end + offset], "sentence": source[f.start:f.end]}
-                for f in read(source)]
-    follow_up = [report[a:b] for sec in split(report) if sec.name in ("findings", "impression", "recommendation", "body")
-                 for a, b in _follow_up(report, sec.start, sec.end)]
-    structured: dict[str, object] = {
-        "kind": "radiology", "impression": lines, "impression_source": origin,
-        "report_impression": report_impression.text(report) if report_impression else "",
-        "findings": findings, "follow_up": follow_up, "truncated": truncated,
-        "flags": [fl.render() for fl in flags], "prompt_version": PROMPT_VERSION, "model": model}
+    report_impression = find(report, "impression")
+    structured = _record(report, "radiology", "radiology", out, model, impression=[ln.text for ln in out],
+                         impression_source=origin,
+                         report_impression=report_impression.text(report) if report_impression else "",
+                         findings=[{"observation": f.observation, "affirmed": f.affirmed, "side": f.side,
+                                    "span": [f.start + offset, f.end + offset], "sentence": source[f.start:f.end]}
+                                   for f in read(source)],
+                         follow_up=_follow_ups(report))
+    structured["truncated"] = truncated
+    structured["flags"] = [fl.render() for fl in flags]
     return Result(structured, render(structured), tuple(flags), tokens, origin == "model", streamed)
+
+
+def _unread_sentences(source: str, positives: list[Positive]) -> list[tuple[int, int]]:
+    """Sentences of the source that are neither normal nor one of the positives read: the
+    reader does not know what they say, so a summary must not call the study normal."""
+    known = {(p.start, p.end) for p in positives}
+    out = []
+    for a, b in sentences(source):
+        if (a, b) in known or any(f.affirmed for f in read(source[a:b])):
+            continue
+        if classify_sentence(source[a:b]) != "normal":
+            out.append((a, b))
+    return out
+
+
+def _support(line: str, source: str, offset: int, positives: list[Positive]) -> tuple[tuple[int, int], ...]:
+    """The source sentences a line rests on: those stating the findings it names."""
+    names = {f.observation for f in read(line) if f.affirmed}
+    spans = [(p.start + offset, p.end + offset) for p in positives if p.observations & names]
+    return tuple(spans or [(p.start + offset, p.end + offset) for p in positives[:1]])
 
 
 def _chronic_line(p: Positive, source: str) -> str:
@@ -199,37 +310,24 @@ def _lab(report: str, model: str) -> Result:
     """Abnormal results as reported, in report order: exact numbers need no model."""
     found = results(report)
     abnormal = [r for r in found if r.abnormal]
-    lines = [r.render() for r in abnormal] or [f"All {len(found)} results within their reference ranges."]
-    structured: dict[str, object] = {
-        "kind": "lab", "impression": lines,
-        "abnormal": [{"test": r.test, "value": r.value, "unit": r.unit, "reference": r.reference, "flag": r.flag,
-                      "span": [r.start, r.end]} for r in abnormal],
-        "results": len(found), "truncated": False, "flags": [], "prompt_version": PROMPT_VERSION, "model": model}
+    lines = [Line(r.render(), ((r.start, r.end),), "lab", critical_classes(report[r.start:r.end])) for r in abnormal]
+    lines = lines or [Line(f"All {len(found)} results within their reference ranges.",
+                           tuple((r.start, r.end) for r in found), "source-normal")]
+    structured = _record(
+        report, "lab", "lab", lines, model, impression=[ln.text for ln in lines],
+        abnormal=[{"test": r.test, "value": r.value, "unit": r.unit, "reference": r.reference, "flag": r.flag,
+                   "span": [r.start, r.end]} for r in abnormal], results=len(found))
     return Result(structured, render(structured), (), 0, False)
 
 
-def _note(report: str, generate: Generate, cancel: threading.Event, on_text: Callable[[str], None] | None,
-          model: str, opens_think: bool, max_chars: int) -> Result:
-    text, truncated = cut_middle(report, max_chars)
-    pieces = []
-    tokens = 0
-    for piece in strip_thinking(generate(note_prompt(text), cancel), opens_think):
-        tokens += 1
-        pieces.append(piece)
-        if on_text:
-            on_text(piece)
-    streamed = "".join(pieces)
-    items: dict[str, list[str]] = {"problems": [], "medication_changes": [], "follow_up": []}
-    keys = {"problem": "problems", "medication": "medication_changes", "follow-up": "follow_up"}
-    for line in streamed.splitlines():
-        head, _, rest = line.partition(":")
-        if head.strip().lower() in keys and rest.strip():
-            items[keys[head.strip().lower()]].append(rest.strip())
-    flags = check(streamed, report)
-    structured: dict[str, object] = {"kind": "note", **items, "truncated": truncated,
-                                     "flags": [f.render() for f in flags], "prompt_version": PROMPT_VERSION,
-                                     "model": model}
-    return Result(structured, render(structured), tuple(flags), tokens, True, streamed)
+def _note(report: str, doc_type: str, model: str) -> Result:
+    """A note's problems, medication changes and follow-up in its own words (notes.py): doses
+    and drug names copied, never generated."""
+    parts = note_lines(report, outline(report))
+    every = [ln for key in ("problems", "medication_changes", "follow_up") for ln in parts[key]]
+    structured = _record(report, "note", doc_type, every, model,
+                         **{k: [ln.text for ln in v] for k, v in parts.items()})
+    return Result(structured, render(structured), (), 0, False)
 
 
 _CONTENT = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
@@ -306,7 +404,7 @@ def _tidy(sentence: str) -> str:
 
 
 def render(structured: dict[str, object]) -> str:
-    """The summary as a clinician reads it: impression first."""
+    """The summary as a clinician reads it: critical findings and the impression first."""
     out: list[str] = []
     if structured.get("kind") == "lab":
         out.append("ABNORMAL RESULTS:" if structured.get("abnormal") else "RESULTS:")
@@ -314,7 +412,7 @@ def render(structured: dict[str, object]) -> str:
     elif structured.get("kind") == "radiology":
         out.append("IMPRESSION:")
         out.extend(f"- {line}" for line in _strings(structured.get("impression")))
-        if structured.get("report_impression"):
+        if structured.get("report_impression") and structured.get("impression_source") != "conclusion":
             out.append(f"RADIOLOGIST'S IMPRESSION (as written): {structured['report_impression']}")
         if structured.get("follow_up"):
             out.append("FOLLOW-UP: " + " ".join(_strings(structured["follow_up"])))
@@ -324,6 +422,9 @@ def render(structured: dict[str, object]) -> str:
             items = _strings(structured.get(key))
             if items:
                 out.append(f"{title}: " + "; ".join(items))
+    if structured.get("is_critical"):
+        labels = sorted({str(c.get("label")) for c in structured.get("critical") or [] if isinstance(c, dict)})
+        out.insert(0, "CRITICAL: " + ", ".join(labels))
     if structured.get("truncated"):
         out.append("(summary written from a shortened report: the middle of the findings was omitted)")
     return "\n".join(out)

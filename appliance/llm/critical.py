@@ -1,0 +1,139 @@
+"""Critical and actionable findings, across modalities and note types, read with their context.
+
+Each class is a set of the names the field writes for it (ACR actionable findings, the
+emergencies of ECG, laboratory, pathology and ward notes). A mention counts only when ConText
+says it is asserted for this patient now: not negated ("no midline shift"), historical
+("history of PE"), hypothetical ("return if chest pain"), about a relative or resolved; and not
+in the sections that give the reason for the study (its indication asks a question, it does not
+answer it). What is found leads the summary and is stored as `critical` in its structure."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .context import assertion
+from .findings import sentences
+
+# class -> (label shown to a clinician, names). Written for this project from the ACR actionable
+# findings list and standard critical-result policies (ECG, laboratory, pathology, notes).
+CLASSES: dict[str, tuple[str, str]] = {
+    "hemorrhage": ("intracranial hemorrhage",
+                   r"(?:epidural|extradural|subdural|subarachnoid|intraparenchymal|intracerebral|intracranial|"
+                   r"intraventricular|parenchymal|cerebellar|brainstem|pontine)\s+(?:\w+\s+){0,2}(?:hemorrhage|haemorrhage|hematoma|"
+                   r"haematoma|hemorrhages|bleed)|\b(?:sdh|sah|edh|ich|ivh)\b|hemorrhagic (?:transformation|conversion|stroke)"),
+    "occlusion": ("vessel occlusion / acute infarct",
+                  r"(?:large[- ]vessel|basilar|vertebral|carotid|ica|m1|m2|mca|aca|pca|middle cerebral|anterior cerebral|"
+                  r"posterior cerebral|internal carotid|artery|arterial)\s+(?:\w+\s+){0,3}occlu\w+|"
+                  r"occlu\w+ (?:of|in) (?:the )?(?:\w+\s+){0,4}(?:artery|m1|m2|mca|ica|basilar)|\blvo\b|"
+                  r"(?:acute|evolving|subacute)\s+(?:\w+\s+){0,3}(?:infarct\w*|stroke)|restricted diffusion|stroke alert|"
+                  r"code stroke|venous sinus thrombosis|sinus thrombosis|dural venous"),
+    "mass_effect": ("midline shift / herniation",
+                    r"midline shift|(?:subfalcine|uncal|transtentorial|tonsillar|cerebral) herniation|herniation of the"
+                    r"|effacement of the (?:basal )?cisterns"),
+    "pulmonary_embolism": ("pulmonary embolism",
+                           r"pulmonary (?:arterial )?embol\w*|saddle embol\w*|\bpe\b|(?:lobar|segmental|subsegmental)\s+(?:\w+\s+)?"
+                           r"(?:embol\w*|filling defects?)|right heart strain|high probability (?:for |of )?(?:pulmonary )?embol\w*"),
+    "aortic": ("aortic dissection / rupture",
+               r"(?:aortic )?dissection|intramural hematoma|(?:ruptured|rupturing|leaking)\s+(?:\w+\s+){0,3}aneurysm|"
+               r"aneurysm\w*\s+(?:\w+\s+){0,2}(?:rupture|with rupture)|contained rupture|aortic rupture|aortic transection"),
+    "pneumothorax": ("pneumothorax", r"tension pneumothorax|pneumothorax|pneumothoraces"),
+    "free_air": ("free air / perforation",
+                 r"pneumoperitoneum|free (?:intraperitoneal )?air|perforat\w+|anastomotic leak|extraluminal (?:air|contrast|gas)"),
+    "bowel": ("bowel obstruction / ischemia",
+              r"(?:small[- ]bowel|large[- ]bowel|bowel|colonic)\s+obstruction|closed[- ]loop|\bsbo\b|volvulus|"
+              r"(?:bowel|mesenteric|intestinal)\s+ischemi\w*|pneumatosis|portal venous gas|mesenteric (?:arterial )?(?:embol\w*|thromb\w*)"),
+    "appendicitis": ("appendicitis", r"appendicitis"),
+    "cholecystitis": ("cholecystitis", r"cholecystitis"),
+    "torsion": ("torsion", r"torsion|torsed"),
+    "ectopic": ("ectopic pregnancy", r"ectopic|tubal pregnancy|absen\w* (?:of )?(?:chorionic )?villi|no chorionic villi"),
+    "cord": ("spinal cord compression / cauda equina",
+             r"cord compression|compression of the (?:spinal )?cord|cauda equina|(?:spinal )?epidural abscess|"
+             r"compress\w* (?:of |on )?(?:the )?(?:thecal sac|spinal cord|conus)"),
+    "malignancy": ("new malignancy / metastasis",
+                   r"carcinoma|malignan\w+|metasta\w+|lymphoma|leukemia|leukaemia|sarcoma|melanoma|neoplasm|cancer|"
+                   r"myeloma|glioblastoma|blasts\b|auer rods|adenocarcinoma|mesothelioma"),
+    "fracture": ("acute fracture",
+                 r"(?:femoral neck|intertrochanteric|subtrochanteric|hip|pelvic|acetabular|vertebral|spine|spinal|"
+                 r"burst|compression|odontoid|cervical|thoracic|lumbar|skull|temporal bone|unstable)\s+(?:\w+\s+){0,2}fractures?|"
+                 r"fractures? (?:of|through|involving) (?:the )?(?:\w+\s+){0,3}(?:femoral neck|femur|hip|vertebra\w*|"
+                 r"spine|odontoid|dens|skull|pelvis|acetabulum|[ctl]\d+)"),
+    "cardiac": ("STEMI / ischemia / heart block / arrhythmia",
+                r"st[- ]?(?:segment )?elevation|\bstemi\b|\bnstemi\b|myocardial infarction|complete heart block|"
+                r"third[- ]degree (?:av |atrioventricular )?block|high[- ]grade av block|mobitz (?:ii|type ii|2)|"
+                r"ventricular (?:tachycardia|fibrillation)|\bvt\b|\bvf\b|torsades|qtc? (?:interval )?(?:of )?(?:prolong\w*)|"
+                r"prolonged qtc?|tamponade|(?:lv|left ventricular|intracardiac|apical) thromb\w*|acute coronary syndrome|"
+                r"wellens|de winter|new lbbb"),
+    "critical_lab": ("critical laboratory value",
+                     r"critical(?:ly)? (?:high|low|value|result)|panic value|critical call"),
+    "sepsis": ("sepsis / shock",
+               r"septic shock|\bsepsis\b|\bseptic\b|(?:cardiogenic|hemorrhagic|hypovolemic|distributive)\s+shock|\bshock\b|"
+               r"bacteremia|positive blood cultures?|blood cultures? (?:\w+\s+){0,3}positive|gram[- ](?:negative|positive) "
+               r"(?:rods|cocci|bacilli|bacteremia)|massive transfusion|necrotizing fasciitis|angioedema|"
+               r"airway (?:compromise|obstruction)|ketoacidosis|\bdka\b|(?:gi|gastrointestinal|variceal) (?:bleed\w*|hemorrhage)|"
+               r"respiratory failure|cardiac arrest|code blue|anaphyla\w+|status epilepticus|mucormycosis|invasive fungal|"
+               r"giant cell arteritis|neutropenic fever|febrile neutropenia"),
+    "vascular": ("acute vascular finding",
+                 r"(?:deep (?:vein|venous) )?thrombosis|\bdvt\b|occlusive thromb\w*|acute (?:limb )?ischemi\w*|limb ischemi\w*|"
+                 r"placental abruption|abruption|arterial occlusion|compartment syndrome"),
+}
+_RX = {k: re.compile(rf"(?i)(?<![\w-])(?:{v})", re.I) for k, (_label, v) in CLASSES.items()}
+# A fracture or a nodule the report calls old is not acute.
+_OLD = re.compile(r"(?i)\b(?:old|healed|remote|chronic|stable|unchanged|prior|known|previously|again seen)\b")
+_AGE_MATTERS = frozenset({"fracture", "malignancy", "aortic", "occlusion"})
+# "Critical result discussed with ...", "read back", "notified": a communication, not a finding.
+COMMUNICATED = re.compile(r"(?i)\b(?:critical (?:result|value|finding|ecg|call)s?|called (?:to|in)|discussed with|communicated|"
+                          r"conveyed|notified|paged|read[- ]back|telephoned|by telephone|cath lab activated)\b")
+# Sections that ask a question rather than answer it.
+_QUESTION_SECTIONS = re.compile(r"(?im)^\s*(?:clinical (?:history|information|indication)|history|indications?|"
+                                r"reason for (?:exam|study|referral|consult\w*)|clinical|indication|"
+                                r"family history|fhx|past medical history|pmh|allergies)\s*:")
+_HEADING = re.compile(r"(?m)^\s*[A-Za-z][A-Za-z /&()'-]{1,40}:")
+
+
+@dataclass(frozen=True)
+class Critical:
+    cls: str
+    label: str
+    start: int  # the sentence, as offsets into the text read
+    end: int
+    term: str  # the words that named it
+
+    def to_dict(self) -> dict[str, object]:
+        return {"class": self.cls, "label": self.label, "term": self.term, "span": [self.start, self.end]}
+
+
+def question_ranges(text: str) -> list[tuple[int, int]]:
+    """Offsets of the sections that give a reason or history (to their next heading)."""
+    out = []
+    for m in _QUESTION_SECTIONS.finditer(text):
+        nxt = _HEADING.search(text, m.end())
+        out.append((m.start(), nxt.start() if nxt else len(text)))
+    return out
+
+
+def find_critical(text: str) -> list[Critical]:
+    """Every asserted critical finding, sentence by sentence, in text order."""
+    skip = question_ranges(text)
+    out: list[Critical] = []
+    for a, b in sentences(text):
+        if any(s <= a < e for s, e in skip):
+            continue
+        sentence = text[a:b]
+        for cls, rx in _RX.items():
+            for m in rx.finditer(sentence):
+                ctx = assertion(sentence, m.start(), m.end())
+                if not ctx.asserted:
+                    continue
+                if cls in _AGE_MATTERS and _OLD.search(sentence[max(0, m.start() - 40):m.end() + 25]):
+                    continue
+                if cls == "critical_lab" and not re.search(r"\d", sentence):
+                    continue
+                out.append(Critical(cls, CLASSES[cls][0], a, b, m.group(0)))
+                break
+    return out
+
+
+def is_communication(sentence: str) -> bool:
+    """A sentence that only records who was told (no finding of its own)."""
+    return bool(COMMUNICATED.search(sentence)) and not any(
+        rx.search(sentence) for cls, rx in _RX.items() if cls != "critical_lab")

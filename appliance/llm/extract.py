@@ -1,0 +1,167 @@
+"""Lines taken from the document itself, each with the span it rests on: the author's conclusion
+item by item, and where there is none, the sentences of the body that state something abnormal.
+
+Every sentence is read as normal (it only says that something is normal or absent), abnormal
+(it asserts an abnormal finding) or unknown (neither can be shown). A summary may say "normal"
+only when every sentence is normal; an unknown sentence is shown rather than called normal,
+because "I cannot tell" is better than a false "normal"."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .context import assertion
+from .critical import find_critical, is_communication, question_ranges
+from .findings import read, sentences
+from .outline import Section, conclusion_sections, items
+
+# Words that state an abnormality, whatever the organ or modality (prefixes and suffixes of the
+# field's vocabulary, not a list of findings): each is read with its ConText assertion.
+_ABNORMAL = re.compile(
+    r"(?i)\b(?:abnormal\w*|enlarg\w*|dilat\w*|distend\w*|thicken\w*|mass(?:es)?|lesions?|collections?|hematoma\w*|"
+    r"fractur\w*|occlu\w*|stenos\w*|stenotic|thromb\w*|embol\w*|effusions?|hemorrhag\w*|haemorrhag\w*|bleed\w*|"
+    r"infarct\w*|ischemi\w*|edema\w*|oedema|opacit\w*|consolidat\w*|nodul\w*|cysts?|cystic|calcifi\w*|hernia\w*|"
+    r"aneurysm\w*|dissect\w*|obstruct\w*|tears?|torn|ruptur\w*|displace\w*|deformit\w*|narrow\w*|erosi\w*|destruct\w*|"
+    r"lucen\w*|scleros\w*|sclerotic|hyperdens\w*|hypodens\w*|hyperintens\w*|hypointens\w*|hyperecho\w*|hypoecho\w*|"
+    r"enhanc\w*|restrict\w*|filling defects?|free (?:air|fluid)|shift|herniat\w*|compress\w*|atroph\w*|"
+    r"\w+itis|\w{3,}omas?|\w{3,}osis|\w+megaly|\w+ectasis|\w+pathy|elevat\w*|depress\w*|prolong\w*|decreas\w*|"
+    r"increas\w*|reduced|positive|suspicious|concerning|worrisome|suspect\w*|tumou?rs?|cancer\w*|carcinoma\w*|"
+    r"metasta\w*|malignan\w*|infiltrat\w*|hypokines\w*|akines\w*|dyskines\w*|regurgita\w*|block|tachycardi\w*|"
+    r"bradycardi\w*|fibrillation|flutter|atypi\w*|dysplas\w*|blasts?|necros\w*|necrotic|abscess\w*|perforat\w*|"
+    r"torsion|ectopic|leak\w*|shock|sepsis|septic|failure|injur\w*|contusion|laceration|avulsion|wall motion|"
+    r"pneumo\w+|anemi\w*|transfus\w*|critical|severe\w*|moderate\w*|mild\w*|small|large|new|worse\w*|progress\w*|"
+    r"significant|grade \d|stage \w+|ef (?:of )?\d+|\d+\s*%|(?:mm|cm)\b)")
+_NORMAL = re.compile(
+    r"(?i)\b(?:normal\w*|unremarkable|clear|patent|intact|no|not|without|negative|within (?:the )?normal limits|"
+    r"symmetric\w*|preserved|maintained|appropriate|physiologic\w*|satisfactory|well[- ]\w+|midline|"
+    r"none|absent|benign|noncontributory|stable|unchanged|resolved)\b")
+# A term of degree or size qualifies a finding; alone it states none ("normal size", "small bowel").
+_QUALIFIERS = re.compile(r"(?i)^(?:small|large|mild\w*|moderate\w*|severe\w*|new|significant|increas\w*|decreas\w*|"
+                         r"reduced|positive|elevat\w*|depress\w*|shift|grade \d|stage \w+|\d+\s*%|mm|cm|block|"
+                         r"critical|progress\w*|worse\w*|ef (?:of )?\d+)$")
+_NOT_FINDINGS = re.compile(r"(?i)^(?:diagnosis|prognosis|emphasis|thesis|hypothesis|basis|analysis|synthesis|"
+                           r"diagnoses|stoma|coma|aroma|chroma|trauma|gamma|soma|plasma|stigma|comma|dogma|"
+                           r"sympathy|empathy|therapy|approach|idiopathic)$")
+_LEAD = re.compile(r"(?i)^(?:(?:there (?:is|are)|again (?:seen|noted) (?:is|are)|the|a|an)\s+)+")
+_TRAIL = re.compile(r"(?i)\s+(?:is|are) (?:again )?(?:noted|seen|present|identified|demonstrated)(?=[.]?$)")
+
+
+@dataclass(frozen=True)
+class Line:
+    text: str
+    spans: tuple[tuple[int, int], ...]  # what it rests on, as offsets into the text summarised
+    origin: str  # "conclusion", "body", "model", "source-normal", "lab"
+    critical: tuple[str, ...] = field(default=())  # critical classes it asserts
+
+    def to_dict(self) -> dict[str, object]:
+        return {"text": self.text, "spans": [list(s) for s in self.spans], "origin": self.origin,
+                "critical": list(self.critical)}
+
+
+def abnormal_terms(sentence: str) -> list[str]:
+    """The words of `sentence` that assert an abnormality for this patient now."""
+    out = []
+    for m in _ABNORMAL.finditer(sentence):
+        word = m.group(0)
+        if _NOT_FINDINGS.match(word):
+            continue
+        if assertion(sentence, m.start(), m.end()).asserted:
+            out.append(word)
+    return out
+
+
+def classify_sentence(sentence: str) -> str:
+    """"abnormal", "normal" or "unknown"."""
+    found = abnormal_terms(sentence)
+    real = [w for w in found if not _QUALIFIERS.match(w)]
+    chest = [f for f in read(sentence) if f.affirmed]
+    if real or chest or find_critical(sentence):
+        return "abnormal"
+    if _NORMAL.search(sentence) and not found:
+        return "normal"
+    return "unknown"
+
+
+def tidy(sentence: str) -> str:
+    """A body sentence in a summary's register: no "There is", no "is noted", one line."""
+    s = " ".join(sentence.split())
+    s = _TRAIL.sub("", _LEAD.sub("", s)).rstrip(". ")
+    return (s[:1].upper() + s[1:] + ("" if s.endswith(("?", "!")) else ".")) if s else ""
+
+
+def critical_classes(text: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(c.cls for c in find_critical(text)))
+
+
+def conclusion_lines(doc: str, sections: list[Section]) -> tuple[list[Line], bool]:
+    """The author's conclusion, item by item, as written (whitespace collapsed); a sentence that
+    only records who was told is left out. Returns (lines, a critical result was communicated)."""
+    lines: list[Line] = []
+    communicated = False
+    for sec in conclusion_sections(doc, sections):
+        for a, b in items(doc, sec.start, sec.end):
+            sentence = doc[a:b]
+            if is_communication(sentence):
+                communicated = True
+                continue
+            text = " ".join(sentence.split())
+            if len(text) < 3 or not any(c.isalpha() for c in text):
+                continue
+            if not text.endswith((".", "?", "!", ")")):
+                text += "."
+            lines.append(Line(text, ((a, b),), "conclusion", critical_classes(sentence)))
+    return lines, communicated
+
+
+def body_sentences(doc: str, sections: list[Section]) -> list[tuple[int, int, str]]:
+    """(start, end, class) of every sentence outside the question, technique and conclusion
+    sections: what a document without a conclusion is summarised from."""
+    skip_roles = {"question", "technique", "conclusion", "comment", "medications", "follow_up"}
+    ranges = [(s.start, s.end) for s in sections if s.role not in skip_roles]
+    skip = question_ranges(doc)
+    out = []
+    for start, end in ranges:
+        for a, b in sentences(doc[start:end]):
+            a, b = a + start, b + start
+            if any(s <= a < e for s, e in skip):
+                continue
+            sentence = doc[a:b]
+            if is_communication(sentence):
+                continue
+            out.append((a, b, classify_sentence(sentence)))
+    return out
+
+
+def body_lines(doc: str, sections: list[Section], limit: int = 4) -> tuple[list[Line], bool]:
+    """The abnormal sentences of the body, critical first, at most `limit` besides the critical
+    ones; where none is abnormal, the unknown ones (never a normal line made up). Returns
+    (lines, every sentence is normal)."""
+    found = body_sentences(doc, sections)
+    abnormal = [(a, b) for a, b, c in found if c == "abnormal"]
+    unknown = [(a, b) for a, b, c in found if c == "unknown"]
+    picked = abnormal or unknown
+    lines = [Line(tidy(doc[a:b]), ((a, b),), "body", critical_classes(doc[a:b])) for a, b in picked]
+    lines = [ln for ln in lines if ln.text]
+    crit = [ln for ln in lines if ln.critical]
+    rest = [ln for ln in lines if not ln.critical]
+    return crit + rest[:max(0, limit - len(crit)) if crit else limit], not abnormal and not unknown and bool(found)
+
+
+def lead_with_critical(lines: list[Line], doc: str, offset: int = 0) -> list[Line]:
+    """Critical lines first (their order kept); a critical finding the lines do not assert
+    gets its own sentence from the document, at the top (`offset`: where `doc` starts in the
+    text summarised)."""
+    said = {c for ln in lines for c in ln.critical}
+    added: list[Line] = []
+    for c in find_critical(doc):
+        if c.cls in said:
+            continue
+        said.add(c.cls)
+        sentence = doc[c.start:c.end]
+        added.append(Line(tidy(sentence), ((c.start + offset, c.end + offset),), "body", critical_classes(sentence)))
+    everything = [ln for ln in lines if ln.critical] + added + [ln for ln in lines if not ln.critical]
+    out: list[Line] = []
+    for ln in everything:
+        if ln.text and ln.text.lower() not in (x.text.lower() for x in out):
+            out.append(ln)
+    return out
