@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from .context import assertion
 from .findings import sentences
+from .outline import Section, outline
 
 # class -> (label shown to a clinician, names). Written for this project from the ACR actionable
 # findings list and standard critical-result policies (ECG, laboratory, pathology, notes).
@@ -34,7 +35,7 @@ CLASSES: dict[str, tuple[str, str]] = {
                            r"pulmonary (?:arterial )?embol\w*|saddle embol\w*|\bpe\b|(?:lobar|segmental|subsegmental)\s+(?:\w+\s+)?"
                            r"(?:embol\w*|filling defects?)|right heart strain|high probability (?:for |of )?(?:pulmonary )?embol\w*"),
     "aortic": ("aortic dissection / rupture",
-               r"(?:aortic )?dissection|intramural hematoma|(?:ruptured|rupturing|leaking)\s+(?:\w+\s+){0,3}aneurysm|"
+               r"(?:aortic )?dissection|intramural hematoma|(?:ruptured|rupturing|leaking)\s+(?:[\w.]+\s+){0,6}aneurysm|"
                r"aneurysm\w*\s+(?:\w+\s+){0,2}(?:rupture|with rupture)|contained rupture|aortic rupture|aortic transection"),
     "pneumothorax": ("pneumothorax", r"tension pneumothorax|pneumothorax|pneumothoraces"),
     "free_air": ("free air / perforation",
@@ -63,6 +64,9 @@ CLASSES: dict[str, tuple[str, str]] = {
                 r"ventricular (?:tachycardia|fibrillation)|\bvt\b|\bvf\b|torsades|qtc? (?:interval )?(?:of )?(?:prolong\w*)|"
                 r"prolonged qtc?|tamponade|(?:lv|left ventricular|intracardiac|apical) thromb\w*|acute coronary syndrome|"
                 r"wellens|de winter|new lbbb"),
+    "device": ("malpositioned tube or line",
+               r"(?:tube|catheter|line|cannula)\b[^.;]{0,80}\b(?:(?:mainstem |main stem |lobar |segmental )?bronch(?:us|i|ial)|"
+               r"malposition\w*|misplace\w*|coiled in the (?:esophagus|pharynx))|malposition\w*|misplaced"),
     "critical_lab": ("critical laboratory value",
                      r"critical(?:ly)? (?:high|low|value|result)|panic value|critical call"),
     "sepsis": ("sepsis / shock",
@@ -83,13 +87,6 @@ _AGE_MATTERS = frozenset({"fracture", "malignancy", "aortic", "occlusion"})
 # "Critical result discussed with ...", "read back", "notified": a communication, not a finding.
 COMMUNICATED = re.compile(r"(?i)\b(?:critical (?:result|value|finding|ecg|call)s?|called (?:to|in)|discussed with|communicated|"
                           r"conveyed|notified|paged|read[- ]back|telephoned|by telephone|cath lab activated)\b")
-# Sections that ask a question rather than answer it.
-_QUESTION_SECTIONS = re.compile(r"(?im)^\s*(?:clinical (?:history|information|indication)|history|indications?|"
-                                r"reason for (?:exam|study|referral|consult\w*)|clinical|indication|"
-                                r"family history|fhx|past medical history|pmh|allergies)\s*:")
-_HEADING = re.compile(r"(?m)^\s*[A-Za-z][A-Za-z /&()'-]{1,40}:")
-
-
 @dataclass(frozen=True)
 class Critical:
     cls: str
@@ -102,18 +99,14 @@ class Critical:
         return {"class": self.cls, "label": self.label, "term": self.term, "span": [self.start, self.end]}
 
 
-def question_ranges(text: str) -> list[tuple[int, int]]:
-    """Offsets of the sections that give a reason or history (to their next heading)."""
-    out = []
-    for m in _QUESTION_SECTIONS.finditer(text):
-        nxt = _HEADING.search(text, m.end())
-        out.append((m.start(), nxt.start() if nxt else len(text)))
-    return out
+def question_ranges(text: str, sections: list[Section] | None = None) -> list[tuple[int, int]]:
+    """Offsets of the sections that give a reason or a history."""
+    return [(s.start, s.end) for s in (outline(text) if sections is None else sections) if s.role == "question"]
 
 
-def find_critical(text: str) -> list[Critical]:
+def find_critical(text: str, sections: list[Section] | None = None) -> list[Critical]:
     """Every asserted critical finding, sentence by sentence, in text order."""
-    skip = question_ranges(text)
+    skip = question_ranges(text, sections)
     out: list[Critical] = []
     for a, b in sentences(text):
         if any(s <= a < e for s, e in skip):

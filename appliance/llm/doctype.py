@@ -43,12 +43,13 @@ def classify(text: str, transport_kind: str = "") -> str:
     """One of FAMILY's keys."""
     if is_lab_report(text):
         return "lab"
-    head = "\n".join(text.strip().splitlines()[:3])
+    # The title: the first line, up to its first full stop.
+    head = re.split(r"(?<=[.!?])\s", text.strip().split("\n", 1)[0], maxsplit=1)[0][:120]
     scores: dict[str, float] = {}
     for t, rx in _RX:
         title = len(rx.findall(head))
         body = len(rx.findall(text))
-        scores[t] = 3.0 * title + min(body, 6)
+        scores[t] = 5.0 * title + min(body, 6)
     best = max(scores, key=lambda t: scores[t])
     if scores[best] == 0:
         if transport_kind.startswith("dicom:") or transport_kind.startswith("hl7:ORU"):

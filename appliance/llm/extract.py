@@ -30,7 +30,11 @@ _ABNORMAL = re.compile(
     r"bradycardi\w*|fibrillation|flutter|atypi\w*|dysplas\w*|blasts?|necros\w*|necrotic|abscess\w*|perforat\w*|"
     r"torsion|ectopic|leak\w*|shock|sepsis|septic|failure|injur\w*|contusion|laceration|avulsion|wall motion|"
     r"pneumo\w+|anemi\w*|transfus\w*|critical|severe\w*|moderate\w*|mild\w*|small|large|new|worse\w*|progress\w*|"
-    r"significant|grade \d|stage \w+|ef (?:of )?\d+|\d+\s*%|(?:mm|cm)\b)")
+    r"significant|grade \d|stage \w+|ef (?:of )?\d+|\d+\s*%|(?:mm|cm)\b|dysfunction|impair\w*|insufficien\w*|"
+    r"incompeten\w*|hypertroph\w*|polyps?|adenoma\w*|varic\w*|hypoxi\w*|hypotens\w*|hypertens\w*|deficien\w*|"
+    r"fever\w*|febrile|wound|ulcer\w*|malposition\w*|misplace\w*|retain\w*|remove|removal|replace\w*|fibroids?|"
+    r"distort\w*|\w{3,}emia|\w{2,}uria|\w+plegi\w*|\w+pare(?:sis|tic)|\w*pnea|\w+cardia|\w+rrh\w+|weakness|pain\w*|"
+    r"confus\w*|delirium|seizure\w*|syncop\w*|fall|falls|anomal\w*|variant|irregular\w*|heterogen\w*)")
 _NORMAL = re.compile(
     r"(?i)\b(?:normal\w*|unremarkable|clear|patent|intact|no|not|without|negative|within (?:the )?normal limits|"
     r"symmetric\w*|preserved|maintained|appropriate|physiologic\w*|satisfactory|well[- ]\w+|midline|"
@@ -95,30 +99,43 @@ def critical_classes(text: str) -> tuple[str, ...]:
 
 def conclusion_lines(doc: str, sections: list[Section]) -> tuple[list[Line], bool]:
     """The author's conclusion, item by item, as written (whitespace collapsed); a sentence that
-    only records who was told is left out. Returns (lines, a critical result was communicated)."""
+    only records who was told is left out. A conclusion written in prose without a heading ("My
+    impression is ...") counts. Returns (lines, a critical result was communicated)."""
     lines: list[Line] = []
     communicated = False
-    for sec in conclusion_sections(doc, sections):
-        for a, b in items(doc, sec.start, sec.end):
-            sentence = doc[a:b]
-            if is_communication(sentence):
-                communicated = True
-                continue
-            text = " ".join(sentence.split())
-            if len(text) < 3 or not any(c.isalpha() for c in text):
-                continue
-            if not text.endswith((".", "?", "!", ")")):
-                text += "."
-            lines.append(Line(text, ((a, b),), "conclusion", critical_classes(sentence)))
+    spans = [span for sec in conclusion_sections(doc, sections) for span in items(doc, sec.start, sec.end)]
+    if not spans:
+        spans = [(a, b) for a, b, _c in body_sentences(doc, sections) if _PROSE_CONCLUSION.match(doc[a:b])]
+    for a, b in spans:
+        sentence = doc[a:b]
+        if is_communication(sentence):
+            communicated = True
+            continue
+        text = " ".join(sentence.split())
+        if len(text) < 3 or not any(c.isalpha() for c in text):
+            continue
+        if not text.endswith((".", "?", "!", ")")):
+            text += "."
+        lines.append(Line(text, ((a, b),), "conclusion", critical_classes(sentence)))
     return lines, communicated
 
 
-def body_sentences(doc: str, sections: list[Section]) -> list[tuple[int, int, str]]:
+# A sentence that introduces the patient ("44F with ...", "68-year-old man presenting with") is
+# the reason for the study, whether or not it has a heading.
+_INTRODUCES = re.compile(r"(?i)^(?:(?:this|a|an|the)\s+)?\d{1,3}\s*(?:-?\s*(?:year|yr|y)s?[- ]?old|yo|y/o|[mf])\b")
+# A conclusion written in prose, without a heading.
+_PROSE_CONCLUSION = re.compile(r"(?i)^(?:my |our |the )?(?:overall |final )?(?:impression|assessment|conclusion|diagnosis|"
+                               r"interpretation)\s+(?:is|was|are)\b|^in (?:summary|conclusion)\b|^(?:overall|summary),")
+
+
+def body_sentences(doc: str, sections: list[Section], report: bool = True) -> list[tuple[int, int, str]]:
     """(start, end, class) of every sentence outside the question, technique and conclusion
-    sections: what a document without a conclusion is summarised from."""
+    sections: what a document without a conclusion is summarised from. `report`: a report's
+    sentence that introduces the patient is its indication (a note's is its history), and
+    its title line is no statement."""
     skip_roles = {"question", "technique", "conclusion", "comment", "medications", "follow_up"}
     ranges = [(s.start, s.end) for s in sections if s.role not in skip_roles]
-    skip = question_ranges(doc)
+    skip = question_ranges(doc, sections)
     out = []
     for start, end in ranges:
         for a, b in sentences(doc[start:end]):
@@ -126,20 +143,29 @@ def body_sentences(doc: str, sections: list[Section]) -> list[tuple[int, int, st
             if any(s <= a < e for s, e in skip):
                 continue
             sentence = doc[a:b]
-            if is_communication(sentence):
+            if is_communication(sentence) or (report and (_INTRODUCES.match(sentence) or _is_title(doc, a, b))):
                 continue
             out.append((a, b, classify_sentence(sentence)))
     return out
 
 
-def body_lines(doc: str, sections: list[Section], limit: int = 4) -> tuple[list[Line], bool]:
-    """The abnormal sentences of the body, critical first, at most `limit` besides the critical
-    ones; where none is abnormal, the unknown ones (never a normal line made up). Returns
-    (lines, every sentence is normal)."""
-    found = body_sentences(doc, sections)
+def _is_title(doc: str, a: int, b: int) -> bool:
+    """The document's first line when it is short: a title ("PELVIC ULTRASOUND"), no statement."""
+    first = doc.lstrip()
+    lead = len(doc) - len(first)
+    line_end = doc.find("\n", lead)
+    line_end = len(doc) if line_end < 0 else line_end
+    return a <= lead + 1 and b <= line_end and len(doc[a:b].split()) <= 8 and classify_sentence(doc[a:b]) != "abnormal"
+
+
+def body_lines(doc: str, sections: list[Section], limit: int = 4, report: bool = True) -> tuple[list[Line], bool]:
+    """The abnormal sentences of the body, critical first, then those the reader cannot tell
+    normal or not, at most `limit` besides the critical ones (never a normal line made up).
+    Returns (lines, every sentence is normal)."""
+    found = body_sentences(doc, sections, report)
     abnormal = [(a, b) for a, b, c in found if c == "abnormal"]
     unknown = [(a, b) for a, b, c in found if c == "unknown"]
-    picked = abnormal or unknown
+    picked = abnormal + unknown
     lines = [Line(tidy(doc[a:b]), ((a, b),), "body", critical_classes(doc[a:b])) for a, b in picked]
     lines = [ln for ln in lines if ln.text]
     crit = [ln for ln in lines if ln.critical]

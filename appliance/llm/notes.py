@@ -11,7 +11,7 @@ from .extract import Line, body_lines, classify_sentence, conclusion_lines, crit
 from .outline import Section, items
 
 # A change to a medication, as notes write it.
-CHANGE = re.compile(r"(?i)\b(?:start(?:ed|ing)?|initiat\w+|begin|began|new(?:ly)?|add(?:ed)?|stop(?:ped)?|"
+CHANGE = re.compile(r"(?i)\b(?:start(?:ed|ing)?|initiat\w+|begin|began|add(?:ed)?|stop(?:ped)?|recommend\w*|"
                     r"discontinu\w+|d/c'?d?|dc'?d|held|hold(?:ing)?|on hold|increas\w+|decreas\w+|reduc\w+|"
                     r"titrat\w+|switch\w*|chang\w+|resum\w+|restart\w*|taper\w*|wean\w*|uptitrat\w*|"
                     r"double[sd]?|halve[sd]?|replac\w+ (?:with|by)|convert\w*|transition\w*|prescrib\w+|"
@@ -32,6 +32,9 @@ _DRUGLIKE = re.compile(
 _FOLLOW = re.compile(r"(?i)\b(?:follow[- ]?up|f/u|clinic|appointment|appt|recheck|repeat|pending|outpatient|"
                      r"referr\w*|refer|return (?:to|in)|in \d+ (?:days?|weeks?|months?)|see (?:dr|pcp|gp)|"
                      r"schedul\w+|call\w* (?:back|the)|awaiting|await\w*|rehab)\b")
+# What a plan says it will do or asks for (a recommendation in a consult, a test pending).
+_PLAN = re.compile(r"(?i)\b(?:recommend\w*|advis\w+|suggest\w*|plan\w*|will\b|should\b|pending|follow[- ]?up|"
+                   r"referr\w*|refer\b|recheck|repeat|schedul\w+|consult\w*|appointment|clinic|return)\b")
 _NONE = re.compile(r"(?i)^\s*(?:none|no changes?|n/a|nil|no new medications?|unchanged)\b")
 
 
@@ -61,24 +64,29 @@ def note_lines(doc: str, sections: list[Section]) -> dict[str, list[Line]]:
             changed = [ln for ln in lines if is_medication_change(ln.text) or _NONE.match(ln.text)]
             # A "medication changes" list is all changes; a discharge medication list only where
             # it says what changed (else every home drug would read as a change).
-            meds.extend(lines if "change" in sec.heading.lower() or "new" in sec.heading.lower() else changed)
+            listed = lines if "change" in sec.heading.lower() or "new" in sec.heading.lower() else changed
+            meds.extend(ln for ln in listed if not (_FOLLOW.search(ln.text) and not _DRUGLIKE.search(ln.text)))
+            follow.extend(ln for ln in lines if _FOLLOW.search(ln.text) and not _DRUGLIKE.search(ln.text))
         elif sec.role == "follow_up":
             follow.extend(_item_lines(doc, sec, "follow_up"))
-    # Changes and follow-up written in the prose of the course, the plan or the assessment.
+    # Changes and follow-up written in the prose: the plan always; the course, the assessment and
+    # the body only where no medication section says what changed.
     taken = {ln.spans for ln in meds + follow}
+    prose = ("plan",) if meds else ("course", "plan", "conclusion", "body", "other", "findings")
     for sec in sections:
-        if sec.role not in ("course", "plan", "conclusion", "body", "other", "findings"):
+        if sec.role not in prose:
             continue
         for ln in _item_lines(doc, sec, "body"):
-            if ln.spans in taken:
+            if ln.spans in taken or any(_overlaps(ln, p) for p in problems):
                 continue
             if is_medication_change(ln.text) and not any(_overlaps(ln, m) for m in meds):
                 meds.append(Line(ln.text, ln.spans, "medications", ln.critical))
-            elif sec.role == "plan" and _FOLLOW.search(ln.text) and not any(_overlaps(ln, f) for f in follow):
+            elif (sec.role == "plan" or _FOLLOW.search(ln.text)) and sec.role != "conclusion" \
+                    and not any(_overlaps(ln, f) for f in follow) and (sec.role == "plan" or _PLAN.search(ln.text)):
                 follow.append(Line(ln.text, ln.spans, "follow_up", ln.critical))
     if not problems:
         # No diagnosis or assessment written: the abnormal statements of the note's body.
-        problems, _all_normal = body_lines(doc, sections, limit=5)
+        problems, _all_normal = body_lines(doc, sections, limit=5, report=False)
     problems = [p for p in problems if not any(_overlaps(p, m) for m in meds)] or problems
     problems = lead_with_critical(problems, doc)
     meds = [m for m in meds if not _NONE.match(m.text) or len(meds) == 1]

@@ -71,6 +71,15 @@ def _role(name: str) -> str:
     return "other"
 
 
+# A known heading may also follow a sentence on the same line ("TTE. Indication: ...").
+_INLINE = re.compile(r"(?<=[.!?])[ \t]+(?P<name>[A-Za-z][A-Za-z /&'-]{0,30}?)[ \t]*:[ \t]*")
+# Sections that state a fact about the study (its reason, its technique) in a line: when the
+# heading has text after it, the section is that sentence, and what follows is the body.
+_ONE_LINE_ROLES = frozenset({"question", "technique"})
+# Sub-headings inside these sections ("NEW:", "STOPPED:", "Uterine contents:") belong to them.
+_NESTING = frozenset({"medications", "conclusion", "comment", "follow_up", "plan"})
+
+
 def outline(doc: str) -> list[Section]:
     """The document's sections in order. A heading is a known name, or a short capitalised
     phrase with a colon at a line start that is not a result ("Potassium: 7.1")."""
@@ -78,20 +87,43 @@ def outline(doc: str) -> list[Section]:
     for m in _HEAD.finditer(doc):
         name = m.group("name").strip()
         role = _role(name)
-        rest = doc[m.end():doc.find("\n", m.end()) if "\n" in doc[m.end():] else len(doc)]
+        line_end = doc.find("\n", m.end())
+        rest = doc[m.end():line_end if line_end >= 0 else len(doc)]
         if role == "other":
             # An unknown name is a heading only when written as one: capitals or few words,
             # not followed on its line by a measured value.
             if len(name.split()) > 4 or re.match(r"\s*[<>]?-?\d", rest) or not name[0].isupper():
                 continue
         heads.append((m.start(), m.end(), name, role))
+    for m in _INLINE.finditer(doc):
+        role = _role(m.group("name"))
+        if role != "other" and not any(s <= m.start() < e for s, e, _n, _r in heads):
+            heads.append((m.start(), m.end(), m.group("name").strip(), role))
+    heads.sort()
+    inline = {m.start() for m in _INLINE.finditer(doc)}
     out: list[Section] = []
     if not heads:
         return [Section("body", "", 0, len(doc))]
     if doc[:heads[0][0]].strip():
         out.append(Section("body", "", 0, heads[0][0]))
-    for i, (_s, e, name, role) in enumerate(heads):
+    for i, (s, e, name, role) in enumerate(heads):
         end = heads[i + 1][0] if i + 1 < len(heads) else len(doc)
+        if role == "other" and out and out[-1].role in _NESTING:
+            prev = out.pop()
+            out.append(Section(prev.role, prev.heading, prev.start, end))
+            continue
+        if role in _ONE_LINE_ROLES:
+            line_end = doc.find("\n", e)
+            line_end = end if line_end < 0 else min(line_end, end)
+            if doc[e:line_end].strip():
+                # At a line start the section is its line; after a sentence, its first sentence.
+                first = sentences(doc[e:line_end]) if s in inline else []
+                stop = e + first[0][1] + 1 if first else line_end
+                stop = min(max(stop, e), end)
+                out.append(Section(role, name, e, stop))
+                if doc[stop:end].strip():
+                    out.append(Section("body", "", stop, end))
+                continue
         out.append(Section(role, name, e, end))
     return out
 

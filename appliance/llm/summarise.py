@@ -128,7 +128,8 @@ def summarise(report: str, document_kind: str, generate: Generate, *, max_senten
         concluded, communicated = conclusion_lines(report, sections)
         if concluded:
             result = _concluded(report, doc_type, concluded, communicated, model)
-        elif doc_type == "radiology" and positive_sentences(source_text(report)[0]):
+        elif doc_type == "radiology" and any(s.role == "findings" for s in sections) \
+                and positive_sentences(source_text(report)[0]):
             result = _radiology(report, generate, max_sentences, max_source_chars, cancel, on_text, model,
                                 opens_think, examples, chronic)
         else:
