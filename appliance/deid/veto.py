@@ -10,6 +10,7 @@ from functools import lru_cache
 from ..domain import Span
 from . import vocab
 from .cues import TITLES
+from .drugs import is_drug_shaped
 
 # The clinical word that follows an eponym and makes it one.
 EPONYM_HEADS = frozenset("""sign signs test tests scale score scores reflex reflexes syndrome disease disease's
@@ -33,6 +34,10 @@ def _regions() -> frozenset[str]:
                      for n in vocab.lines(f) if " " not in n)
 
 
+# The clinical words that make the capitalised word before them an eponym, whatever the word
+# ("Graves disease", "Stanford type A"); a declared patient of that name is still found.
+_NAMING_HEADS = frozenset("""disease disease's syndrome sign criteria classification scale score grade type stage
+reflex maneuver manoeuvre phenomenon triad palsy""".split())
 _FINDING_WORDS = frozenset("positive negative pos neg + - equivocal upgoing downgoing bilateral".split())
 _WORD = re.compile(r"[^\W\d_][\w'\-]*")
 _SOFT = frozenset({"NAME", "LOCATION", "INSTITUTION"})
@@ -57,12 +62,18 @@ def _not_identifying(text: str, m: re.Match[str], label: str, eponyms: frozenset
     w = raw.lower()
     if _named(text, m):
         return False  # "Dr. Murphy", "Art White", "R. Glasgow": a person after all
-    if label == "NAME" and raw.isupper() and 2 <= len(raw) <= 5 and w in vocab.abbreviations() \
+    if label == "NAME" and 2 <= len(raw) <= 5 and sum(c.isupper() for c in raw) >= 2 and w in vocab.abbreviations() \
             and w not in vocab.last_names() and w not in vocab.first_names():
-        return True  # "GCS 15": a score, not a person (as a place, "to BMC", it may be a hospital)
+        return True  # "GCS 15", "QTc": a score, not a person (as a place, "to BMC", it may be a hospital)
     core = w[:-2] if w.endswith("'s") else w.rstrip("'s") if w.endswith("s'") else w
     if core in allow:
         return True
+    if is_drug_shaped(core) and (core in vocab.medical() or core not in vocab.last_names()):
+        return True  # "apixaban", "ticagrelor": a drug by its INN stem, no census surname
+    nxt = _WORD.search(text, m.end(), min(len(text), m.end() + 40))
+    if raw[:1].isupper() and nxt and nxt.group().lower() in _NAMING_HEADS \
+            and text[m.end():nxt.start()].strip(" -,'") == "":
+        return True  # "Graves disease", "Nottingham grade": an eponym by the word it names
     if core not in eponyms and core.rstrip("s") not in eponyms:
         return False
     # An eponym is one before its clinical head word ("Murphy sign", "Glasgow coma scale") or

@@ -119,8 +119,8 @@ def find_critical(text: str, sections: list[Section] | None = None) -> list[Crit
                     continue
                 if cls in _AGE_MATTERS and _OLD.search(sentence[max(0, m.start() - 40):m.end() + 25]):
                     continue
-                if cls == "critical_lab" and not re.search(r"\d", sentence):
-                    continue
+                if cls == "critical_lab" and (not re.search(r"\d(?!\d?:\d\d)", sentence) or is_communication(sentence)):
+                    continue  # a value, not only the time it was called
                 out.append(Critical(cls, CLASSES[cls][0], a, b, m.group(0)))
                 break
     return out

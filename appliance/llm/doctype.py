@@ -34,7 +34,8 @@ _CUES: list[tuple[str, str]] = [
     ("radiology", r"\bct\b|\bcta\b|\bmri?\b|\bmra\b|ultrasound|sonogra\w+|\bus\b|x-?ray|radiograph\w*|\bxr\b|"
                   r"angiogra\w+|scintigraph\w+|nuclear medicine|\bpet\b|\bspect\b|v/q|ventilation[- ]perfusion|"
                   r"mammogra\w+|fluorosc\w+|doppler|technique:|comparison:|findings:|contrast|axial|sagittal|"
-                  r"hyperdense|hypodense|enhanc\w+|attenuation|radiologist"),
+                  r"hyperdense|hypodense|enhanc\w+|attenuation|radiologist|\bscan\b|uptake|tracer|radiotracer|"
+                  r"radioactive iodine|i-123|i-131|tc-?99m|f-?18|fdg|suv"),
 ]
 _RX = [(t, re.compile(rf"(?i)(?:{p})")) for t, p in _CUES]
 

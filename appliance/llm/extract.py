@@ -173,6 +173,9 @@ def body_lines(doc: str, sections: list[Section], limit: int = 4, report: bool =
     return crit + rest[:max(0, limit - len(crit)) if crit else limit], not abnormal and not unknown and bool(found)
 
 
+_REASSURING = re.compile(r"(?i)\b(?:no|normal|unremarkable|negative|within normal limits|no significant)\b")
+
+
 def lead_with_critical(lines: list[Line], doc: str, offset: int = 0) -> list[Line]:
     """Critical lines first (their order kept); a critical finding the lines do not assert
     gets its own sentence from the document, at the top (`offset`: where `doc` starts in the
@@ -185,7 +188,11 @@ def lead_with_critical(lines: list[Line], doc: str, offset: int = 0) -> list[Lin
         said.add(c.cls)
         sentence = doc[c.start:c.end]
         added.append(Line(tidy(sentence), ((c.start + offset, c.end + offset),), "body", critical_classes(sentence)))
-    everything = [ln for ln in lines if ln.critical] + added + [ln for ln in lines if not ln.critical]
+    critical = [ln for ln in lines if ln.critical] + added
+    # The first line is the one read: where one critical line says nothing a reader could take
+    # for reassurance ("negative", "normal", "no ..."), it leads.
+    critical.sort(key=lambda ln: bool(_REASSURING.search(ln.text)))
+    everything = critical + [ln for ln in lines if not ln.critical]
     out: list[Line] = []
     for ln in everything:
         if ln.text and ln.text.lower() not in (x.text.lower() for x in out):

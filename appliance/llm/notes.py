@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+from ..deid.drugs import INN_STEMS
 from .extract import Line, body_lines, classify_sentence, conclusion_lines, critical_classes, lead_with_critical
 from .outline import Section, items
 
@@ -22,10 +23,7 @@ _DRUGLIKE = re.compile(
     r"(?i)\b\d+(?:\.\d+)?\s*(?:mg|mcg|micrograms?|g|units?|u|ml|meq|mmol|puffs?|tabs?|tablets?|drops?)\b|"
     r"\b(?:po|iv|im|sc|subq|sq|sl|pr|inh|bid|tid|qid|qd|qhs|prn|daily|nightly|twice daily|once daily|at bedtime|"
     r"every \d+ hours)\b|"
-    r"\b\w+(?:pril|sartan|olol|alol|statin|dipine|azole|cillin|mycin|micin|floxacin|cycline|parin|xaban|gatran|"
-    r"glutide|gliflozin|gliptin|semide|tanide|thiazide|olone|isone|tidine|prazole|mab|tinib|triptan|afil|setron|"
-    r"oxacin|avir|ovir|conazole|fungin|terol|tropium|dronate|caine|profen|fenac|coxib|azine|apine|azepam|azolam|"
-    r"codone|morphone|nitrate|glargine|lispro|aspart|detemir|degludec|oxetine|aline|triptyline)\b|"
+    rf"\b\w+(?:{INN_STEMS})\b|"
     r"\b(?:insulin|aspirin|warfarin|heparin|digoxin|lithium|potassium|magnesium|iron|vitamin \w+|"
     r"nitroglycerin|epinephrine|norepinephrine|vasopressin|glucagon|allopurinol|colchicine|levothyroxine|"
     r"metformin|amiodarone|furosemide|spironolactone|acetaminophen|oxygen)\b")
@@ -65,8 +63,12 @@ def note_lines(doc: str, sections: list[Section]) -> dict[str, list[Line]]:
             # A "medication changes" list is all changes; a discharge medication list only where
             # it says what changed (else every home drug would read as a change).
             listed = lines if "change" in sec.heading.lower() or "new" in sec.heading.lower() else changed
-            meds.extend(ln for ln in listed if not (_FOLLOW.search(ln.text) and not _DRUGLIKE.search(ln.text)))
-            follow.extend(ln for ln in lines if _FOLLOW.search(ln.text) and not _DRUGLIKE.search(ln.text))
+            # A change verb makes it a change ("HOLD meloxicam until seen in clinic"); an
+            # appointment in the list without a drug is follow-up.
+            plain_follow = [ln for ln in lines if _FOLLOW.search(ln.text) and not _DRUGLIKE.search(ln.text)
+                            and not CHANGE.search(ln.text)]
+            meds.extend(ln for ln in listed if ln not in plain_follow)
+            follow.extend(plain_follow)
         elif sec.role == "follow_up":
             follow.extend(_item_lines(doc, sec, "follow_up"))
     # Changes and follow-up written in the prose: the plan always; the course, the assessment and
