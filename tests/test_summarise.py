@@ -24,6 +24,10 @@ REPORT = ("CLINICAL HISTORY: cough.\nCOMPARISON: none.\n"
           "IMPRESSION: Small left effusion and right hilar adenopathy. Recommend CT.")
 
 
+# The same study without the radiologist's conclusion: the impression is the model's to word.
+FINDINGS_ONLY = REPORT.split("\nIMPRESSION")[0]
+
+
 def fake(text: str):
     def gen(prompt, cancel):
         assert prompt.grammar and prompt.messages[-1]["role"] == "user"
@@ -63,22 +67,23 @@ def test_grounded_wording_is_not_flagged():
 
 
 def test_model_line_inventing_a_finding_is_removed_and_a_dropped_one_comes_back():
-    r = summarise(REPORT, "hl7:ORU^R01", fake("Small left pleural effusion.\nLarge pneumothorax."))
+    r = summarise(FINDINGS_ONLY, "hl7:ORU^R01", fake("Small left pleural effusion.\nLarge pneumothorax."))
     lines = r.structured["impression"]
     assert not any("pneumothorax" in ln.lower() for ln in lines)  # removed: the report denies it
     assert any("lymph node" in ln for ln in lines)  # anchored: the acute finding the model dropped
     assert any(f.kind == "negation" for f in r.flags)
-    assert r.structured["report_impression"].startswith("Small left effusion")
+    for line in r.structured["lines"]:  # every line points at the sentences it rests on
+        assert line["spans"] and all(FINDINGS_ONLY[a:b].strip() for a, b in line["spans"])
 
 
 def test_a_runaway_line_is_cut_to_an_impression_line():
     long = "Small left pleural effusion " + "with adjacent atelectasis " * 20
-    r = summarise(REPORT, "hl7:ORU^R01", fake(long))
+    r = summarise(FINDINGS_ONLY, "hl7:ORU^R01", fake(long))
     assert all(len(line) <= 161 for line in r.structured["impression"])
 
 
 def test_abnormal_study_is_never_called_normal():
-    r = summarise(REPORT, "hl7:ORU^R01", fake("No acute cardiopulmonary abnormality."))
+    r = summarise(FINDINGS_ONLY, "hl7:ORU^R01", fake("No acute cardiopulmonary abnormality."))
     text = " ".join(r.structured["impression"]).lower()
     assert "effusion" in text and "lymph node" in text
 
@@ -93,12 +98,15 @@ def test_normal_study_needs_no_model_call():
 
 def test_impression_survives_a_report_longer_than_the_context():
     filler = " ".join(f"Segment {i} of the liver is unremarkable." for i in range(3000))
-    report = f"FINDINGS: Small right pleural effusion. {filler} Stable 5 mm left lower lobe nodule.\n" \
-             "IMPRESSION: Right effusion. Stable nodule."
+    report = f"FINDINGS: Small right pleural effusion. {filler} Stable 5 mm left lower lobe nodule."
     r = summarise(report, "dicom:basic-text-sr", fake("Small right pleural effusion."), max_source_chars=4000)
     assert r.structured["truncated"] is True
-    assert r.structured["report_impression"] == "Right effusion. Stable nodule."
+    assert "effusion" in " ".join(r.structured["impression"]).lower()
     assert "shortened report" in r.text
+    # With the radiologist's conclusion, it is the conclusion that is summarised, whole.
+    r = summarise(report + "\nIMPRESSION: Right effusion. Stable nodule.", "dicom:basic-text-sr",
+                  fake("THE MODEL WAS CALLED"), max_source_chars=4000)
+    assert r.structured["impression"] == ["Right effusion.", "Stable nodule."] and not r.model_called
 
 
 @pytest.mark.parametrize("pieces,opened,expected", [
@@ -114,12 +122,17 @@ def test_think_is_stripped_in_every_position(pieces, opened, expected):
     assert "".join(strip_thinking(pieces, opened)).strip() == expected
 
 
-def test_note_summary_is_problems_medications_follow_up():
-    out = "Problem: CHF exacerbation.\nMedication: furosemide 40 mg IV.\nFollow-up: echo tomorrow."
-    r = summarise("Pt with CHF, given furosemide 40 mg IV. Echo tomorrow.", "hl7:MDM^T02", fake(out))
+def test_note_summary_is_problems_medications_follow_up_in_the_notes_own_words():
+    """A note is not given to the model: its problems, its medication changes and its follow-up
+    are its own lines, each drug and dose exactly as written."""
+    note = ("PROGRESS NOTE\nAssessment/Plan:\n1. CHF exacerbation, weight down 1.2 kg after diuresis.\n"
+            "Plan: Started bumetanide 2 mg IV twice daily. Stop lisinopril. Repeat BMP tomorrow.")
+    r = summarise(note, "hl7:MDM^T02", fake("Problem: THE MODEL WAS CALLED"))
     s = r.structured
-    assert s["kind"] == "note" and s["problems"] == ["CHF exacerbation."]
-    assert s["medication_changes"] == ["furosemide 40 mg IV."] and s["follow_up"] == ["echo tomorrow."]
+    assert s["kind"] == "note" and s["document_type"] == "progress" and not r.model_called
+    assert s["problems"] == ["CHF exacerbation, weight down 1.2 kg after diuresis."]
+    assert s["medication_changes"] == ["Started bumetanide 2 mg IV twice daily.", "Stop lisinopril."]
+    assert s["follow_up"] == ["Repeat BMP tomorrow."]
     assert json.loads(to_json(s)) == s
 
 
@@ -135,20 +148,23 @@ def test_real_model_summary_is_structured_grounded_and_terminates():
         def gen(prompt, cancel):
             return engine.chat(prompt.messages, grammar=prompt.grammar, max_tokens=120, cancel=cancel)
         pieces: list[str] = []
-        r = summarise(REPORT, "hl7:ORU^R01", gen, on_text=pieces.append, model=engine.info.name)
+        lines: list[str] = []
+        r = summarise(FINDINGS_ONLY, "hl7:ORU^R01", gen, on_text=pieces.append, on_line=lines.append,
+                      model=engine.info.name)
         s = json.loads(to_json(r.structured))
         assert s["kind"] == "radiology" and 1 <= len(s["impression"]) <= 6
         assert all(0 < len(line) <= 400 for line in s["impression"])  # the grammar bounds every line
         text = " ".join(s["impression"]).lower()
         assert "effusion" in text  # the positive finding is never lost
         assert len(pieces) >= 3 and r.tokens > 0
+        assert lines == s["impression"]  # what a client was shown is what passed grounding
         for f in s["findings"]:
             a, b = f["span"]
-            assert REPORT[a:b] == f["sentence"]  # every finding points at its source sentence
+            assert FINDINGS_ONLY[a:b] == f["sentence"]  # every finding points at its source sentence
         # Cancelled before it starts: the model stops at once; the anchored findings still stand.
         stop = threading.Event()
         stop.set()
-        r2 = summarise(REPORT, "hl7:ORU^R01", gen, cancel=stop)
+        r2 = summarise(FINDINGS_ONLY, "hl7:ORU^R01", gen, cancel=stop)
         assert r2.tokens == 0 and "effusion" in " ".join(r2.structured["impression"]).lower()
     finally:
         engine.close()
@@ -164,7 +180,7 @@ def test_a_sites_own_examples_come_before_the_built_in_ones(tmp_path):
     def gen(prompt, cancel):
         seen.append(prompt.messages)
         yield "Small left pleural effusion."
-    summarise(REPORT, "hl7:ORU^R01", gen, examples=site_examples(tmp_path))
+    summarise(FINDINGS_ONLY, "hl7:ORU^R01", gen, examples=site_examples(tmp_path))
     users = [m["content"] for m in seen[0] if m["role"] == "user"]
     assert "Tiny left apical pneumothorax." in users[0]
     assert RADIOLOGY_EXAMPLES[0][0][0] in users[1]

@@ -287,8 +287,8 @@ def cmd_summary(args) -> int:
             sys.stdout.flush()
             streamed = True
         else:
-            if streamed:  # the model's wording as it came; then the grounded summary that was stored
-                sys.stdout.write("\n--- stored summary (grounded, impression first) ---\n")
+            if streamed:  # each line as it passed grounding; then the summary as stored
+                sys.stdout.write("--- stored summary (critical findings and impression first) ---\n")
             sys.stdout.write(ev.final.text + "\n")
             if ev.final.stale:
                 print("-- STALE: the report was superseded after this summary was written", file=sys.stderr)
@@ -370,14 +370,23 @@ def cmd_deid(args) -> int:
 
 
 def cmd_summarize(args) -> int:
+    from dataclasses import replace
+
     from ..config import ModelConfig, load_config
+    from ..llm.prompt import site_examples
     from .summarize import run_summarize_jsonl
 
-    if args.model is not None:
-        cfg = ModelConfig(path=args.model, n_threads=args.threads, n_gpu_layers=args.n_gpu_layers)
+    # The config's model settings (the chronic-findings policy, the context, the token budget)
+    # and the site's examples hold here as in the daemon; --model only swaps the file.
+    examples: tuple[tuple[list[str], str], ...] = ()
+    if args.model is None or Path(args.config).exists():
+        full = load_config(args.config)
+        cfg, examples = full.model, site_examples(full.state_dir)
     else:
-        cfg = load_config(args.config).model
-    n = run_summarize_jsonl(args.jsonl, args.out, cfg, args.model)
+        cfg = ModelConfig()
+    if args.model is not None:
+        cfg = replace(cfg, path=args.model, n_threads=args.threads, n_gpu_layers=args.n_gpu_layers)
+    n = run_summarize_jsonl(args.jsonl, args.out, cfg, args.model, examples)
     print(f"summarised {n} documents -> {args.out}", file=sys.stderr)
     return 0
 
@@ -449,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_rotate_key)
     p = sub.add_parser("summary", help="print a document's summary")
     p.add_argument("doc_id")
-    p.add_argument("--follow", action="store_true", help="stream tokens as the model writes them")
+    p.add_argument("--follow", action="store_true", help="stream each line of the summary as soon as it has passed grounding")
     p.add_argument("--timeout", type=float, default=600)
     p.set_defaults(fn=cmd_summary)
 

@@ -1,8 +1,10 @@
 """`appliancectl summarize`: the daemon's summary pipeline offline, on a JSONL file.
 
 IN lines {"id", "text"[, "kind"]}; OUT lines {"id", "summary": {...structured...}, "text": "..."}.
-The same steps as the daemon: de-identification, the prompt, the model under its grammar,
-grounding. The model is the config's pinned one, or --model FILE.gguf (checked, not pinned)."""
+The same steps as the daemon, through the same call (llm.pipeline.summarise_document): de-
+identification, the document's type from its content, the prompt, the model under its grammar,
+grounding, with the config's model settings, chronic-findings policy and the site's worked
+examples. The model is the config's pinned one, or --model FILE.gguf (checked, not pinned)."""
 from __future__ import annotations
 
 import json
@@ -15,10 +17,11 @@ from ..deid import deidentify
 from ..domain import KnownIdentifiers
 from ..llm.engine import open_engine
 from ..llm.integrity import sha256_file, verify_model
-from ..llm.summarise import summarise
+from ..llm.pipeline import summarise_document
 
 
-def run_summarize_jsonl(src: Path, out: Path, cfg: ModelConfig, model: Path | None) -> int:
+def run_summarize_jsonl(src: Path, out: Path, cfg: ModelConfig, model: Path | None,
+                        examples: tuple[tuple[list[str], str], ...] = ()) -> int:
     if model is not None:
         cfg = ModelConfig(**{**cfg.__dict__, "path": model})
         sha = sha256_file(model)
@@ -27,10 +30,6 @@ def run_summarize_jsonl(src: Path, out: Path, cfg: ModelConfig, model: Path | No
     engine = open_engine(cfg, sha)
     secret = secrets.token_bytes(32)
     cancel = threading.Event()
-
-    def gen(prompt, c):
-        return engine.chat(prompt.messages, grammar=prompt.grammar, max_tokens=cfg.max_tokens, cancel=c)
-
     n = 0
     try:
         with src.open(encoding="utf-8") as fin, out.open("w", encoding="utf-8") as fout:
@@ -39,8 +38,7 @@ def run_summarize_jsonl(src: Path, out: Path, cfg: ModelConfig, model: Path | No
                     continue
                 rec = json.loads(line)
                 text = deidentify(str(rec["text"]), KnownIdentifiers(patient_key=str(rec.get("id", n))), secret).text
-                r = summarise(text, str(rec.get("kind", "")), gen, cancel=cancel, model=engine.info.name,
-                              opens_think=engine.info.opens_think)
+                r = summarise_document(engine, cfg, text, str(rec.get("kind", "")), cancel=cancel, examples=examples)
                 fout.write(json.dumps({"id": rec.get("id"), "summary": r.structured, "text": r.text},
                                       ensure_ascii=False) + "\n")
                 n += 1

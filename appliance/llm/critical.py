@@ -86,7 +86,7 @@ _OLD = re.compile(r"(?i)\b(?:old|healed|remote|chronic|stable|unchanged|prior|kn
 _AGE_MATTERS = frozenset({"fracture", "malignancy", "aortic", "occlusion"})
 # "Critical result discussed with ...", "read back", "notified": a communication, not a finding.
 COMMUNICATED = re.compile(r"(?i)\b(?:critical (?:result|value|finding|ecg|call)s?|called (?:to|in)|discussed with|communicated|"
-                          r"conveyed|notified|paged|read[- ]back|telephoned|by telephone|cath lab activated)\b")
+                          r"conveyed|notified|paged|read[- ]back|telephoned|by (?:tele)?phone|phoned|cath lab activated)\b")
 @dataclass(frozen=True)
 class Critical:
     cls: str

@@ -90,7 +90,10 @@ _EXPLAINED_AWAY = re.compile(r"\b(?:(?:due|secondary|related|attributable) to (?
                              r"clothing)|(?:projectile|bullet|metallic) fragments?)|\bradiopaque\b|\bsubcutaneous\b)", re.I)
 EXPLAINABLE = frozenset({"opacity", "nodule", "consolidation"})
 # A sentence ends at . ! ? before white space (not inside "2.1" or "Dr.Smith"), or at a line end.
-_BOUNDARY = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")
+# Not after a title or a Latin abbreviation ("Dr. Okafor", "e.g. a cyst"): a name must not
+# begin a sentence of its own.
+_BOUNDARY = re.compile(r"(?<=[.!?])(?<!\bDr\.)(?<!\bMr\.)(?<!\bMs\.)(?<!\bMrs\.)(?<!\bSt\.)(?<!\bvs\.)"
+                       r"(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\bNo\.)(?<!\bapprox\.)(?<!\bProf\.)\s+|\s*\n\s*")
 SIDES = re.compile(r"\b(left|right|bilateral(?:ly)?|both)\b", re.I)
 MEASURE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?:\s*(?:x|by)\s*\d+(?:\.\d+)?)*\s*(mm|cm|m|ml|cc|%|mmhg|mg|g|kg)\b", re.I)
 

@@ -134,7 +134,7 @@ def summarise(report: str, document_kind: str, generate: Generate, *, max_senten
                                 opens_think, examples, chronic)
         else:
             result = _from_body(report, doc_type, sections, model)
-    if on_line:
+    if on_line and not cancel.is_set():
         for line in _strings(result.structured.get("impression")) or [
                 x for k in ("problems", "medication_changes", "follow_up") for x in _strings(result.structured.get(k))]:
             on_line(line)

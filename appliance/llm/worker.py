@@ -1,5 +1,6 @@
-"""The summary worker: one generation at a time from the persistent job queue, tokens
-published as they come, every output gated for leaked identifiers before it is stored."""
+"""The summary worker: one generation at a time from the persistent job queue, each line
+published once it has passed grounding, every output gated for leaked identifiers before it
+is shown or stored."""
 from __future__ import annotations
 
 import logging
@@ -10,13 +11,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from ..config import ModelConfig
-from ..deid.leakgate import StreamingGate, gate
+from ..deid.leakgate import gate
 from ..domain import KnownIdentifiers
 from ..services.priority import lower_priority, yield_to_intake
 from ..store.db import Store, SummaryRow, now_ms
 from .engine import Engine
-from .prompt import Prompt
-from .summarise import summarise, to_json
+from .pipeline import summarise_document
+from .summarise import to_json
 from .verify import unsupported_numbers
 
 log = logging.getLogger(__name__)
@@ -151,38 +152,24 @@ class SummaryWorker:
         doc = self._store.get_document(doc_id)
         known = self._store.patient_known(doc.patient_ref) or KnownIdentifiers()
         pre = gate(doc.deid_text, known)  # belt and braces: the model never sees a declared identifier
-        # Leave room for the examples, the answer and the template; report text runs at three or
-        # more characters a token, so this many characters fit what is left.
-        max_chars = max(800, (self._cfg.n_ctx - self._cfg.max_tokens - 900) * 3)
         started = time.monotonic()
-        sgate = StreamingGate(known)
         self._cancel.clear()
+        tokens = 0
 
-        def generate(prompt: Prompt, cancel: threading.Event):
-            return self._engine.chat(prompt.messages, grammar=prompt.grammar, max_tokens=self._cfg.max_tokens,
-                                     cancel=cancel)
-
-        pieces = 0
-
-        def stream(piece: str) -> None:
-            nonlocal pieces
-            pieces += 1
+        def count(_piece: str) -> None:
+            nonlocal tokens
+            tokens += 1
             # A replacement or a correction makes this summary stale: stop writing it.
-            if pieces % 16 == 0 and self._store.document_status(doc_id) == "SUPERSEDED":
+            if tokens % 16 == 0 and self._store.document_status(doc_id) == "SUPERSEDED":
                 self._cancel.set()
-            out = sgate.feed(piece)
-            if out:
-                self._hub.publish(doc_id, TokenEvent(out))
 
-        result = summarise(pre.text, doc.kind, generate, cancel=self._cancel, on_text=stream,
-                           max_source_chars=max_chars, model=self._engine.info.name,
-                           opens_think=self._engine.info.opens_think, examples=self._examples,
-                           chronic=self._cfg.chronic_in_impression)
-        rest, _streamed = sgate.finish()
-        if rest:
-            self._hub.publish(doc_id, TokenEvent(rest))
-        if not result.model_called:  # a normal study: the rule's impression is the whole stream
-            self._hub.publish(doc_id, TokenEvent(gate(result.text, known).text))
+        def line(text: str) -> None:
+            # Only lines that passed grounding reach a client, each through the leak gate; the
+            # model's raw tokens never do (a line grounding removes must never have been shown).
+            self._hub.publish(doc_id, TokenEvent("- " + gate(text, known).text + "\n"))
+
+        result = summarise_document(self._engine, self._cfg, pre.text, doc.kind, cancel=self._cancel,
+                                    on_line=line, on_text=count, examples=self._examples)
         if self._stop.is_set():
             # Interrupted by shutdown: leave the job for the next start.
             self._store.requeue_interrupted()
@@ -198,7 +185,7 @@ class SummaryWorker:
         text = final.text.strip()
         if not text:
             raise EmptySummary("the model produced no summary text")
-        leaks = pre.hits + sgate.hits + final.hits
+        leaks = pre.hits + final.hits
         unsupported = unsupported_numbers(text, pre.text)
         row = SummaryRow(document_id=doc_id, text=text, model=self._engine.info.name, tokens=result.tokens,
                          leaks_redacted=leaks, created_ms=now_ms(), unsupported_numbers=unsupported,
