@@ -71,7 +71,7 @@ CLASSES: dict[str, tuple[str, str]] = {
                      r"critical(?:ly)? (?:high|low|value|result)|panic value|critical call"),
     "sepsis": ("sepsis / shock",
                r"septic shock|\bsepsis\b|\bseptic\b|(?:cardiogenic|hemorrhagic|hypovolemic|distributive)\s+shock|\bshock\b|"
-               r"bacteremia|positive blood cultures?|blood cultures? (?:\w+\s+){0,3}positive|gram[- ](?:negative|positive) "
+               r"bacteremia|positive blood cultures?|blood cultures?\b[^.;]{0,80}\bpositive|gram[- ](?:negative|positive) "
                r"(?:rods|cocci|bacilli|bacteremia)|massive transfusion|necrotizing fasciitis|angioedema|"
                r"airway (?:compromise|obstruction)|ketoacidosis|\bdka\b|(?:gi|gastrointestinal|variceal) (?:bleed\w*|hemorrhage)|"
                r"respiratory failure|cardiac arrest|code blue|anaphyla\w+|status epilepticus|mucormycosis|invasive fungal|"

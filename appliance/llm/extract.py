@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .context import assertion
 from .critical import find_critical, is_communication, question_ranges
-from .findings import read, sentences
+from .findings import MEASURE, read, sentences
 from .outline import Section, conclusion_sections, items
 
 # Words that state an abnormality, whatever the organ or modality (prefixes and suffixes of the
@@ -176,22 +176,56 @@ def body_lines(doc: str, sections: list[Section], limit: int = 4, report: bool =
 _REASSURING = re.compile(r"(?i)\b(?:no|normal|unremarkable|negative|within normal limits|no significant)\b")
 
 
+def _stems(text: str) -> set[str]:
+    return {w.lower()[:6] for w in abnormal_terms(text) if not _QUALIFIERS.match(w)}
+
+
+def _measured_detail(line: Line, doc: str, offset: int, taken: set[tuple[tuple[int, int], ...]]) -> Line | None:
+    """The body sentence that measures what a critical line names (they share an abnormal
+    term, and the sentence gives a size or a value the line does not)."""
+    stems = _stems(line.text)
+    if not stems:
+        return None
+    for a, b in sentences(doc):
+        sentence = doc[a:b]
+        span = ((a + offset, b + offset),)
+        if span in taken or not MEASURE.search(sentence) or sentence.strip() in line.text:
+            continue
+        if stems & _stems(sentence) and classify_sentence(sentence) == "abnormal":
+            return Line(tidy(sentence), span, "body", critical_classes(sentence))
+    return None
+
+
 def lead_with_critical(lines: list[Line], doc: str, offset: int = 0) -> list[Line]:
     """Critical lines first (their order kept); a critical finding the lines do not assert
     gets its own sentence from the document, at the top (`offset`: where `doc` starts in the
     text summarised)."""
     said = {c for ln in lines for c in ln.critical}
+    measured = {c for ln in lines if MEASURE.search(ln.text) for c in ln.critical}
     added: list[Line] = []
+    details: list[Line] = []
     for c in find_critical(doc):
-        if c.cls in said:
-            continue
-        said.add(c.cls)
         sentence = doc[c.start:c.end]
-        added.append(Line(tidy(sentence), ((c.start + offset, c.end + offset),), "body", critical_classes(sentence)))
+        line = Line(tidy(sentence), ((c.start + offset, c.end + offset),), "body", critical_classes(sentence))
+        if c.cls not in said:
+            said.add(c.cls)
+            added.append(line)
+        elif c.cls not in measured and MEASURE.search(sentence):
+            # The conclusion names the critical finding without its size: the sentence that
+            # measures it follows (what the conclusion leaves out that matters).
+            measured.add(c.cls)
+            details.append(line)
     critical = [ln for ln in lines if ln.critical] + added
     # The first line is the one read: where one critical line says nothing a reader could take
     # for reassurance ("negative", "normal", "no ..."), it leads.
     critical.sort(key=lambda ln: bool(_REASSURING.search(ln.text)))
+    for ln in critical:
+        if MEASURE.search(ln.text) or any(set(ln.critical) <= set(d.critical) for d in details):
+            continue
+        detail = _measured_detail(ln, doc, offset, {d.spans for d in details + lines + added})
+        if detail is not None:
+            details.append(detail)
+    critical += details
     everything = critical + [ln for ln in lines if not ln.critical]
     out: list[Line] = []
     for ln in everything:
