@@ -32,8 +32,11 @@ _TRIGGERS: list[tuple[str, str, str]] = [
     ("hypothetical", "fwd", r"if|should (?:he|she|they|the patient) (?:develop|have|experience)|return (?:to (?:the )?ed )?(?:if|for)|"
                             r"to (?:rule out|exclude|evaluate for|assess for)|r/o|rule out|evaluate for|evaluation for|"
                             r"assess(?:ment)? for|screen(?:ing)? for|risk of|risk for|precautions|in case of|"
-                            r"signs of|symptoms of|concern(?:ed)? that .{0,20} (?:may|might) develop|prophylaxis"),
-    ("family", "fwd", r"family history|fhx|family hx|(?:his|her|the patient's) (?:mother|father|sister|brother|son|daughter|"
+                            r"signs of|symptoms of|concern(?:ed)? that .{0,20} (?:may|might) develop|prophylaxis|"
+                            r"(?:ct|cta|mri?|mra|study|exam|examination|protocol|angiogram|scan|ultrasound|us|x-?ray|"
+                            r"radiograph|imaging|work-?up)(?: \w+){0,3} (?:for|to assess|to evaluate)"),
+    ("family", "fwd", r"family history|fhx|family hx|(?:first|second)[- ]degree relatives?|relatives? (?:with|had|has)|"
+                      r"family members? (?:with|had|has)|(?:his|her|the patient's) (?:mother|father|sister|brother|son|daughter|"
                       r"aunt|uncle|grandmother|grandfather|parent|sibling)|(?:mother|father|sister|brother|sibling)s? (?:had|has|with|died)"),
     ("resolved", "bwd", r"(?:has |have |had )?(?:now |since |completely |fully )?resolved|no longer (?:seen|present|visible)|"
                         r"(?:has|have) cleared"),

@@ -109,7 +109,7 @@ def find_critical(text: str, sections: list[Section] | None = None) -> list[Crit
     skip = question_ranges(text, sections)
     out: list[Critical] = []
     for a, b in sentences(text):
-        if any(s <= a < e for s, e in skip):
+        if any(a < e and s < b for s, e in skip):
             continue
         sentence = text[a:b]
         for cls, rx in _RX.items():

@@ -21,7 +21,8 @@ _CUES: list[tuple[str, str]] = [
                   r"medication changes|discharge medications|admission date|admitted:"),
     ("consult", r"\bconsult(?:ation)?\b|reason for consult\w*|thank you for (?:this|the) (?:consult|referral)|consulting service"),
     ("nursing", r"nursing (?:note|assessment|progress)|\brn\b note|shift (?:note|assessment)|nurse's note|charge nurse"),
-    ("progress", r"progress note|\bsoap\b|subjective:|objective:|hospital day|\bhd ?#?\d|overnight|icu (?:day|note)|"
+    ("progress", r"progress note|\bsoap\b|subjective:|objective:|(?:office|clinic|wellness|follow-up|annual) visit|"
+                 r"clinic note|^\s*[soap]:|hospital day|\bhd ?#?\d|overnight|icu (?:day|note)|"
                  r"\bpod ?#?\d|post-?op(?:erative)? day|daily note|interval history|rounds"),
     ("pathology", r"pathology|specimen|gross(?: description)?:|microscopic|biopsy|cytology|resection|excision|"
                   r"final diagnosis|margins?|curettage|immunohisto\w+|frozen section|histolog\w+"),
@@ -30,14 +31,15 @@ _CUES: list[tuple[str, str]] = [
              r"\blv (?:size|function)|diastolic function"),
     ("lab-narrative", r"critical value|laboratory|\blab(?:oratory)? (?:report|result)|smear|blood culture|\bcbc\b|"
                       r"chemistry|specimen (?:collected|received)|reference (?:range|interval)|hemolysis|gram stain|"
-                      r"culture|mmol/l|mg/dl|x10\^9"),
+                      r"culture|mmol/l|mg/dl|x10\^9|urinalysis|specific gravity|microscopy"),
     ("radiology", r"\bct\b|\bcta\b|\bmri?\b|\bmra\b|ultrasound|sonogra\w+|\bus\b|x-?ray|radiograph\w*|\bxr\b|"
                   r"angiogra\w+|scintigraph\w+|nuclear medicine|\bpet\b|\bspect\b|v/q|ventilation[- ]perfusion|"
                   r"mammogra\w+|fluorosc\w+|doppler|technique:|comparison:|findings:|contrast|axial|sagittal|"
                   r"hyperdense|hypodense|enhanc\w+|attenuation|radiologist|\bscan\b|uptake|tracer|radiotracer|"
-                  r"radioactive iodine|i-123|i-131|tc-?99m|f-?18|fdg|suv"),
+                  r"radioactive iodine|i-123|i-131|tc-?99m|f-?18|fdg|suv|portable|\bap\b|\bpa\b|chest|views?\b|frontal|"
+                  r"lateral|standing|weight-?bearing"),
 ]
-_RX = [(t, re.compile(rf"(?i)(?:{p})")) for t, p in _CUES]
+_RX = [(t, re.compile(rf"(?im)(?:{p})")) for t, p in _CUES]
 
 
 def classify(text: str, transport_kind: str = "") -> str:

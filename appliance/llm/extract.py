@@ -140,7 +140,7 @@ def body_sentences(doc: str, sections: list[Section], report: bool = True) -> li
     for start, end in ranges:
         for a, b in sentences(doc[start:end]):
             a, b = a + start, b + start
-            if any(s <= a < e for s, e in skip):
+            if any(a < e and s < b for s, e in skip):
                 continue
             sentence = doc[a:b]
             if is_communication(sentence) or (report and (_INTRODUCES.match(sentence) or _is_title(doc, a, b))):
