@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .context import assertion
 from .critical import find_critical, is_communication, question_ranges
 from .findings import MEASURE, read, sentences
-from .outline import Section, conclusion_sections, items
+from .outline import Section, conclusion_sections, items, role_of
 
 # Words that state an abnormality, whatever the organ or modality (prefixes and suffixes of the
 # field's vocabulary, not a list of findings): each is read with its ConText assertion.
@@ -86,9 +86,15 @@ def classify_sentence(sentence: str) -> str:
     return "unknown"
 
 
+_HEADED = re.compile(r"^(?P<name>[A-Za-z][A-Za-z /&'-]{0,40}):\s+")
+
+
 def tidy(sentence: str) -> str:
-    """A body sentence in a summary's register: no "There is", no "is noted", one line."""
+    """A body sentence in a summary's register: no heading, no "There is", no "is noted", one line."""
     s = " ".join(sentence.split())
+    head = _HEADED.match(s)
+    if head and role_of(head.group("name")) != "other":
+        s = s[head.end():]
     s = _TRAIL.sub("", _LEAD.sub("", s)).rstrip(". ")
     return (s[:1].upper() + s[1:] + ("" if s.endswith(("?", "!")) else ".")) if s else ""
 

@@ -58,6 +58,11 @@ class Section:
         return doc[self.start:self.end]
 
 
+def role_of(name: str) -> str:
+    """The role of a heading's name ("IMP" -> "conclusion"), "other" when unknown."""
+    return _role(name)
+
+
 def _role(name: str) -> str:
     key = " ".join(name.lower().replace("(", " ").replace(")", " ").split())
     if key in CANONICAL:

@@ -236,7 +236,7 @@ def _radiology(report: str, generate: Generate, max_sentences: int, max_source_c
         lines, removed = _grounded_lines(streamed, given, source)
         flags.extend(removed)
         kept, copied = drop_copied(lines, source, examples)
-        flags.extend(Flag("example", line, "a phrase of the prompt's worked examples; removed") for line in copied)
+        flags.extend(Flag("example", "", "a phrase of the prompt's worked examples") for _line in copied)
         lines = kept
         # Anchoring: an acute finding the report affirms must not vanish from the impression.
         said = {f.observation for line in lines for f in read(line) if f.affirmed}
@@ -258,8 +258,16 @@ def _radiology(report: str, generate: Generate, max_sentences: int, max_source_c
     out = lead_with_critical([ln for ln in whole if ln.text], source, offset)
     if not out:
         out = [Line(NOTHING_TO_SAY, (), "none")]
-    impression_text = "\n".join(ln.text for ln in out)
-    flags.extend(f for f in check(impression_text, report) if f not in flags)
+    # A model line whose number, unit, side or negation the report does not support is removed,
+    # never shown with a flag; the finding it named is then said by the report's own sentence.
+    unsupported = [ln for ln in out if ln.origin == "model" and check(ln.text, report)]
+    for ln in unsupported:
+        flags.extend(Flag(f.kind, "", f.reason) for f in check(ln.text, report))
+        out.remove(ln)
+        for a, b in ln.spans:
+            anchor = Line(_tidy(report[a:b]), ((a, b),), "body", critical_classes(report[a:b]))
+            if anchor.text and all(anchor.text != x.text for x in out):
+                out.append(anchor)
     report_impression = find(report, "impression")
     structured = _record(report, "radiology", "radiology", out, model, impression=[ln.text for ln in out],
                          impression_source=origin,
@@ -269,7 +277,9 @@ def _radiology(report: str, generate: Generate, max_sentences: int, max_source_c
                                    for f in read(source)],
                          follow_up=_follow_ups(report))
     structured["truncated"] = truncated
-    structured["flags"] = [fl.render() for fl in flags]
+    # What grounding removed is counted, never quoted: a removed line must not reach a reader,
+    # the store or the audit in any form.
+    structured["removed"] = {kind: sum(1 for f in flags if f.kind == kind) for kind in sorted({f.kind for f in flags})}
     return Result(structured, render(structured), tuple(flags), tokens, origin == "model", streamed)
 
 
@@ -340,21 +350,22 @@ def _content(text: str) -> set[str]:
 
 
 def _grounded_lines(text: str, given: str, source: str) -> tuple[list[str], list[Flag]]:
-    """The model's lines, less any that affirms a finding the source does not, or whose words
-    are mostly not in the findings it was given (an invented statement): both flagged."""
+    """The model's lines, less any that states what the source does not (a finding, a negation,
+    a number, a unit, a side) or whose words are mostly not in the findings it was given (an
+    invented statement). The removed lines are returned as flags without their text."""
     lines: list[str] = []
     removed: list[Flag] = []
     vocabulary = _content(given)
     for line in (ln.strip(" -•\t") for ln in text.splitlines()):
         if not line:
             continue
-        bad = [f for f in check(line, source) if f.kind in ("finding", "negation")]
+        bad = check(line, source)
         if bad:
-            removed.extend(Flag(f.kind, f.text, f.reason + "; removed from the impression") for f in bad)
+            removed.extend(Flag(f.kind, "", f.reason + "; removed from the impression") for f in bad)
             continue
         words = _content(line)
         if words and len(words - vocabulary) > len(words) / 2:
-            removed.append(Flag("finding", line, "not in the report's positive findings; removed from the impression"))
+            removed.append(Flag("finding", "", "not in the report's positive findings; removed from the impression"))
             continue
         if len(line) > MAX_LINE:  # an impression line, not a paragraph: cut at a word
             line = line[:MAX_LINE].rsplit(" ", 1)[0].rstrip(",;: ")

@@ -190,7 +190,8 @@ class SummaryWorker:
         row = SummaryRow(document_id=doc_id, text=text, model=self._engine.info.name, tokens=result.tokens,
                          leaks_redacted=leaks, created_ms=now_ms(), unsupported_numbers=unsupported,
                          structured=gate(to_json(result.structured), known).text,
-                         flags=tuple(f.render() for f in result.flags))
+                         # A removed line is counted in the structure, never quoted to a reader.
+                         flags=tuple(f.render() for f in result.flags if f.text))
         self._store.save_summary(row, "worker")
         self.completed += 1
         self.tokens_generated += result.tokens
