@@ -59,7 +59,10 @@ run: venv $(STATE)/appliance.toml
 	@doc=$$($(VENV)/bin/appliancectl --config $(STATE)/appliance.toml submit appliance/samples/oru_r01_ct_chest.hl7) && \
 	  echo "document $$doc; de-identified text:" && \
 	  $(VENV)/bin/appliancectl --config $(STATE)/appliance.toml document $$doc && \
-	  echo "--- summary (streaming from the local model) ---" && \
+	  echo "--- summary (the radiologist's conclusion leads; each line streams once grounded) ---" && \
+	  $(VENV)/bin/appliancectl --config $(STATE)/appliance.toml summary $$doc --follow
+	@echo "submitting a chest X-ray with findings and no impression (appliance/samples/oru_r01_xr_chest_findings.hl7): the local model words it"
+	@doc=$$($(VENV)/bin/appliancectl --config $(STATE)/appliance.toml submit appliance/samples/oru_r01_xr_chest_findings.hl7) && \
 	  $(VENV)/bin/appliancectl --config $(STATE)/appliance.toml summary $$doc --follow
 	@echo
 	@echo "applianced is still running (pid $$(cat $(STATE)/applianced.pid)). Try:"
