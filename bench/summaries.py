@@ -34,10 +34,10 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 
 from appliance.config import ModelConfig  # noqa: E402
-from appliance.llm.engine import open_engine  # noqa: E402
-from appliance.llm.integrity import sha256_file  # noqa: E402
 from appliance.deid import deidentify  # noqa: E402
 from appliance.domain import KnownIdentifiers  # noqa: E402
+from appliance.llm.engine import open_engine  # noqa: E402
+from appliance.llm.integrity import sha256_file  # noqa: E402
 from appliance.llm.pipeline import summarise_document  # noqa: E402
 from appliance.llm.summarise import NORMAL_CHEST  # noqa: E402
 

@@ -4,6 +4,7 @@ highlighted, re-identification for a clinician (audited) and its absence for ano
 Screenshots of each state are written to docs/screenshots/."""
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -131,6 +132,17 @@ def test_no_identity_button_for_a_role_that_may_not(qtbot, state, tmp_path):
         window.close()
     finally:
         stop_daemon(run)
+
+
+def test_a_critical_summary_is_marked_in_the_window():
+    structured = {"impression": ["Acute subdural hematoma.", "No fracture."], "is_critical": True,
+                  "critical": [{"class": "hemorrhage", "label": "intracranial hemorrhage"}],
+                  "lines": [{"text": "Acute subdural hematoma.", "critical": ["hemorrhage"]},
+                            {"text": "No fracture.", "critical": []}]}
+    html = summary_html("CRITICAL: intracranial hemorrhage\nIMPRESSION:\n- Acute subdural hematoma.\n- No fracture.",
+                        [], json.dumps(structured))
+    assert html.index("CRITICAL:</b> intracranial hemorrhage") < html.index("Acute subdural hematoma")
+    assert "<li><b>Acute subdural hematoma.</b></li>" in html and "<li>No fracture.</li>" in html
 
 
 def test_summary_rendering_marks_stale_and_flags():

@@ -1,5 +1,6 @@
-"""Summaries as the clinician sees them: impression first, every flagged number, side or
-negation highlighted with the reason, a stale summary marked. Pure functions (HTML strings)."""
+"""Summaries as the clinician sees them: a critical finding in a red banner and its lines in
+bold, impression first, every flagged number, side or negation highlighted with the reason, a
+stale summary marked. Pure functions (HTML strings)."""
 from __future__ import annotations
 
 import html
@@ -7,6 +8,7 @@ import json
 import re
 
 FLAG_STYLE = "background-color:#ffe08a;border-bottom:2px solid #c77700"
+CRITICAL_STYLE = "background:#b00020;color:#ffffff;padding:4px"
 STALE_BANNER = ("<p style='background:#f6d6d6;padding:4px'><b>Stale:</b> this summary belongs to a report "
                 "that has since been replaced (corrected or final result). Open the newer document.</p>")
 
@@ -40,12 +42,18 @@ def summary_html(text: str, flags: list[str], structured_json: str = "", stale: 
         structured = json.loads(structured_json) if structured_json else {}
     except ValueError:
         structured = {}
+    if isinstance(structured, dict) and structured.get("is_critical"):
+        labels = sorted({str(c.get("label")) for c in structured.get("critical") or [] if isinstance(c, dict)})
+        parts.append(f"<p style='{CRITICAL_STYLE}'><b>CRITICAL:</b> {html.escape(', '.join(labels))}</p>")
     impression = structured.get("impression") if isinstance(structured, dict) else None
     if impression:
         lines = impression if isinstance(impression, list) else [str(impression)]
-        parts.append("<h3>Impression</h3><ul>" + "".join(f"<li>{highlight(str(x), flags)}</li>" for x in lines) + "</ul>")
+        marked = _critical_lines(structured)
+        parts.append("<h3>Impression</h3><ul>" + "".join(
+            f"<li><b>{highlight(str(x), flags)}</b></li>" if str(x) in marked else f"<li>{highlight(str(x), flags)}</li>"
+            for x in lines) + "</ul>")
         rest = [line for line in text.splitlines() if line.strip() and not any(str(x) in line for x in lines)
-                and line.strip().upper() != "IMPRESSION:"]
+                and line.strip().upper() != "IMPRESSION:" and not line.startswith("CRITICAL: ")]
         if rest:
             parts.append("<h4>Details</h4><p>" + highlight("\n".join(rest), flags) + "</p>")
     else:
@@ -54,6 +62,11 @@ def summary_html(text: str, flags: list[str], structured_json: str = "", stale: 
         parts.append("<p><b>Checks against the report:</b></p><ul>" +
                      "".join(f"<li>{html.escape(f)}</li>" for f in flags) + "</ul>")
     return "".join(parts)
+
+
+def _critical_lines(structured: dict) -> set[str]:
+    lines = structured.get("lines") or []
+    return {str(ln.get("text")) for ln in lines if isinstance(ln, dict) and ln.get("critical")}
 
 
 def streaming_html(partial: str) -> str:

@@ -53,7 +53,7 @@ class Session:
         return self.stub.GetDocument(pb.GetDocumentRequest(document_id=doc_id), timeout=10)
 
     def stream_summary(self, doc_id: str, cancel: threading.Event) -> Iterator[pb.SummaryEvent]:
-        """Tokens as the model writes them, then the final summary. Setting `cancel` hangs up
+        """Each line of the summary once it has passed grounding, then the final summary. Setting `cancel` hangs up
         (the daemon stops a summary nobody waits for)."""
         call = self.stub.StreamSummary(pb.StreamSummaryRequest(document_id=doc_id), timeout=900)
         stopper = threading.Thread(target=lambda: (cancel.wait(), call.cancel()), daemon=True)

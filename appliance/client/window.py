@@ -1,5 +1,5 @@
 """The clinician's window: a worklist (newest first, live), the de-identified report beside its
-summary (streaming in token by token), summary request and cancel, and re-identification for
+summary (streaming in line by line, each line once grounded), summary request and cancel, and re-identification for
 those whose role allows it. Nothing is written to disk: no settings, caches or logs with text."""
 from __future__ import annotations
 

@@ -210,7 +210,6 @@ def _radiology(report: str, generate: Generate, max_sentences: int, max_source_c
     streamed = ""
     tokens = 0
     lines: list[str]
-    spans: list[tuple[tuple[int, int], ...]] = []
     flags: list[Flag] = []
     chronic_line = "" if acute_study or not positives else _chronic_line(positives[0], source)
     normal_line = NORMAL_CHEST if chest else NORMAL_OTHER
