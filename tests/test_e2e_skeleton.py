@@ -151,3 +151,28 @@ def test_reidentify_only_on_the_unix_socket_and_audited(daemon):
     finally:
         store.close()
     assert rows == [("document.reidentified", doc_id, "purpose=TREATMENT")]
+
+
+def test_appliancectl_summarize_gives_the_daemons_summary_for_the_same_document_and_config(daemon, tmp_path):
+    """One code path: the daemon's worker and `appliancectl summarize --jsonl` with the same
+    config (model, chronic-findings policy, context) write the same summary of the same text."""
+    stub = daemon.stub()
+    text = ("FINDINGS: There is a moderate right pleural effusion. Mildly hyperinflated lungs consistent with "
+            "emphysema. No pneumothorax.")
+    msg = ("MSH|^~\\&|RIS|GH|APPLIANCE|GH|20261120143000||ORU^R01^ORU_R01|SAME-1|P|2.5.1\r"
+           "PID|1||7301^^^GH^MR||Doe^Pat||19600101|F\rOBR|1|ORD9|ACC9|71020^CHEST XRAY^CPT\r"
+           f"OBX|1|TX|18782-3^Study^LN||{text}||||||F\r").encode()
+    doc_id = stub.SubmitHL7(pb.SubmitHL7Request(message=msg, source="test"), timeout=30).results[0].document_id
+    final = [ev.final for ev in stub.StreamSummary(pb.StreamSummaryRequest(document_id=doc_id), timeout=300)
+             if ev.HasField("final")][0]
+    stored = doc_text(stub, doc_id)
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text(json.dumps({"id": doc_id, "text": stored, "kind": "hl7:ORU^R01^ORU_R01"}) + "\n")
+    ctl = [sys.executable, "-m", "appliance.cli.main", "--config", str(daemon.config)]
+    run = subprocess.run(ctl + ["summarize", "--jsonl", str(src), "--out", str(out)], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    offline = json.loads(out.read_text())["summary"]
+    online = json.loads(final.structured_json)
+    assert offline["impression"] == online["impression"] and offline["model"] == online["model"]
+    assert offline["impression_source"] == online["impression_source"] == "model"
