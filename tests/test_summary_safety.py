@@ -276,3 +276,40 @@ def test_a_cancelled_summary_streams_no_line():
     summarise("FINDINGS: Small left pleural effusion.", "hl7:ORU^R01", lambda p, c: iter(()), cancel=stop,
               on_line=lines.append)
     assert lines == []
+
+
+def test_a_heading_without_a_colon_is_a_heading():
+    def boom(prompt, cancel):
+        raise AssertionError("the conclusion needs no model")
+    report = "CT HEAD\nFINDINGS\nThere is a subdural hematoma.\nIMPRESSION\n1. Acute left subdural hematoma.\n2. No fracture."
+    r = summarise(report, "hl7:ORU^R01", boom)
+    assert r.structured["impression"] == ["Acute left subdural hematoma.", "No fracture."]
+
+
+def test_a_laboratory_value_beyond_its_critical_limit_is_critical_whatever_the_report_says():
+    def boom(prompt, cancel):
+        raise AssertionError("values are copied")
+    r = summarise("CHEMISTRY\nSodium 118 mmol/L. Glucose 96 mg/dL. Creatinine 1.1 mg/dL.", "hl7:ORU^R01", boom)
+    s = r.structured
+    assert s["is_critical"] and s["critical"][0]["class"] == "critical_lab"
+    assert s["impression"][0].startswith("Sodium 118 mmol/L")
+    normal = summarise("CHEMISTRY\nSodium 139 mmol/L (reference 135-145). Potassium 4.1 mmol/L.", "hl7:ORU^R01", boom)
+    assert not normal.structured["is_critical"]
+
+
+def test_a_normal_conclusion_above_an_abnormal_body_is_followed_by_the_body():
+    def boom(prompt, cancel):
+        raise AssertionError("no model")
+    report = ("CT ABDOMEN\nFINDINGS: A 2.4 cm enhancing mass in the left kidney upper pole. Liver normal.\n"
+              "IMPRESSION: No acute abnormality.")
+    lines = summarise(report, "hl7:ORU^R01", boom).structured["impression"]
+    assert lines[0] == "No acute abnormality." and any("2.4 cm enhancing mass" in ln for ln in lines[1:])
+
+
+def test_an_identity_line_never_becomes_a_summary_line():
+    def boom(prompt, cancel):
+        raise AssertionError("no model")
+    report = "ULTRASOUND\nDOE, JANE | MRN 1234567 | DOB 01/02/1960\nSmall echogenic focus in the right kidney, 4 mm."
+    lines = summarise(report, "hl7:ORU^R01", boom).structured["impression"]
+    assert not any("MRN" in ln or "DOB" in ln or "JANE" in ln for ln in lines)
+    assert any("echogenic focus" in ln for ln in lines)

@@ -130,3 +130,48 @@ def is_communication(sentence: str) -> bool:
     """A sentence that only records who was told (no finding of its own)."""
     return bool(COMMUNICATED.search(sentence)) and not any(
         rx.search(sentence) for cls, rx in _RX.items() if cls != "critical_lab")
+
+
+# Critical limits of the common analytes (adult; the usual hospital critical-call policy, in the
+# units laboratories report them in): a value beyond one is a critical result whether or not the
+# report says so. (analyte names, low limit, high limit); None where one side is not critical.
+CRITICAL_LIMITS: list[tuple[str, float | None, float | None]] = [
+    (r"potassium|k\+?", 2.8, 6.2),
+    (r"sodium|na\+?", 120, 160),
+    (r"(?:blood |serum |plasma )?glucose|glu", 50, 450),
+    (r"(?:total )?calcium|ca", 6.5, 13.0),
+    (r"ionized calcium|ica", 0.8, 1.6),
+    (r"magnesium|mg", 1.0, 4.7),
+    (r"phosph(?:orus|ate)", 1.0, None),
+    (r"bicarbonate|hco3-?|total co2|tco2|co2", 10, 40),
+    (r"hemoglobin|haemoglobin|hgb|hb", 7.0, 20.0),
+    (r"platelets?|plt|platelet count", 20, 1000),
+    (r"wbc|white (?:blood )?cells?(?: count)?|leukocytes", 1.5, 50),
+    (r"inr", None, 5.0),
+    (r"lactate|lactic acid", None, 4.0),
+    (r"ph", 7.2, 7.6),
+    (r"qtc", None, 500),
+    (r"po2|pao2", 40, None),
+]
+_VALUE = r"[^\d\n;]{0,24}?(?<![\d.])(?P<value>\d+(?:\.\d+)?)(?!\s*(?:-|to)\s*\d)"
+_LIMIT_RX = [(re.compile(rf"(?i)(?<![\w-])(?:{names})\b{_VALUE}"), low, high) for names, low, high in CRITICAL_LIMITS]
+
+
+def critical_values(text: str) -> list[Critical]:
+    """Laboratory (and QTc) values beyond their critical limits, one per sentence, in text order.
+    The first number after the analyte's name is its value (not its reference range)."""
+    skip = question_ranges(text)
+    out: list[Critical] = []
+    for a, b in sentences(text):
+        if any(a < e and s < b for s, e in skip):
+            continue
+        sentence = text[a:b]
+        for rx, low, high in _LIMIT_RX:
+            m = rx.search(sentence)
+            if not m or re.search(r"(?i)\b(?:ref\w*|normal|range)\b", sentence[m.start():m.start("value")]):
+                continue
+            value = float(m.group("value"))
+            if (low is not None and value < low) or (high is not None and value > high):
+                out.append(Critical("critical_lab", CLASSES["critical_lab"][0], a, b, m.group(0).strip()))
+                break
+    return out

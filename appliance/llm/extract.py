@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from .context import assertion
-from .critical import find_critical, is_communication, question_ranges
+from .critical import critical_values, find_critical, is_communication, question_ranges
 from .findings import MEASURE, read, sentences
 from .outline import Section, conclusion_sections, items, role_of
 
@@ -129,6 +129,10 @@ def conclusion_lines(doc: str, sections: list[Section]) -> tuple[list[Line], boo
 # A sentence that introduces the patient ("44F with ...", "68-year-old man presenting with") is
 # the reason for the study, whether or not it has a heading.
 _INTRODUCES = re.compile(r"(?i)^(?:(?:this|a|an|the)\s+)?\d{1,3}\s*(?:-?\s*(?:year|yr|y)s?[- ]?old|yo|y/o|[mf])\b")
+# A line that identifies the patient (a header: name, MRN, date of birth) states nothing clinical,
+# and a summary must not carry what the de-identifier might have missed in it.
+_IDENTITY_LINE = re.compile(r"(?i)\b(?:mrn|dob|d\.o\.b|date of birth|medical record|acct|account (?:no|number)|"
+                            r"patient name|name)\b\s*[:#|]|\b(?:mrn|dob)\b")
 # A conclusion written in prose, without a heading.
 _PROSE_CONCLUSION = re.compile(r"(?i)^(?:my |our |the )?(?:overall |final )?(?:impression|assessment|conclusion|diagnosis|"
                                r"interpretation)\s+(?:is|was|are)\b|^in (?:summary|conclusion)\b|^(?:overall|summary),")
@@ -149,7 +153,8 @@ def body_sentences(doc: str, sections: list[Section], report: bool = True) -> li
             if any(a < e and s < b for s, e in skip):
                 continue
             sentence = doc[a:b]
-            if is_communication(sentence) or (report and (_INTRODUCES.match(sentence) or _is_title(doc, a, b))):
+            if is_communication(sentence) or _IDENTITY_LINE.search(sentence) \
+                    or (report and (_INTRODUCES.match(sentence) or _is_title(doc, a, b))):
                 continue
             out.append((a, b, classify_sentence(sentence)))
     return out
@@ -238,3 +243,23 @@ def lead_with_critical(lines: list[Line], doc: str, offset: int = 0) -> list[Lin
         if ln.text and ln.text.lower() not in (x.text.lower() for x in out):
             out.append(ln)
     return out
+
+
+def lead_with_values(lines: list[Line], doc: str) -> list[Line]:
+    """For a laboratory document: a line holding a value beyond its critical limit is critical
+    (critical.critical_values), and a critical value the lines leave out is added; then critical
+    lines lead, as in lead_with_critical."""
+    found = critical_values(doc)
+    marked = []
+    for ln in lines:
+        spans_text = " ".join(doc[a:b] for a, b in ln.spans) or ln.text
+        if critical_values(spans_text) and "critical_lab" not in ln.critical:
+            ln = Line(ln.text, ln.spans, ln.origin, (*ln.critical, "critical_lab"))
+        marked.append(ln)
+    covered = {s for ln in marked for s in ln.spans}
+    for c in found:
+        if not any(a <= c.start < b or c.start <= a < c.end for a, b in covered):
+            marked.append(Line(tidy(doc[c.start:c.end]), ((c.start, c.end),), "body", ("critical_lab",)))
+            covered.add((c.start, c.end))
+    critical = sorted((ln for ln in marked if ln.critical), key=lambda ln: bool(_REASSURING.search(ln.text)))
+    return critical + [ln for ln in marked if not ln.critical]

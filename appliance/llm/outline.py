@@ -76,6 +76,8 @@ def _role(name: str) -> str:
     return "other"
 
 
+# A known heading alone on its line, without a colon ("IMPRESSION", "Findings -").
+_BARE = re.compile(r"(?m)^[ \t*#>-]*(?P<name>[A-Za-z][A-Za-z /&'-]{1,44}?)[ \t]*[-.]?[ \t]*$")
 # A known heading may also follow a sentence on the same line ("TTE. Indication: ...").
 _INLINE = re.compile(r"(?<=[.!?])[ \t]+(?P<name>[A-Za-z][A-Za-z /&'-]{0,30}?)[ \t]*:[ \t]*")
 # Sections that state a fact about the study (its reason, its technique) in a line: when the
@@ -100,6 +102,14 @@ def outline(doc: str) -> list[Section]:
             if len(name.split()) > 4 or re.match(r"\s*[<>]?-?\d", rest) or not name[0].isupper():
                 continue
         heads.append((m.start(), m.end(), name, role))
+    for m in _BARE.finditer(doc):
+        role = _role(m.group("name"))
+        # Only the names that announce a section, in capitals or title case, and not a title line.
+        if role in ("conclusion", "findings", "question", "medications", "follow_up", "plan", "course") \
+                and m.start() > 0 and (m.group("name").isupper() or m.group("name").istitle()) \
+                and not any(s <= m.start() < e for s, e, _n, _r in heads):
+            end = m.end() + 1 if m.end() < len(doc) else m.end()
+            heads.append((m.start(), end, m.group("name").strip(), role))
     for m in _INLINE.finditer(doc):
         role = _role(m.group("name"))
         if role != "other" and not any(s <= m.start() < e for s, e, _n, _r in heads):

@@ -22,9 +22,10 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .critical import find_critical
+from .critical import critical_values, find_critical
 from .doctype import classify, family
-from .extract import Line, body_lines, classify_sentence, conclusion_lines, critical_classes, lead_with_critical
+from .extract import (Line, body_lines, classify_sentence, conclusion_lines, critical_classes, lead_with_critical,
+                      lead_with_values)
 from .findings import affirmed, named, own_words, read, sentences
 from .grounding import Flag, check
 from .labs import results
@@ -38,6 +39,8 @@ NORMAL_CHEST = "No acute cardiopulmonary abnormality."
 NORMAL_OTHER = "No acute abnormality."
 # Where a report that is not a chest radiograph says nothing abnormal in any sentence.
 NORMAL_REPORTED = "No abnormality reported."
+# Documents whose values are read against critical limits (a laboratory's own results).
+VALUE_TYPES = frozenset({"lab", "lab-narrative"})
 # Where the text states nothing a summary could rest on (no finding, no conclusion).
 NOTHING_TO_SAY = "No summary: the report states no conclusion or finding that could be summarised; read the report."
 # Findings radiologists follow with "no acute ..." in the impression when they are all the study
@@ -143,7 +146,7 @@ def summarise(report: str, document_kind: str, generate: Generate, *, max_senten
 
 def _record(report: str, kind: str, doc_type: str, lines: list[Line], model: str, **more: object) -> dict[str, object]:
     """The structure every summary shares: its lines with their spans and critical classes."""
-    critical = find_critical(report)
+    critical = find_critical(report) + (critical_values(report) if doc_type in VALUE_TYPES else [])
     return {"kind": kind, "document_type": doc_type, "lines": [ln.to_dict() for ln in lines],
             "critical": [c.to_dict() for c in critical], "is_critical": bool(critical),
             "truncated": False, "flags": [], "prompt_version": PROMPT_VERSION, "model": model, **more}
@@ -153,6 +156,12 @@ def _concluded(report: str, doc_type: str, concluded: list[Line], communicated: 
     """The author's conclusion leads, restated item by item; a critical finding it leaves out is
     added before it from the body. Nothing is called normal that the author did not."""
     lines = lead_with_critical(concluded, report)
+    lines = lead_with_values(lines, report) if doc_type in VALUE_TYPES else lines
+    if all(classify_sentence(ln.text) == "normal" for ln in lines):
+        # A conclusion that only says "normal" or "no acute ..." above a body that states an
+        # abnormality: the body's abnormal sentences follow it (what it leaves out that matters).
+        extra, _all_normal = body_lines(report, outline(report), limit=3)
+        lines += [ln for ln in extra if all(ln.text != x.text for x in lines)]
     structured = _record(report, "radiology", doc_type, lines, model,
                          impression=[ln.text for ln in lines], impression_source="conclusion",
                          report_impression="", findings=_findings(report), follow_up=_follow_ups(report),
@@ -165,6 +174,7 @@ def _from_body(report: str, doc_type: str, sections: list[Section], model: str) 
     sentences, critical first; "normal" only when every sentence of the body says so."""
     lines, all_normal = body_lines(report, sections)
     lines = lead_with_critical(lines, report)
+    lines = lead_with_values(lines, report) if doc_type in VALUE_TYPES else lines
     origin = "body"
     if not lines and all_normal:
         chest = bool(_CHEST.search(report)) and doc_type == "radiology"
@@ -321,8 +331,9 @@ def _lab(report: str, model: str) -> Result:
     found = results(report)
     abnormal = [r for r in found if r.abnormal]
     lines = [Line(r.render(), ((r.start, r.end),), "lab", critical_classes(report[r.start:r.end])) for r in abnormal]
-    lines = lines or [Line(f"All {len(found)} results within their reference ranges.",
-                           tuple((r.start, r.end) for r in found), "source-normal")]
+    lines = lead_with_values(lines, report) if lines else [Line(
+        f"All {len(found)} results within their reference ranges.", tuple((r.start, r.end) for r in found),
+        "source-normal")]
     structured = _record(
         report, "lab", "lab", lines, model, impression=[ln.text for ln in lines],
         abnormal=[{"test": r.test, "value": r.value, "unit": r.unit, "reference": r.reference, "flag": r.flag,
