@@ -1,0 +1,55 @@
+"""Clinical words are not identifiers: the de-identifier keeps drug names, eponyms of grades and
+structures, units, anatomy in lower case, mixed-case abbreviations and department names, by the
+class of the word and its context, while a person after a title, a given name in any case and a
+declared patient are still removed. Sentences invented for these tests."""
+from __future__ import annotations
+
+import pytest
+
+from appliance.deid import deidentify, find_spans
+from appliance.domain import KnownIdentifiers, PersonName
+
+SECRET = b"s" * 32
+
+
+def kept(text: str, word: str) -> bool:
+    return not any(s.start <= text.index(word) < s.end for s in find_spans(text))
+
+
+@pytest.mark.parametrize("text, word", [
+    ("New - rivaroxaban 15 mg twice daily with food.", "rivaroxaban"),
+    ("Started ticagrelor 90 mg twice daily.", "ticagrelor"),
+    ("Uptake consistent with Graves disease.", "Graves"),
+    ("Femoral neck fracture, Garden IV, displaced.", "Garden"),
+    ("Prostatic adenocarcinoma, Gleason 3+4 in two cores.", "Gleason"),
+    ("Ulcer with a visible vessel, Forrest IIa.", "IIa"),
+    ("Circulating blasts with Auer rods.", "Auer"),
+    ("Free fluid in Morison's pouch.", "Morison"),
+    ("Mean gradient 41 mmHg across the valve.", "mmHg"),
+    ("Lesion measures 12 HU before contrast.", "HU"),
+    ("Enlarged left hila without mass.", "hila"),
+    ("Mass in the posterior fossa with hydrocephalus.", "fossa"),
+    ("Markedly prolonged QTc at 560 ms.", "QTc"),
+    ("2. AKI on CKD, improving with fluids.", "AKI"),
+    ("Follow-up arranged with Nephrology in two weeks.", "Nephrology"),
+    ("MRI BRAIN AND MR VENOGRAM. Patent dural sinuses.", "VENOGRAM"),
+])
+def test_a_clinical_word_is_kept(text, word):
+    assert kept(text, word), [(s.label, text[s.start:s.end]) for s in find_spans(text)]
+
+
+@pytest.mark.parametrize("text, word", [
+    ("Discussed with Dr. Fossa by telephone.", "Fossa"),
+    ("Seen by Dr. Van Hollander this morning.", "Hollander"),
+    ("Spoke with Graves at the bedside; her son Tobias Graves will call.", "Tobias"),
+    ("Family meeting with janet and the team.", "janet"),
+    ("ROBERT V. DEGIORGIO, RRT, gave the treatment.", "ROBERT"),
+])
+def test_a_person_is_still_removed(text, word):
+    assert not kept(text, word), [(s.label, text[s.start:s.end]) for s in find_spans(text)]
+
+
+def test_a_declared_patient_named_like_a_clinical_word_is_removed():
+    known = KnownIdentifiers(patient_key="p", patient_names=(PersonName(family="Graves", given="Hila"),))
+    out = deidentify("Hila Graves seen today; history of Graves disease.", known, SECRET).text
+    assert "Hila" not in out and out.count("Graves") <= 1
