@@ -176,7 +176,7 @@ build_client() {  # PySide6 into the daemon's venv: this package holds only the 
   rm -rf "$stage" "$WORK/pyside" && mkdir -p "$stage/DEBIAN" "$site"
   # Wheels are installed into a plain folder (same Python 3.11 ABI), then placed beside the daemon's.
   "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --target "$WORK/pyside" \
-    PySide6-Essentials==6.12.0 shiboken6==6.12.0
+    PySide6-Essentials==6.11.3 shiboken6==6.11.3
   rm -rf "$WORK/pyside/bin"
   find "$WORK/pyside" -name __pycache__ -type d -prune -exec rm -rf {} +
   find "$WORK/pyside" -name direct_url.json -delete

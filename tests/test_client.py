@@ -149,3 +149,86 @@ def test_summary_rendering_marks_stale_and_flags():
     html = summary_html("Left effusion.", ['side: "Left" - the report says right'], '{"impression": ["Left effusion."]}',
                         stale=True)
     assert "Stale" in html and "the report says right" in html and re.search(r"<span[^>]*>Left</span>", html)
+
+
+def test_void_calls_keep_none_alive():
+    """PySide6 6.12 on Python 3.11 dropped a reference to None on every call that returns
+    nothing (insertRow, setData, selectRow...): the client aborted with "none_dealloc" after
+    minutes, seconds with 200 documents. 6.11.3 is pinned for that; this guards the pin."""
+    import sys
+
+    from PySide6.QtWidgets import QApplication, QTableWidget
+
+    _app = QApplication.instance() or QApplication([])
+    table = QTableWidget(0, 3)
+    before = sys.getrefcount(None)
+    for _ in range(2000):
+        table.insertRow(0)
+        table.selectRow(0)
+    assert sys.getrefcount(None) - before > -100
+
+
+def _oru(control: str, order: str, status: str, text: str) -> bytes:
+    return (f"MSH|^~\\&|RIS|GH|APPLIANCE|GH|20261120143000||ORU^R01^ORU_R01|{control}|P|2.5.1\r"
+            "PID|1||7700^^^GH^MR||Pellegrino^Ottavia||19600101|F\r"
+            f"OBR|1|{order}|ACC-{order}|71020^CHEST XRAY^CPT|||||||||||||||||||||{status}\r"
+            f"OBX|1|TX|18782-3^Study^LN||{text}||||||{status}\r").encode()
+
+
+def test_a_failed_load_clears_both_panes_and_a_restart_is_recovered_by_itself(qtbot, on_request_daemon, state,
+                                                                               tmp_path):
+    """Never another patient's text on screen: a document that cannot be opened (the daemon is
+    gone) clears the report and the summary and says so. The worklist greys out with a banner,
+    and comes back by itself, with a fresh ticket, once the daemon is up again."""
+    import time
+
+    from appliance.v1 import appliance_pb2 as pb
+
+    stub = on_request_daemon.stub()
+    first = stub.SubmitHL7(pb.SubmitHL7Request(message=_oru("C-1", "O1", "F", "FINDINGS: Small left effusion.")),
+                           timeout=30).results[0].document_id
+    second = stub.SubmitHL7(pb.SubmitHL7Request(message=_oru("C-2", "O2", "F", "FINDINGS: Right rib fracture.")),
+                            timeout=30).results[0].document_id
+    window = ClientWindow(_session(on_request_daemon), poll_ms=300)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.table.rowCount() == 2, timeout=20_000)
+    window.open_document(first)
+    assert "effusion" in window.report.toPlainText()
+    window._stop_stream()
+    stop_daemon(on_request_daemon)
+    window.open_document(second)
+    for pane in (window.report, window.summary):
+        assert "effusion" not in pane.toPlainText() and "Not loaded" in pane.toPlainText()
+    assert window.current is None
+    qtbot.waitUntil(lambda: window.banner.isVisible() and not window.table.isEnabled(), timeout=5_000)
+    _shot(window, "7-appliance-unavailable")
+    restarted = start_daemon(state, tmp_path / "d2.log")
+    try:
+        t0 = time.monotonic()
+        qtbot.waitUntil(lambda: window.table.isEnabled() and not window.banner.isVisible(), timeout=10_000)
+        assert time.monotonic() - t0 < 10
+        window.open_document(second)
+        assert "fracture" in window.report.toPlainText()
+        window._stop_stream()
+    finally:
+        stop_daemon(restarted)
+
+
+def test_an_open_document_turns_stale_when_its_final_arrives(qtbot, on_request_daemon):
+    from appliance.v1 import appliance_pb2 as pb
+
+    stub = on_request_daemon.stub()
+    prelim = stub.SubmitHL7(pb.SubmitHL7Request(message=_oru("P-1", "O7", "P", "FINDINGS: Possible left effusion.")),
+                            timeout=30).results[0].document_id
+    window = ClientWindow(_session(on_request_daemon), poll_ms=300)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.table.rowCount() == 1, timeout=20_000)
+    window.open_document(prelim)
+    assert not window.stale_banner.isVisible()
+    stub.SubmitHL7(pb.SubmitHL7Request(message=_oru("P-2", "O7", "F", "FINDINGS: Small left effusion.")), timeout=30)
+    qtbot.waitUntil(lambda: window.stale_banner.isVisible(), timeout=2_000)
+    assert "replaced" in window.stale_banner.text()
+    _shot(window, "8-stale-document")
+    window._stop_stream()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,21 +24,80 @@ class Row:
     result_status: str
 
 
+# The daemon restarted or is not up yet: the channel (and, on the unix socket, its ticket) is
+# made anew on the next call.
+RECONNECT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED})
+
+
+class Unavailable(grpc.RpcError):
+    """The daemon's sockets are there but nobody answers (it is stopped or restarting)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self._why = why
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+    def details(self) -> str:
+        return self._why
+
+
 class Session:
-    def __init__(self, channel: grpc.Channel) -> None:
-        self._channel = channel
-        self.stub = pb_grpc.ApplianceStub(channel)
-        me = self.stub.WhoAmI(pb.WhoAmIRequest(), timeout=10)
-        self.actor, self.roles, self.local = me.actor, frozenset(me.roles), me.local
+    """A connection that outlives the daemon: made lazily, and made again (a fresh channel and a
+    fresh ticket) after the daemon restarts, so a client started while the daemon is down, or
+    left open across a restart, recovers by itself."""
+
+    def __init__(self, connect: Callable[[], grpc.Channel]) -> None:
+        self._connect = connect
+        self._channel: grpc.Channel | None = None
+        self._stub: pb_grpc.ApplianceStub | None = None
+        self.actor, self.roles, self.local = "", frozenset[str](), False
+        self._lock = threading.Lock()
+        try:
+            self.stub  # noqa: B018 (connects now when it can, to know the person's roles)
+        except grpc.RpcError:
+            pass
+
+    @property
+    def stub(self) -> pb_grpc.ApplianceStub:
+        with self._lock:
+            if self._stub is None:
+                try:
+                    channel = self._connect()
+                except OSError as e:  # the ticket socket refused: the daemon is not running
+                    raise Unavailable(f"the appliance is not answering ({e.strerror or e})") from None
+                stub = pb_grpc.ApplianceStub(channel)
+                try:
+                    me = stub.WhoAmI(pb.WhoAmIRequest(), timeout=5)
+                except grpc.RpcError:
+                    channel.close()
+                    raise
+                self._channel, self._stub = channel, stub
+                self.actor, self.roles, self.local = me.actor, frozenset(me.roles), me.local
+            return self._stub
+
+    @property
+    def connected(self) -> bool:
+        return self._stub is not None
+
+    def lost(self, error: grpc.RpcError) -> None:
+        """After a call failed: forget the channel where the daemon went away, so the next call
+        connects again."""
+        if error.code() in RECONNECT_CODES:
+            with self._lock:
+                if self._channel is not None:
+                    self._channel.close()
+                self._channel = self._stub = None
 
     @classmethod
     def unix(cls, socket_path: Path) -> "Session":
-        return cls(ticketed(grpc.insecure_channel(f"unix:{socket_path}"), socket_path))
+        return cls(lambda: ticketed(grpc.insecure_channel(f"unix:{socket_path}"), socket_path))
 
     @classmethod
     def tls(cls, target: str, ca: Path, cert: Path, key: Path) -> "Session":
         creds = grpc.ssl_channel_credentials(ca.read_bytes(), key.read_bytes(), cert.read_bytes())
-        return cls(grpc.secure_channel(target, creds))
+        return cls(lambda: grpc.secure_channel(target, creds))
 
     @property
     def may_reidentify(self) -> bool:
@@ -74,4 +133,5 @@ class Session:
                                     timeout=30)
 
     def close(self) -> None:
-        self._channel.close()
+        if self._channel is not None:
+            self._channel.close()

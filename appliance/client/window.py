@@ -24,6 +24,17 @@ STATUS_WORDS = {"PARSED": "de-identifying", "RECEIVED": "waiting", "SUMMARIZING"
                 "DEID_FAILED": "set aside", "CANCELLED": "cancelled"}
 
 
+def _why(e: grpc.RpcError) -> str:
+    """What a clinician needs to read of a failed call (not the transport's own words)."""
+    if e.code() == grpc.StatusCode.UNAVAILABLE:
+        return "the appliance is not answering (stopped or restarting)"
+    if e.code() == grpc.StatusCode.UNAUTHENTICATED:
+        return "the appliance did not recognise this session; reconnecting"
+    if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return "the appliance did not answer in time"
+    return e.details() or e.code().name
+
+
 class Streamer(QObject):
     """Follows one document's summary on a worker thread and hands each piece to the UI thread."""
 
@@ -58,6 +69,18 @@ class ClientWindow(QMainWindow):
         self._thread: QThread | None = None
         self._streamer: Streamer | None = None
         self.summary_repaints = 0
+        self.unavailable = False
+        self.current_stale = False
+        self.timer_ms = poll_ms
+        self.banner = QLabel("")  # the appliance is unavailable
+        self.banner.setStyleSheet("background:#f6d6d6;padding:4px")
+        self.banner.setWordWrap(True)
+        self.banner.setVisible(False)
+        self.stale_banner = QLabel("")  # the open document was replaced
+        self.stale_banner.setStyleSheet("background:#f6d6d6;padding:4px")
+        self.stale_banner.setWordWrap(True)
+        self.stale_banner.setVisible(False)
+        self.stale_banner.linkActivated.connect(lambda link: self.open_document(link.split(":", 1)[1]))
 
         self.filter = QLineEdit(placeholderText="Filter: document, kind, source, status or date (YYYY-MM-DD)")
         self.filter.textChanged.connect(self._fill)
@@ -73,6 +96,7 @@ class ClientWindow(QMainWindow):
         left = QWidget()
         lv = QVBoxLayout(left)
         lv.addWidget(QLabel("<b>Worklist</b> (newest first; ↑/↓ to move, Enter to open)"))
+        lv.addWidget(self.banner)
         lv.addWidget(self.filter)
         lv.addWidget(self.table)
 
@@ -109,6 +133,7 @@ class ClientWindow(QMainWindow):
         right = QWidget()
         rlay = QVBoxLayout(right)
         rlay.addWidget(self.title)
+        rlay.addWidget(self.stale_banner)
         rlay.addLayout(buttons)
         rlay.addWidget(panes, 1)
         rlay.addWidget(self.notice)
@@ -130,11 +155,43 @@ class ClientWindow(QMainWindow):
     # -- worklist ---------------------------------------------------------------------------
     def refresh(self) -> None:
         try:
-            self.rows = self.session.worklist()
+            rows = self.session.worklist()
         except grpc.RpcError as e:
-            self.notice.setText(f"Cannot reach the appliance: {e.details() or e.code().name}")
+            # The daemon is restarting or down: say so, grey the list, keep trying on the timer
+            # (the session connects again, with a fresh ticket, on the next call).
+            self.session.lost(e)
+            self.unavailable = True
+            self.banner.setText(f"<b>Appliance unavailable</b>: {html.escape(_why(e))}. Retrying every "
+                                f"{max(1, round(self.timer_ms / 1000))} s; nothing to do here.")
+            self.banner.setVisible(True)
+            self.table.setEnabled(False)
             return
-        self._fill()
+        if self.unavailable or not self.windowTitle().endswith(f"({self.session.actor})"):
+            self.unavailable = False
+            self.banner.setVisible(False)
+            self.table.setEnabled(True)
+            self.reid_btn.setVisible(self.session.may_reidentify)
+            self.setWindowTitle(f"Appliance: reports and summaries ({self.session.actor})")
+        changed = rows != self.rows
+        self.rows = rows
+        if changed:
+            self._fill()
+        self._check_current()
+
+    def _check_current(self) -> None:
+        """The open document turns stale as soon as the worklist shows it replaced."""
+        row = next((r for r in self.rows if r.id == self.current), None)
+        if row is not None and row.status == "SUPERSEDED" and not self.current_stale:
+            self.current_stale = True
+            try:
+                doc = self._title(row.id)
+                newer = doc.superseded_by
+            except grpc.RpcError:
+                newer = ""
+            self.stale_banner.setText("<b>Stale:</b> this report has been replaced (corrected or final result)"
+                                      + (f" by <a href='doc:{html.escape(newer)}'>the newer document</a>." if newer
+                                         else "."))
+            self.stale_banner.setVisible(True)
 
     def _fill(self) -> None:
         wanted = self.filter.text().strip().lower()
@@ -165,11 +222,31 @@ class ClientWindow(QMainWindow):
     # -- one document -----------------------------------------------------------------------
     def open_document(self, doc_id: str) -> None:
         self._stop_stream()
-        self.current = doc_id
-        doc = self._title(doc_id)
-        self.report.setPlainText(doc.deidentified_text or "(de-identification in progress)")
+        # Another patient's text never stays on screen: both panes are cleared before anything
+        # is asked, and a failure says so in both.
+        self.current = None
+        self.current_stale = False
+        self.stale_banner.setVisible(False)
+        self.report.clear()
+        self.summary.clear()
         self.notice.setText("")
+        try:
+            doc = self._title(doc_id)
+        except grpc.RpcError as e:
+            self.session.lost(e)
+            why = html.escape(_why(e))
+            self.title.setText(f"<b>Could not open the document</b>: {why}.")
+            for pane in (self.report, self.summary):
+                pane.setHtml(f"<p><b>Not loaded:</b> {why}. Nothing is shown until it loads.</p>")
+            return
+        self.current = doc_id
+        self.report.setPlainText(doc.deidentified_text or "(de-identification in progress)")
         self.summary.setHtml("<p><i>Waiting for the summary…</i></p>")
+        if doc.superseded_by:
+            self.current_stale = True
+            self.stale_banner.setText("<b>Stale:</b> this report has been replaced (corrected or final result) by "
+                                      f"<a href='doc:{html.escape(doc.superseded_by)}'>the newer document</a>.")
+            self.stale_banner.setVisible(True)
         self._follow(doc_id)
 
     def _title(self, doc_id: str):
