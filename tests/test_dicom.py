@@ -171,7 +171,7 @@ def test_sr_observer_names_become_known_identifiers():
 
 @pytest.mark.parametrize("name,reason", [
     ("CT_small.dcm", "carries no report text"),
-    ("MR_truncated.dcm", "carries no report text"),
+    ("MR_truncated.dcm", "DICOM dataset incomplete: element (7FE0,0010) declares 8192 bytes and 8130 arrived"),
     ("no_meta.dcm", "not a DICOM Part 10 file"),
 ])
 def test_unusable_files_are_refused_with_a_specific_reason(name, reason):
@@ -327,3 +327,97 @@ def test_pynetdicoms_storescu_is_served_like_dcmtks(daemon, tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "Association Rejected" in out and "Called AE title not recognised" in out, out
     assert "ashdown" not in daemon.output().lower()
+
+
+# -- integrity: never a silently wrong or missing document ------------------------------------
+def _implicit_dataset(raw_part10: bytes) -> tuple[bytes, str, str]:
+    """(the dataset in Implicit VR Little Endian, its SOP class, its instance) of a Part 10 file."""
+    from io import BytesIO
+
+    import pydicom
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    ds = pydicom.dcmread(BytesIO(raw_part10))
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, True
+    write_dataset(fp, ds)
+    return fp.getvalue(), str(ds.SOPClassUID), str(ds.SOPInstanceUID)
+
+
+def _c_store_raw(port: int, dataset: bytes, sop_class: str, instance: str) -> tuple[int, str]:
+    """One C-STORE over a hand-made association whose dataset is sent exactly as given, its last
+    fragment flagged last: what a sender whose connection lost the end of a dataset delivers.
+    Returns (status, error comment)."""
+    from appliance.api.dicom import _uid, _us, p_data
+    from dicom_client import associate_rq, read_pdu
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(associate_rq("APPLIANCE", abstract=sop_class))
+        kind, _ = read_pdu(s)
+        assert kind == 0x02
+        cmd = encode_command([(0x0002, _uid(sop_class)), (0x0100, _us(0x0001)), (0x0110, _us(7)),
+                              (0x0700, _us(0)), (0x0800, _us(0x0000)), (0x1000, _uid(instance))])
+        s.sendall(p_data(1, cmd, True, 16384) + p_data(1, dataset, False, 16384))
+        kind, payload = read_pdu(s)
+        assert kind == 0x04, kind
+        rsp = decode_command(payload[6:])
+        status = struct.unpack("<H", rsp[0x0900])[0]
+        comment = rsp.get(0x0902, b"").decode("ascii", "replace").strip("\x00 ")
+        return status, comment
+
+
+def test_a_dataset_cut_short_is_refused_and_kept_never_stored(daemon):
+    dataset, sop_class, instance = _implicit_dataset(make_sr(impression="No pneumothorax on the left side."))
+    cut = dataset[:dataset.index(b"No pneumothorax on the le") + len(b"No pneumothorax on the le")]
+    status, comment = _c_store_raw(dicom_port(daemon), cut, sop_class, instance)
+    assert status == 0xC000 and "incomplete" in comment, (hex(status), comment)
+    assert not [d for d in documents(daemon) if d.kind.startswith("dicom:")]
+    [letter] = dead_letters(daemon)
+    assert letter.transport == "dicom" and "incomplete" in letter.reason
+    # The whole instance, sent again, is stored.
+    status, comment = _c_store_raw(dicom_port(daemon), dataset, sop_class, instance)
+    assert status == 0x0000, comment
+    assert len([d for d in documents(daemon) if d.kind.startswith("dicom:")]) == 1
+
+
+def test_a_command_naming_another_instance_than_its_dataset_is_refused(daemon):
+    dataset, sop_class, _instance = _implicit_dataset(make_sr())
+    status, comment = _c_store_raw(dicom_port(daemon), dataset, sop_class, "1.2.3.4.5.6.7")
+    assert status == 0xC000 and "SOP Instance UID differs" in comment, comment
+    assert not [d for d in documents(daemon) if d.kind.startswith("dicom:")]
+
+
+@needs_dcmtk
+def test_a_different_report_under_a_used_instance_uid_is_refused_and_kept_never_dropped(daemon, tmp_path):
+    first, second = tmp_path / "a.dcm", tmp_path / "b.dcm"
+    first.write_bytes(make_sr(sop_instance_uid="1.2.826.0.1.3680043.8.498.1", impression="Small left effusion."))
+    second.write_bytes(make_sr(sop_instance_uid="1.2.826.0.1.3680043.8.498.1", impression="Large left effusion."))
+    r = storescu(dicom_port(daemon), first)
+    assert "Received Store Response (Success)" in r.stdout + r.stderr
+    r = storescu(dicom_port(daemon), second, flag="-d")
+    out = r.stdout + r.stderr
+    assert "0xc000: Error: Cannot understand" in out and "a different report under a used SOP Instance UID" in out, out
+    docs = [d for d in documents(daemon) if d.kind.startswith("dicom:")]
+    assert len(docs) == 1
+    [letter] = dead_letters(daemon)
+    assert "different report under a used SOP Instance UID" in letter.reason
+
+
+def test_truncated_and_mismatched_files_are_refused_with_the_reason():
+    raw = make_sr(impression="No pneumothorax on the left side.")
+    with pytest.raises(InvalidMessage, match="incomplete"):
+        parse_dicom(raw[:-30])
+    from io import BytesIO
+
+    import pydicom
+
+    from appliance.ingest.dicom.complete import part10_body
+
+    uid = str(pydicom.dcmread(BytesIO(raw)).SOPInstanceUID).encode()
+    meta_end = len(raw) - len(part10_body(raw)[0])
+    other = uid[:-1] + (b"1" if uid[-1:] != b"1" else b"2")  # the same length: the meta stays well formed
+    mismatched = raw[:meta_end].replace(uid, other) + raw[meta_end:]
+    with pytest.raises(InvalidMessage, match="SOP Instance UID differs"):
+        parse_dicom(mismatched)
+    parse_dicom(raw)  # the whole file reads

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from ..deid import deidentify
 from ..domain import Document, MessageHeader
 from ..errors import InvalidMessage
+from ..ingest.dicom.complete import part10_body
 from ..ingest.dicom.read import parse_dicom
 from ..ingest.hl7.ack import acks_for
 from ..ingest.hl7.er7 import decode_message, msh_segment, split_batch
@@ -81,6 +82,18 @@ def same_content(a: bytes | None, b: bytes) -> bool:
         return True  # kept without its raw bytes (DICOM, updates): nothing to compare
     def body(raw: bytes) -> bytes:
         return b"\r".join(raw.replace(b"\r\n", b"\r").replace(b"\n", b"\r").strip(b"\r").split(b"\r")[1:])
+    return body(a) == body(b)
+
+
+def same_dataset(a: bytes, b: bytes) -> bool:
+    """Whether two DICOM files carry the same dataset (the file meta a sender or this appliance
+    wrote around it may differ)."""
+    def body(raw: bytes) -> bytes:
+        try:
+            found = part10_body(raw)
+        except InvalidMessage:
+            return raw
+        return found[0] if found is not None else raw
     return body(a) == body(b)
 
 
@@ -185,7 +198,15 @@ class IntakeService:
         except InvalidMessage as e:
             return self.refuse(raw, e, transport, None)
         key = f"dicom|{parsed.sop_instance_uid}"
-        if self._store.find_message(key) is not None:
+        seen = self._store.find_message(key)
+        if seen is not None:
+            if seen[2] is not None and not same_dataset(seen[2], raw):
+                # Never dropped: a different report under a used instance UID is refused and kept.
+                # (The first 64 characters are the C-STORE's Error Comment: the reason comes first.)
+                return self.refuse(raw, InvalidMessage(
+                    "a different report under a used SOP Instance UID; send a corrected report under a new "
+                    f"instance UID (kept as a dead letter; {parsed.sop_instance_uid} was stored before)"), transport,
+                    None)
             return Prepared(raw, transport, None, key=key)
         doc = parsed.document
         return self._prepare_document(doc, raw, transport, None, key, None, self.patient_ref(doc.known.patient_key),

@@ -17,6 +17,7 @@ from pydicom.uid import UID
 from ...domain import Document, KnownIdentifiers, PersonName
 from ...errors import InvalidMessage
 from ..limits import MAX_REPORT_CHARS, too_long
+from .complete import check_complete, part10_body
 from .encapsulated import ENCAPSULATED_CLASSES, cda_text, pdf_text
 from .sr import people, read_content
 
@@ -60,7 +61,14 @@ def is_dicom_file(raw: bytes) -> bool:
 
 
 def read_dataset(raw: bytes, transfer_syntax: str = "") -> Dataset:
-    """A Part 10 file, or (with `transfer_syntax`) a dataset as it arrives in C-STORE."""
+    """A Part 10 file, or (with `transfer_syntax`) a dataset as it arrives in C-STORE; refused
+    when it did not arrive whole (complete.check_complete)."""
+    if transfer_syntax:
+        _check_whole(raw, transfer_syntax)
+    else:
+        body = part10_body(raw)
+        if body is not None:
+            _check_whole(*body)
     try:
         if transfer_syntax:
             ts = UID(transfer_syntax)
@@ -74,6 +82,20 @@ def read_dataset(raw: bytes, transfer_syntax: str = "") -> Dataset:
     except Exception as e:  # noqa: BLE001 - pydicom on corrupt input raises OSError, struct.error, IndexError ... (fuzzed)
         raise InvalidMessage(f"DICOM dataset not readable ({type(e).__name__}); the file may be truncated "
                              "or use an unsupported encoding") from None
+
+
+DEFLATED = "1.2.840.10008.1.2.1.99"
+
+
+def _check_whole(data: bytes, transfer_syntax: str) -> None:
+    if transfer_syntax == DEFLATED or not transfer_syntax:
+        return  # compressed as a whole: zlib itself refuses a cut stream
+    try:
+        ts = UID(transfer_syntax)
+        implicit, little = ts.is_implicit_VR, ts.is_little_endian
+    except (ValueError, AttributeError):
+        return  # an unknown transfer syntax is refused by the reader, with its own reason
+    check_complete(data, implicit, little)
 
 
 def _values(ds: Dataset, keyword: str) -> list:
@@ -151,6 +173,17 @@ def parse_dicom(raw: bytes, *, source: str = "", transfer_syntax: str = "") -> P
         raise InvalidMessage(f"DICOM header not readable ({type(e).__name__})") from None
     if not sop_instance:
         raise InvalidMessage("SOPInstanceUID (0008,0018) missing: every DICOM instance needs one")
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        # In C-STORE the file meta holds the command's Affected SOP Class and Instance UIDs.
+        media_instance = str(meta.get("MediaStorageSOPInstanceUID", "") or "")
+        media_class = str(meta.get("MediaStorageSOPClassUID", "") or "")
+        if media_instance and media_instance != sop_instance:
+            raise InvalidMessage("the command's (or file meta's) SOP Instance UID differs from the dataset's "
+                                 "SOPInstanceUID (0008,0018): which instance this is cannot be told")
+        if media_class and sop_class and media_class != sop_class:
+            raise InvalidMessage("the command's (or file meta's) SOP Class UID differs from the dataset's "
+                                 "SOPClassUID (0008,0016)")
     if sop_class in ENCAPSULATED_CLASSES:
         return _encapsulated(ds, sop_class, sop_instance, source)
     if sop_class not in SR_CLASSES:
