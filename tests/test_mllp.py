@@ -274,3 +274,25 @@ def test_dead_letter_listed_and_resubmitted_after_a_fix(daemon, tmp_path):
     assert r.returncode == 0 and r.stdout.startswith("ACCEPTED"), r.stdout + r.stderr
     after = subprocess.run(ctl + ["deadletters"], capture_output=True, text=True, timeout=60)
     assert dl_id not in after.stdout  # resolved
+
+
+@pytest.mark.parametrize("msh", [
+    # A patient's name shifted into the message type, the version, the control id, the sender.
+    "MSH|^~\\&|PELLEGRINO|OTTAVIA|APPLIANCE|GH|20261120143000||PELLEGRINO^OTTAVIA|C-1|P|2.5.1",
+    "MSH|^~\\&|RIS|GH|APPLIANCE|GH|20261120143000||ORU^R01|C-2|P|PELLEGRINO^OTTAVIA",
+    "MSH|^~\\&|RIS|GH|APPLIANCE|GH|20261120143000|PELLEGRINO|ORU^R01^ORU_R01|PELLEGRINO-OTTAVIA-19600101|P|2.5.1",
+    "MSH|^~\\&|RIS|GH|APPLIANCE|GH|20261120143000||ORU^R01^ORU_R01||P|2.5.1",
+])
+def test_no_message_content_reaches_the_log_whatever_the_header_holds(daemon, msh):
+    """A refusal's reason may quote the message; the log gets its codes and lengths only."""
+    msg = (f"{msh}\rPID|1||7701^^^GH^MR||Pellegrino^Ottavia||19600101|F\rOBR|1|O1|A1|71020^CHEST XRAY^CPT\r"
+           "OBX|1|TX|18782-3^Study^LN||FINDINGS: Small left effusion.||||||F\r").encode()
+    client = MllpClient(mllp_port(daemon))
+    try:
+        ack = client.request(msg)
+    finally:
+        client.close()
+    assert ack is not None and (b"MSA|AR" in ack or b"MSA|AE" in ack or b"MSA|AA" in ack)
+    log = daemon.output()
+    for phi in ("pellegrino", "ottavia", "19600101"):
+        assert phi not in log.lower(), (phi, log[-2000:])

@@ -44,6 +44,7 @@ class MllpServer(TcpListener):
         for ack in result.acks:
             writer.write(frame(ack))
         await writer.drain()
+        # A framing reason is the appliance's own words (sizes, bytes seen), never the message's.
         log.warning("MLLP connection closed: %s (dead letter %s)", reason.split(";")[0], result.dead_letter_id)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

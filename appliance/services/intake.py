@@ -308,7 +308,12 @@ class IntakeService:
             self.duplicates += 1
         elif r.outcome in ("REJECTED", "ERROR"):
             self.rejected += 1
-            log.warning("message refused dead_letter=%s reason=%s", r.dead_letter_id, r.reason)
+            # The reason may quote the message (a field-shifted MSH put a patient's name where the
+            # message type belongs): the log gets codes and lengths, the dead letter the words.
+            e = r.error
+            log.warning("message refused dead_letter=%s hl7_error=%s at=%s%s reason_chars=%d", r.dead_letter_id,
+                        e.hl7_error_code if e else "", e.segment if e else "", f"-{e.field}" if e and e.field else "",
+                        len(r.reason))
 
 
 __all__ = ["IntakeResult", "IntakeService", "Prepared", "message_key"]
