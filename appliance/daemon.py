@@ -296,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check-config", action="store_true",
                     help="check the config file and the pinned model, then exit (0: valid)")
     args = ap.parse_args(argv)
+    # Every file the daemon makes (the database, its WAL and shared memory, backups, exports) is
+    # the service user's alone, whatever umask it was started under; sockets set their own mode.
+    os.umask(0o077)
     if args.check_config:
         return check_config(args.config)
     root = logging.getLogger()

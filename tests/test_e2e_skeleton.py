@@ -176,3 +176,18 @@ def test_appliancectl_summarize_gives_the_daemons_summary_for_the_same_document_
     online = json.loads(final.structured_json)
     assert offline["impression"] == online["impression"] and offline["model"] == online["model"]
     assert offline["impression_source"] == online["impression_source"] == "model"
+
+
+def test_the_state_files_are_the_service_users_alone(daemon):
+    """The database, its WAL and shared-memory files: 0600 whatever umask started the daemon."""
+    import stat
+
+    from appliance.config import load_config
+
+    stub = daemon.stub()
+    stub.SubmitHL7(pb.SubmitHL7Request(message=SAMPLE.read_bytes(), source="test"), timeout=30)
+    state_dir = load_config(daemon.config).state_dir
+    files = [p for p in state_dir.iterdir() if p.is_file() and p.name.startswith("appliance.db")]
+    assert {p.name for p in files} >= {"appliance.db", "appliance.db-wal"}
+    for p in files:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, (p.name, oct(p.stat().st_mode))
