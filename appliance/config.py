@@ -47,10 +47,13 @@ class MllpConfig:
     host: str = "127.0.0.1"
     port: int = 2575
     max_frame_bytes: int = 16 * 1024 * 1024
-    # Connections are bounded: more than this at once are closed on arrival; one silent this long
-    # is closed (engines reconnect); a frame begun and not finished within frame_timeout_s is dropped.
+    # Connections are bounded: more than this at once are closed on arrival, and one peer (address)
+    # holds at most max_connections_per_peer of them, so no sender can starve the others; one silent
+    # this long is closed (engines reconnect); a frame begun and not finished within
+    # frame_timeout_s in all (not per read: a byte a second does not keep it open) is dropped.
     max_connections: int = 32
-    idle_timeout_s: int = 600
+    max_connections_per_peer: int = 8
+    idle_timeout_s: int = 120
     frame_timeout_s: int = 60
 
 
@@ -64,6 +67,7 @@ class DicomConfig:
     max_pdu_bytes: int = 1024 * 1024
     max_dataset_bytes: int = 64 * 1024 * 1024
     max_associations: int = 16
+    max_associations_per_peer: int = 4  # one address's share of max_associations
     artim_timeout_s: int = 30  # from connect to a complete A-ASSOCIATE-RQ (DICOM's ARTIM timer)
     # TLS on the DICOM port (PEM; relative paths under state_dir). With a client CA, only PACS
     # nodes holding a certificate it signed may connect (the DICOM TLS profile, PS3.15 B.1).
@@ -248,6 +252,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(p, "model.sha256", "must be the model file's 64-hex-digit SHA-256 "
                           "(`sha256sum FILE`); the daemon refuses an unpinned model")
     for key, value in (("mllp.max_connections", cfg.mllp.max_connections), ("mllp.idle_timeout_s", cfg.mllp.idle_timeout_s),
+                       ("mllp.max_connections_per_peer", cfg.mllp.max_connections_per_peer),
+                       ("dicom.max_associations_per_peer", cfg.dicom.max_associations_per_peer),
                        ("mllp.frame_timeout_s", cfg.mllp.frame_timeout_s),
                        ("dicom.max_associations", cfg.dicom.max_associations),
                        ("dicom.artim_timeout_s", cfg.dicom.artim_timeout_s),

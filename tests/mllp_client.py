@@ -8,8 +8,10 @@ VT, FS, CR = b"\x0b", b"\x1c", b"\x0d"
 
 
 class MllpClient:
-    def __init__(self, port: int, timeout: float = 30.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port: int, timeout: float = 30.0, source: str = "") -> None:
+        # `source`: another loopback address (127.0.0.2) plays a second peer.
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.buf = b""
 
     def send(self, payload: bytes) -> None:

@@ -533,3 +533,89 @@ def test_after_the_bombs_a_killed_daemon_restarts_and_finishes_them(state, tmp_p
             assert wait_deidentified(run, d.id, timeout=60).status != pb.PARSED
     finally:
         stop_daemon(run)
+
+
+def test_one_peer_cannot_starve_another_and_a_trickling_frame_is_closed_on_time(state, tmp_path):
+    """40 idle and 40 byte-a-second connections from one address take at most its share of the
+    slots; a second address's new connections all get AA, promptly; a frame that trickles in is
+    closed when its whole time is up, not kept alive by each byte."""
+    import socket
+    import threading
+
+    from conftest import start_daemon, stop_daemon
+
+    _with(state, "mllp", max_connections=16, max_connections_per_peer=4, frame_timeout_s=3)
+    run = start_daemon(state, tmp_path / "d.log")
+    stop = threading.Event()
+    try:
+        from appliance.config import load_config
+
+        port = load_config(state).mllp.port
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(40)]
+        slow = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(40)]
+        closed_at: dict[int, float] = {}
+        t0 = time.monotonic()
+
+        def trickle(i: int, s: socket.socket) -> None:
+            try:
+                s.sendall(b"\x0b")
+                while not stop.is_set():
+                    s.sendall(b"x")
+                    time.sleep(0.5)
+            except OSError:
+                closed_at[i] = time.monotonic() - t0
+        threads = [threading.Thread(target=trickle, args=(i, s), daemon=True) for i, s in enumerate(slow)]
+        for t in threads:
+            t.start()
+        latencies = []
+        for n in range(20):
+            start = time.monotonic()
+            c = MllpClient(port, timeout=10, source="127.0.0.2")
+            try:
+                ack = c.request(oru(f"FAIR-{n}", "Small left effusion."))
+            finally:
+                c.close()
+            latencies.append(time.monotonic() - start)
+            assert ack is not None and msa(ack)[1] == "AA", ack
+        latencies.sort()
+        assert latencies[int(len(latencies) * 0.99) - 1] < 1.0, latencies
+        time.sleep(6)
+        # Every trickling connection the appliance admitted was closed by its frame's deadline.
+        admitted = [i for i in closed_at if closed_at[i] > 0.5]
+        assert all(closed_at[i] < 3 + 3 for i in admitted), closed_at
+        for s in idle + slow:
+            s.close()
+    finally:
+        stop.set()
+        stop_daemon(run)
+
+
+def test_one_peer_cannot_take_every_dicom_association(state, tmp_path):
+    """Silent connections from one address hold at most its share of the associations; a PACS at
+    another address still associates and is answered at once (pynetdicom as that PACS)."""
+    import socket
+
+    from pynetdicom import AE
+
+    from conftest import start_daemon, stop_daemon
+
+    _with(state, "dicom", max_associations=8, max_associations_per_peer=4)
+    run = start_daemon(state, tmp_path / "d.log")
+    try:
+        from appliance.config import load_config
+
+        port = load_config(state).dicom.port
+        silent = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(30)]
+        ae = AE(ae_title="PACS2")
+        ae.add_requested_context("1.2.840.10008.1.1")
+        for _ in range(5):
+            start = time.monotonic()
+            assoc = ae.associate("127.0.0.1", port, ae_title="APPLIANCE", bind_address=("127.0.0.2", 0))
+            assert assoc.is_established
+            status = assoc.send_c_echo()
+            assoc.release()
+            assert status.Status == 0x0000 and time.monotonic() - start < 1.0
+        for s in silent:
+            s.close()
+    finally:
+        stop_daemon(run)

@@ -224,6 +224,7 @@ class DicomServer(TcpListener):
         super().__init__("DICOM", cfg.host, cfg.port, "dicom.port", ssl=tls_context(cfg, state_dir), sock=sock)
         self._cfg = cfg
         self.max_connections = cfg.max_associations
+        self.max_per_peer = cfg.max_associations_per_peer
         self._intake = intake
         self.associations = 0
         self.stored = 0
@@ -253,7 +254,7 @@ class DicomServer(TcpListener):
         return kind, await reader.readexactly(length)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self._admit(writer, "dicom.max_associations"):
+        if not self._admit(writer, "dicom.max_associations", "dicom.max_associations_per_peer"):
             return
         try:
             await self._serve(reader, writer)
@@ -266,7 +267,7 @@ class DicomServer(TcpListener):
             log.error("DICOM association error: %s", type(e).__name__)
             writer.write(abort())
         finally:
-            self._conns.discard(writer)
+            self._release(writer)
             try:
                 await writer.drain()
             except (ConnectionResetError, BrokenPipeError):

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import socket
 import threading
+from collections import Counter
 
 log = logging.getLogger(__name__)
 
@@ -20,9 +21,12 @@ class TcpListener:
         self._server: asyncio.base_events.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, name=protocol.lower(), daemon=True)
         self._conns: set[asyncio.StreamWriter] = set()
+        self._peers: Counter[str] = Counter()  # open connections per peer address
+        self._peer_of: dict[asyncio.StreamWriter, str] = {}
         self.port = 0
         self.max_connections = 1 << 30
-        self.refused_connections = 0  # over max_connections
+        self.max_per_peer = 1 << 30
+        self.refused_connections = 0  # over max_connections or a peer's share
         self.timed_out = 0  # closed by an idle or frame timeout
 
     def start(self) -> int:
@@ -46,15 +50,34 @@ class TcpListener:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
 
-    def _admit(self, writer: asyncio.StreamWriter, key: str) -> bool:
-        """Bounded connections: one over the limit is closed at once (the peer retries later)."""
+    def _admit(self, writer: asyncio.StreamWriter, key: str, peer_key: str = "") -> bool:
+        """Bounded connections: one over the limit, or over its peer's share, is closed at once
+        (the peer retries later); the share keeps one sender from taking every slot."""
+        peername = writer.get_extra_info("peername")
+        peer = str(peername[0]) if isinstance(peername, tuple) and peername else "local"
         if len(self._conns) >= self.max_connections:
             self.refused_connections += 1
             log.warning("%s connection refused: %d open, the limit (%s)", self._protocol, len(self._conns), key)
             writer.close()
             return False
+        if self._peers[peer] >= self.max_per_peer:
+            self.refused_connections += 1
+            log.warning("%s connection refused: %s has %d open, its share (%s)", self._protocol, peer,
+                        self._peers[peer], peer_key)
+            writer.close()
+            return False
         self._conns.add(writer)
+        self._peers[peer] += 1
+        self._peer_of[writer] = peer
         return True
+
+    def _release(self, writer: asyncio.StreamWriter) -> None:
+        self._conns.discard(writer)
+        peer = self._peer_of.pop(writer, None)
+        if peer is not None:
+            self._peers[peer] -= 1
+            if self._peers[peer] <= 0:
+                del self._peers[peer]
 
     def stop(self) -> None:
         """Stop accepting and close every connection; work already committed stays committed."""

@@ -30,6 +30,7 @@ class MllpServer(TcpListener):
         self._intake = intake
         self.connections = 0
         self.max_connections = cfg.max_connections
+        self.max_per_peer = cfg.max_connections_per_peer
 
     def start(self) -> int:
         super().start()
@@ -49,26 +50,35 @@ class MllpServer(TcpListener):
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
-        if not self._admit(writer, "mllp.max_connections"):
+        if not self._admit(writer, "mllp.max_connections", "mllp.max_connections_per_peer"):
             return
         self.connections += 1
         log.info("MLLP connection from %s", peer[0] if peer else "?")
         buf = bytearray()
         limit = self._cfg.max_frame_bytes
+        loop = asyncio.get_running_loop()
+        frame_deadline = 0.0  # when the frame in progress must be complete
         try:
             while True:
-                # Silent between frames: idle; silent inside a frame: a sender that stalled.
-                wait = self._cfg.frame_timeout_s if buf else self._cfg.idle_timeout_s
+                # Silent between frames: idle. Inside a frame the whole frame has frame_timeout_s,
+                # however the bytes trickle in (a byte a second once kept a slot for ever).
+                if buf:
+                    wait = max(0.0, frame_deadline - loop.time())
+                else:
+                    wait = float(self._cfg.idle_timeout_s)
                 try:
                     async with asyncio.timeout(wait):  # cheaper than wait_for: no task per read
                         data = await reader.read(1 << 16)
                 except TimeoutError:
                     self.timed_out += 1
-                    log.info("MLLP connection closed: %s for %d s (%s)", "frame unfinished" if buf else "idle",
-                             wait, "mllp.frame_timeout_s" if buf else "mllp.idle_timeout_s")
+                    log.info("MLLP connection closed: %s (%s)", "frame unfinished" if buf else "idle",
+                             f"mllp.frame_timeout_s = {self._cfg.frame_timeout_s}" if buf
+                             else f"mllp.idle_timeout_s = {self._cfg.idle_timeout_s}")
                     break
                 if not data:
                     break
+                if not buf:
+                    frame_deadline = loop.time() + self._cfg.frame_timeout_s
                 buf += data
                 while buf:
                     # Whitespace between frames is tolerated; anything else outside a frame is not.
@@ -92,6 +102,7 @@ class MllpServer(TcpListener):
                     payload = bytes(buf[1:end])
                     cut = end + 2 if buf[end + 1:end + 2] == CR else end + 1
                     del buf[:cut]
+                    frame_deadline = loop.time() + self._cfg.frame_timeout_s  # the next frame's own time
                     for fut in self._intake.submit_async(payload, transport="mllp", deid_now=False):
                         result = await asyncio.wrap_future(fut)
                         for ack in result.acks:
@@ -102,5 +113,5 @@ class MllpServer(TcpListener):
         except Exception as e:  # one connection's fault never stops the listener
             log.error("MLLP connection error: %s", type(e).__name__)
         finally:
-            self._conns.discard(writer)
+            self._release(writer)
             writer.close()
