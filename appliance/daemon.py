@@ -28,6 +28,7 @@ from .api.metrics import MetricsServer
 from .api.mllp import MllpServer
 from .api.servicer import ApplianceServicer
 from .api.transport import add_server_port, add_unix_port, server_credentials, state_path
+from .version import package_version
 from .config import DEFAULT_CONFIG_PATH, Config, load_config
 from .errors import ApplianceError, StoreKeyError
 from .ingest.hl7.validate import known_segments
@@ -291,6 +292,7 @@ def check_config(path: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="applianced", description="Run the appliance daemon in the foreground.")
+    ap.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="TOML config file")
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--check-config", action="store_true",

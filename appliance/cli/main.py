@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 
+from ..version import package_version
 from ..config import DEFAULT_CONFIG_PATH, load_config
 from ..errors import ApplianceError
 
@@ -188,7 +189,10 @@ def cmd_audit_verify(args) -> int:
 def cmd_audit_export(args) -> int:
     from ..v1 import appliance_pb2 as pb
 
-    since = int(datetime.fromisoformat(args.since).replace(tzinfo=timezone.utc).timestamp() * 1000) if args.since else 0
+    try:
+        since = int(datetime.fromisoformat(args.since).replace(tzinfo=timezone.utc).timestamp() * 1000) if args.since else 0
+    except ValueError:
+        raise UsageError(f"--since {args.since!r} is not an ISO date or time (e.g. 2026-12-01 or 2026-12-01T08:00)") from None
     out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
     n = 0
     try:
@@ -393,6 +397,7 @@ def cmd_summarize(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="appliancectl", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="TOML config (default %(default)s)")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
@@ -500,14 +505,29 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+class UsageError(Exception):
+    """A user error the CLI answers with one line and exit code 2."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except ApplianceError as e:
+    except (ApplianceError, UsageError) as e:
         print(f"appliancectl: {e}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, FileExistsError) as e:
+    except json.JSONDecodeError as e:
+        print(f"appliancectl: not JSON at line {e.lineno} column {e.colno} of the input ({e.msg}); one JSON object "
+              "per line is expected", file=sys.stderr)
+        return 2
+    except KeyError as e:
+        print(f"appliancectl: an input line lacks the field {e}; lines are {{\"id\", \"text\"[, \"kind\"]}}",
+              file=sys.stderr)
+        return 2
+    except IsADirectoryError as e:
+        print(f"appliancectl: {e.filename} is a directory; give a file", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, FileExistsError, PermissionError) as e:
         print(f"appliancectl: {e}", file=sys.stderr)
         return 2
     except grpc.RpcError as e:

@@ -6,11 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..version import package_version
 from ..config import DEFAULT_CONFIG_PATH
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="appliance-client", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="the appliance's config (its socket)")
     ap.add_argument("--socket", type=Path, help="the appliance's unix socket (instead of --config)")
     ap.add_argument("--tls-target", help="HOST:PORT of an appliance on another workstation (mutual TLS)")
