@@ -180,8 +180,6 @@ def test_a_failed_load_clears_both_panes_and_a_restart_is_recovered_by_itself(qt
     """Never another patient's text on screen: a document that cannot be opened (the daemon is
     gone) clears the report and the summary and says so. The worklist greys out with a banner,
     and comes back by itself, with a fresh ticket, once the daemon is up again."""
-    import time
-
     from appliance.v1 import appliance_pb2 as pb
 
     stub = on_request_daemon.stub()
@@ -205,9 +203,7 @@ def test_a_failed_load_clears_both_panes_and_a_restart_is_recovered_by_itself(qt
     _shot(window, "7-appliance-unavailable")
     restarted = start_daemon(state, tmp_path / "d2.log")
     try:
-        t0 = time.monotonic()
         qtbot.waitUntil(lambda: window.table.isEnabled() and not window.banner.isVisible(), timeout=10_000)
-        assert time.monotonic() - t0 < 10
         window.open_document(second)
         assert "fracture" in window.report.toPlainText()
         window._stop_stream()
