@@ -313,3 +313,28 @@ def test_an_identity_line_never_becomes_a_summary_line():
     lines = summarise(report, "hl7:ORU^R01", boom).structured["impression"]
     assert not any("MRN" in ln or "DOB" in ln or "JANE" in ln for ln in lines)
     assert any("echogenic focus" in ln for ln in lines)
+
+
+def test_a_discharge_medication_list_marks_its_changes_and_items_lose_their_markers():
+    note = ("Discharge Summary\nDiagnoses at discharge: 1) Community-acquired pneumonia. 2) Acute kidney injury, "
+            "resolved.\nDischarge medications:\n- amoxicillin-clavulanate 875 mg twice daily (NEW)\n"
+            "- lisinopril 10 mg daily - HELD until recheck\n- atorvastatin 40 mg nightly (unchanged)\n"
+            "Follow up: PCP in 1 week.")
+    s = summarise(note, "hl7:MDM^T02", lambda p, c: iter(())).structured
+    assert s["problems"] == ["Community-acquired pneumonia.", "Acute kidney injury, resolved."]
+    assert s["medication_changes"] == ["amoxicillin-clavulanate 875 mg twice daily (NEW)",
+                                       "lisinopril 10 mg daily - HELD until recheck."]
+
+
+def test_prophylaxis_and_screening_are_not_the_finding():
+    assert find_critical("DVT prophylaxis - continue enoxaparin 40 mg daily.") == []
+    assert find_critical("Colon cancer screening is due.") == []
+    assert {c.cls for c in find_critical("Occlusive DVT of the left popliteal vein.")} == {"vascular"}
+
+
+def test_a_title_is_no_summary_line():
+    def boom(prompt, cancel):
+        raise AssertionError("no model")
+    lines = summarise("12 LEAD ECG\nSinus tachycardia at 118 bpm. ST elevation 2-4 mm in V1-V4.", "hl7:ORU^R01",
+                      boom).structured["impression"]
+    assert lines[0].startswith("ST elevation") and not any("12 LEAD" in ln for ln in lines)

@@ -39,6 +39,7 @@ _TRIGGERS: list[tuple[str, str, str]] = [
                             r"signs of|symptoms of|concern(?:ed)? that .{0,20} (?:may|might) develop|prophylaxis|"
                             r"(?:ct|cta|mri?|mra|study|exam|examination|protocol|angiogram|scan|ultrasound|us|x-?ray|"
                             r"radiograph|imaging|work-?up)(?: \w+){0,3} (?:for|to assess|to evaluate)"),
+    ("hypothetical", "bwd", r"prophylaxis|precautions|risk|screening|protocol|work-?up|rule[- ]out|ruled out\?"),
     ("family", "fwd", r"family history|fhx|family hx|(?:first|second)[- ]degree relatives?|relatives? (?:with|had|has)|"
                       r"family members? (?:with|had|has)|(?:his|her|the patient's) (?:mother|father|sister|brother|son|daughter|"
                       r"aunt|uncle|grandmother|grandfather|parent|sibling)|(?:mother|father|sister|brother|sibling)s? (?:had|has|with|died)"),

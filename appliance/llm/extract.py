@@ -89,6 +89,14 @@ def classify_sentence(sentence: str) -> str:
 _HEADED = re.compile(r"^(?P<name>[A-Za-z][A-Za-z /&'-]{0,40}):\s+")
 
 
+_MARKER = re.compile(r"^(?:\(?\d{1,2}[.)]|\(?[a-h][.)]|[#*\u2022-])\s+")
+
+
+def strip_marker(text: str) -> str:
+    """An item without its list marker ("2) ", "# ", "- ")."""
+    return _MARKER.sub("", text, count=1)
+
+
 def tidy(sentence: str) -> str:
     """A body sentence in a summary's register: no heading, no "There is", no "is noted", one line."""
     s = " ".join(sentence.split())
@@ -117,7 +125,7 @@ def conclusion_lines(doc: str, sections: list[Section]) -> tuple[list[Line], boo
         if is_communication(sentence):
             communicated = True
             continue
-        text = " ".join(sentence.split())
+        text = strip_marker(" ".join(sentence.split()))
         if len(text) < 3 or not any(c.isalpha() for c in text):
             continue
         if not text.endswith((".", "?", "!", ")")):
@@ -166,7 +174,7 @@ def _is_title(doc: str, a: int, b: int) -> bool:
     lead = len(doc) - len(first)
     line_end = doc.find("\n", lead)
     line_end = len(doc) if line_end < 0 else line_end
-    return a <= lead + 1 and b <= line_end and len(doc[a:b].split()) <= 8 and classify_sentence(doc[a:b]) != "abnormal"
+    return a <= lead + 1 and b <= line_end and len(doc[a:b].split()) <= 8 and not critical_classes(doc[a:b])
 
 
 def body_lines(doc: str, sections: list[Section], limit: int = 4, report: bool = True) -> tuple[list[Line], bool]:

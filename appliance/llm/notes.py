@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from ..deid.drugs import INN_STEMS
-from .extract import Line, body_lines, classify_sentence, conclusion_lines, critical_classes, lead_with_critical
+from .extract import Line, body_lines, classify_sentence, conclusion_lines, critical_classes, lead_with_critical, strip_marker
 from .outline import Section, items
 
 # A change to a medication, as notes write it.
@@ -33,6 +33,7 @@ _FOLLOW = re.compile(r"(?i)\b(?:follow[- ]?up|f/u|clinic|appointment|appt|rechec
 # What a plan says it will do or asks for (a recommendation in a consult, a test pending).
 _PLAN = re.compile(r"(?i)\b(?:recommend\w*|advis\w+|suggest\w*|plan\w*|will\b|should\b|pending|follow[- ]?up|"
                    r"referr\w*|refer\b|recheck|repeat|schedul\w+|consult\w*|appointment|clinic|return)\b")
+_NEW_MARK = re.compile(r"(?i)\bnew\b")
 _NONE = re.compile(r"(?i)^\s*(?:none|no changes?|n/a|nil|no new medications?|unchanged)\b")
 
 
@@ -42,6 +43,7 @@ def _item_lines(doc: str, sec: Section, origin: str) -> list[Line]:
         text = " ".join(doc[a:b].split())
         if len(text) < 3 or not any(c.isalpha() for c in text):
             continue
+        text = strip_marker(text)
         out.append(Line(text if text.endswith((".", ")", "?", "!")) else text + ".", ((a, b),), origin,
                         critical_classes(doc[a:b])))
     return out
@@ -59,7 +61,9 @@ def note_lines(doc: str, sections: list[Section]) -> dict[str, list[Line]]:
     for sec in sections:
         if sec.role == "medications":
             lines = _item_lines(doc, sec, "medications")
-            changed = [ln for ln in lines if is_medication_change(ln.text) or _NONE.match(ln.text)]
+            # In a medication list, "(NEW)" or "new:" marks a change as much as a verb does.
+            changed = [ln for ln in lines if is_medication_change(ln.text) or _NONE.match(ln.text)
+                       or (_NEW_MARK.search(ln.text) and _DRUGLIKE.search(ln.text))]
             # A "medication changes" list is all changes; a discharge medication list only where
             # it says what changed (else every home drug would read as a change).
             listed = lines if "change" in sec.heading.lower() or "new" in sec.heading.lower() else changed
