@@ -102,7 +102,7 @@ CRITICAL_CLASSES = {"hemorrhage": "dev001", "mass_effect": "dev001", "fracture":
                     "pulmonary_embolism": "dev003", "aortic": "dev004", "bowel": "dev005", "free_air": "dev008",
                     "cord": "dev019", "malignancy": "dev019", "vascular": "dev022", "ectopic": "dev031",
                     "torsion": "dev032", "pneumothorax": "dev043", "device": "dev044", "cardiac": "dev109",
-                    "critical_lab": "dev115", "sepsis": "dev081"}
+                    "critical_lab": "dev115", "sepsis": "dev081", "bleeding": "dev082"}
 
 
 @needs_model

@@ -117,6 +117,8 @@ def _clinical_word(text: str, m: re.Match[str], label: str, capitals: bool) -> b
         # "MR VENOGRAM" reads as a title and a name; a medical word that is no census name is
         # the modality's object all the same.
         return not census and w in vocab.medical()
+    if prev.lower() == "per" and w in vocab.eponyms() and not given:
+        return True  # "per Fleischner": a guideline by its eponym ("per Warren" is a person)
     if raw[:1].isupper() and (_CLASSIFIER.match(text[m.end():m.end() + 30]) or prev.lower() in _EPONYM_BEFORE):
         return True  # "Gleason 4+4", "Forrest IIa", "Auer rods", "biplane Simpson": an eponym of a grade or a structure
     if given:

@@ -72,10 +72,14 @@ CLASSES: dict[str, tuple[str, str]] = {
     "sepsis": ("sepsis / shock",
                r"septic shock|\bsepsis\b|\bseptic\b|(?:cardiogenic|hemorrhagic|hypovolemic|distributive)\s+shock|\bshock\b|"
                r"bacteremia|positive blood cultures?|blood cultures?\b[^.;]{0,80}\bpositive|gram[- ](?:negative|positive) "
-               r"(?:rods|cocci|bacilli|bacteremia)|massive transfusion|necrotizing fasciitis|angioedema|"
-               r"airway (?:compromise|obstruction)|ketoacidosis|\bdka\b|(?:gi|gastrointestinal|variceal) (?:bleed\w*|hemorrhage)|"
+               r"(?:rods|cocci|bacilli|bacteremia)|necrotizing fasciitis|angioedema|"
+               r"airway (?:compromise|obstruction)|ketoacidosis|\bdka\b|"
                r"respiratory failure|cardiac arrest|code blue|anaphyla\w+|status epilepticus|mucormycosis|invasive fungal|"
                r"giant cell arteritis|neutropenic fever|febrile neutropenia"),
+    "bleeding": ("active bleeding",
+                 r"(?:upper |lower )?(?:gi|gastrointestinal|variceal|postpartum|retroperitoneal) (?:bleed\w*|hemorrhage)|"
+                 r"massive transfusion|active (?:extravasation|bleeding)|hemoperitoneum|hemorrhagic shock|"
+                 r"hemoglobin (?:drop|fell)"),
     "vascular": ("acute vascular finding",
                  r"(?:deep (?:vein|venous) )?thrombosis|\bdvt\b|occlusive thromb\w*|acute (?:limb )?ischemi\w*|limb ischemi\w*|"
                  r"placental abruption|abruption|arterial occlusion|compartment syndrome"),

@@ -161,8 +161,8 @@ def body_sentences(doc: str, sections: list[Section], report: bool = True) -> li
             if any(a < e and s < b for s, e in skip):
                 continue
             sentence = doc[a:b]
-            if is_communication(sentence) or _IDENTITY_LINE.search(sentence) \
-                    or (report and (_INTRODUCES.match(sentence) or _is_title(doc, a, b))):
+            if is_communication(sentence) or _IDENTITY_LINE.search(sentence) or _is_title(doc, a, b) \
+                    or (report and _INTRODUCES.match(sentence)):
                 continue
             out.append((a, b, classify_sentence(sentence)))
     return out
