@@ -53,3 +53,24 @@ def test_a_declared_patient_named_like_a_clinical_word_is_removed():
     known = KnownIdentifiers(patient_key="p", patient_names=(PersonName(family="Graves", given="Hila"),))
     out = deidentify("Hila Graves seen today; history of Graves disease.", known, SECRET).text
     assert "Hila" not in out and out.count("Graves") <= 1
+
+
+@pytest.mark.parametrize("text, identifier", [
+    ("Seen at the clinic 14/03/2023 for review.", "14/03/2023"),       # day first: the day cannot be a month
+    ("Letter dated 25.12.2022.", "25.12.2022"),                      # dotted, before a full stop
+    ("Uploaded from 10.2.3.44.", "10.2.3.44"),                        # an address before a full stop
+    ("Daughter can be called at (617) 555 - 0199.", "(617) 555 - 0199"),
+    ("Call back 617- 555-0199 after noon.", "617- 555-0199"),
+    ("Health plan HP-998877 verified.", "HP-998877"),
+    ("Member ABC-987654 on file.", "ABC-987654"),
+])
+def test_identifiers_of_the_held_out_classes_are_found(text, identifier):
+    spans = find_spans(text)
+    start = text.index(identifier)
+    assert any(s.start <= start and start + len(identifier) <= s.end for s in spans), \
+        [(s.label, text[s.start:s.end]) for s in spans]
+
+
+@pytest.mark.parametrize("text", ["ABG 7.45.34.88 on 2L.", "BP 140/60, HR 80.", "EF 55-60%."])
+def test_clinical_numbers_are_not_identifiers(text):
+    assert find_spans(text) == [], [(s.label, text[s.start:s.end]) for s in find_spans(text)]

@@ -29,7 +29,9 @@ _YEAR = r"(?:(?:19|20)\d\d|'\d\d)"
 DATE_PATTERNS = [
     # 7/22/1992, 07-22-92, 22.07.1992 (m/d without a year is handled with context below)
     rf"(?<![\d/.x])(?:0?[1-9]|1[0-2])([/\-])(?:[12]\d|3[01]|0?[1-9])\1(?:19|20)?\d\d(?![\d/\-%]|\.\d)",
-    rf"(?<![\d/.\-])(?:[12]\d|3[01]|0?[1-9])\.(?:0?[1-9]|1[0-2])\.(?:19|20)?\d\d(?![\d.])",
+    rf"(?<![\d/.\-])(?:[12]\d|3[01]|0?[1-9])\.(?:0?[1-9]|1[0-2])\.(?:19|20)?\d\d(?!\d|\.\d)",
+    # day first, where the day cannot be a month: 14/03/2023, 25-12-22
+    rf"(?<![\d/.x])(?:1[3-9]|2\d|3[01])([/\-])(?:0?[1-9]|1[0-2])\1(?:19|20)?\d\d(?![\d/\-%]|\.\d)",
     # "10/03/10/04" (two dates), "11/21.93" (a dot before the year)
     r"(?<![\d/])(?:0?[1-9]|1[0-2])/(?:[12]\d|3[01]|0?[1-9])/(?:0?[1-9]|1[0-2])/(?:[12]\d|3[01]|0?[1-9])(?![\d/])",
     r"(?<![\d/.])(?:0?[1-9]|1[0-2])/(?:[12]\d|3[01]|0?[1-9])\.\d\d(?![\d.])",
@@ -75,11 +77,15 @@ _YEAR_CUED = re.compile(r"(?i)\b(?:(?:in|since|year|of|yr|circa)\s+((?:19|20)[0-
 PATTERNS: list[tuple[str, str] | tuple[str, str, tuple[str, ...]]] = [
     ("EMAIL", r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+"),
     ("URL", r"\b(?:https?://|ftp://|www\.)[^\s<>\"']+"),
-    ("IP", r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])"),
+    # (not a blood gas written with dots: "7.45.34.88" is pH, pCO2, pO2)
+    ("IP", r"(?<![\d.])(?!7\.[0-7]\d\.)(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?!\d|\.\d)"),
     ("IP", r"\b(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}\b"),
     ("SSN", r"(?<!\d)\d{3}[- ]\d{2}[- ]\d{4}(?!\d)"),
     ("PHONE", r"(?<![\d\-])(?:\+?1[\s.\-]?)?\(?\d{3}\)?[\s.\-]?\d{3}[\s.\-]\d{4}(?:\s*(?:x|ext\.?)\s*\d{1,5})?(?!\d)"),
     ("PHONE", r"(?<![\d\-./])\(\d{3}\)\s*\d{3}\d{4}(?!\d)"),
+    # spaces around the dashes: "(617) 555 - 0199", "617- 555-0199"
+    ("PHONE", r"(?<![\d\-./])\(\d{3}\)\s*\d{3}\s*[\-.]\s*\d{4}(?!\d)"),
+    ("PHONE", r"(?<![\d\-./])\d{3}\s*-\s*\d{3}\s*-\s*\d{4}(?!\d)"),
     ("PHONE", r"(?<![\d\-./:])(?!\d00-\d?000)\d{3}-\d{4}(?![\d\-])"),
     ("PHONE", r"(?i)\b(?:pager|beeper|pgr|pg|bpr|page|cell|mobile|home|work|tel|telephone|phone|ph|fax|ext|"
               r"extension|beep)\s*(?:#|no\.?|number|num)?[\s:#]*(?P<v>\d[\d\s\-.()]{3,14}\d)"),
@@ -88,9 +94,12 @@ PATTERNS: list[tuple[str, str] | tuple[str, str, tuple[str, ...]]] = [
     ("PHONE", r"(?<![\d\-/])\(?\d{3}\)?\s*/\s*\d{3}[\s.\-]?\d{4}(?![\d\-/])"),
     ("ID", r"(?<![\w\-])(?:\d[\s\-]?){13,19}(?![\w\-])"),  # card and account numbers
     ("ID", r"(?i)\b(?:mrn|mr#|acct|account|med(?:ical)?\s+rec(?:ord)?|unit\s*(?:no|number|#)|"
-           r"licen[cs]e|lic|dea|npi|ssn|social\s+security|policy|member\s*id|id|passport|vin|serial|"
+           r"licen[cs]e|lic|dea|npi|ssn|social\s+security|policy|member\s*id|member|health\s+plan|plan\s+(?:id|no)|"
+           r"beneficiary|subscriber|insurance(?:\s+id)?|group|id|passport|vin|serial|"
            r"plate|certificate|cert)\s*(?:no\.?|number|#)?\s*[:#]?\s*(?P<v>(?=[A-Z\-]*\d)[A-Z0-9][A-Z0-9\-]{3,})\b"),
     ("ID", r"(?<![\w\-])[A-Z]{1,3}\d{5,}[A-Z0-9]*(?![\w\-])"),
+    # a letter prefix, a dash, six or more digits: "HP-998877", "#XX-112233"
+    ("ID", r"(?<![\w\-])[A-Z]{2,4}-\d{6,}(?![\w\-])"),
     ("ID", r"(?<![\w\-.])\d{7,}(?![\w\-]|\.\d)"),
     ("AGE", r"(?i)\b(?:9\d|1[0-1]\d)(?:\s*|-)(?:y/?o\b|yo\b|yrs?\b|years?(?:[\s\-]old)?\b|year-old|-year)"),
     ("AGE", r"(?i)\b(?:aged?|age of)\s+(?:9\d|1[0-1]\d)\b"),
