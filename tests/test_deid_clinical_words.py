@@ -74,3 +74,16 @@ def test_identifiers_of_the_held_out_classes_are_found(text, identifier):
 @pytest.mark.parametrize("text", ["ABG 7.45.34.88 on 2L.", "BP 140/60, HR 80.", "EF 55-60%."])
 def test_clinical_numbers_are_not_identifiers(text):
     assert find_spans(text) == [], [(s.label, text[s.start:s.end]) for s in find_spans(text)]
+
+
+@pytest.mark.parametrize("text, found", [
+    ("J. MARLOWE AWARE OF PLAN.", "J. MARLOWE"),
+    ("PLAN DISCUSSED WITH K. OKAFOR.", "K. OKAFOR"),
+    ("E. COLI IN URINE.", None),
+    ("L. ARM WEAKNESS.", None),
+    ("\nO. SEE FLOWSHEET FOR VITALS.", None),
+    ("STRICT I & O. CHECK K+ IN AM.", None),
+])
+def test_an_initial_and_a_surname_in_capitals_is_a_person_and_nothing_else_is(text, found):
+    spans = [text[s.start:s.end] for s in find_spans(text) if s.label in ("NAME", "PATIENT")]
+    assert (found in " ".join(spans)) if found else not spans, spans
