@@ -176,8 +176,11 @@ def parse_dicom(raw: bytes, *, source: str = "", transfer_syntax: str = "") -> P
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
         # In C-STORE the file meta holds the command's Affected SOP Class and Instance UIDs.
-        media_instance = str(meta.get("MediaStorageSOPInstanceUID", "") or "")
-        media_class = str(meta.get("MediaStorageSOPClassUID", "") or "")
+        try:
+            media_instance = str(meta.get("MediaStorageSOPInstanceUID", "") or "")
+            media_class = str(meta.get("MediaStorageSOPClassUID", "") or "")
+        except Exception as e:  # noqa: BLE001 - lazily decoded values of a corrupt file meta (fuzzed)
+            raise InvalidMessage(f"DICOM file meta information not readable ({type(e).__name__})") from None
         if media_instance and media_instance != sop_instance:
             raise InvalidMessage("the command's (or file meta's) SOP Instance UID differs from the dataset's "
                                  "SOPInstanceUID (0008,0018): which instance this is cannot be told")
