@@ -436,8 +436,10 @@ def render(structured: dict[str, object]) -> str:
         out.extend(f"- {line}" for line in _strings(structured.get("impression")))
         if structured.get("report_impression") and structured.get("impression_source") != "conclusion":
             out.append(f"RADIOLOGIST'S IMPRESSION (as written): {structured['report_impression']}")
-        if structured.get("follow_up"):
-            out.append("FOLLOW-UP: " + " ".join(_strings(structured["follow_up"])))
+        said = " ".join(_strings(structured.get("impression")))
+        follow = [f for f in _strings(structured.get("follow_up")) if " ".join(f.split()) not in said]
+        if follow:  # what the impression does not already say
+            out.append("FOLLOW-UP: " + " ".join(follow))
     else:
         for key, title in (("problems", "PROBLEMS"), ("medication_changes", "MEDICATION CHANGES"),
                            ("follow_up", "FOLLOW-UP")):
