@@ -20,7 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# (category, direction, pattern). Direction "fwd" scopes to the right, "bwd" to the left.
+# (category, direction, pattern). Direction "fwd" scopes to the right, "bwd" to the left, "adj"
+# to the left over at most one word.
 _TRIGGERS: list[tuple[str, str, str]] = [
     ("negated", "fwd", r"no|not|without|w/o|negative for|free of|clear of|absence of|absent|no evidence of|"
                        r"no (?:radiographic |sonographic |ct |mr |imaging )?(?:evidence|sign|signs|findings?) (?:of|to suggest|for)|"
@@ -39,7 +40,9 @@ _TRIGGERS: list[tuple[str, str, str]] = [
                             r"signs of|symptoms of|concern(?:ed)? that .{0,20} (?:may|might) develop|prophylaxis|"
                             r"(?:ct|cta|mri?|mra|study|exam|examination|protocol|angiogram|scan|ultrasound|us|x-?ray|"
                             r"radiograph|imaging|work-?up)(?: \w+){0,3} (?:for|to assess|to evaluate)"),
-    ("hypothetical", "bwd", r"prophylaxis|precautions|risk|screening|protocol|work-?up|rule[- ]out|ruled out\?"),
+    # Right after the concept only: "DVT prophylaxis", "stroke protocol", "cancer screening"
+    # ("thrombus, high embolic risk" asserts the thrombus).
+    ("hypothetical", "adj", r"prophylaxis|precautions|screening|protocol|work-?up"),
     ("family", "fwd", r"family history|fhx|family hx|(?:first|second)[- ]degree relatives?|relatives? (?:with|had|has)|"
                       r"family members? (?:with|had|has)|(?:his|her|the patient's) (?:mother|father|sister|brother|son|daughter|"
                       r"aunt|uncle|grandmother|grandfather|parent|sibling)|(?:mother|father|sister|brother|sibling)s? (?:had|has|with|died)"),
@@ -94,9 +97,10 @@ def assertion(sentence: str, start: int, end: int) -> Assertion:
                 if not _TERMINATE.search(gap) and _words_between(gap) <= _FWD_WORDS:
                     found[cat] = True
                     break
-            elif direction == "bwd" and m.start() >= end:
+            elif direction in ("bwd", "adj") and m.start() >= end:
                 gap = masked[end:m.start()]
-                if not _TERMINATE.search(gap) and _words_between(gap) <= _BWD_WORDS:
+                limit = _BWD_WORDS if direction == "bwd" else 1
+                if not _TERMINATE.search(gap) and _words_between(gap) <= limit:
                     found[cat] = True
                     break
     return Assertion(**{k: True for k in found})
