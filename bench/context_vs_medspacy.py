@@ -23,26 +23,13 @@ sys.path.insert(0, str(ROOT))
 GOLD = ROOT / "tests" / "data" / "summaries-dev" / "reports.jsonl"
 
 from appliance.llm.context import assertion  # noqa: E402
-from appliance.llm.critical import _AGE_MATTERS, _OLD, _RX, is_communication, question_ranges  # noqa: E402
-from appliance.llm.findings import sentences  # noqa: E402
+from appliance.llm.critical import mentions as critical_mentions  # noqa: E402
 
 
 def mentions(text: str) -> list[tuple[str, int, int, int, int]]:
-    """(class, sentence start, sentence end, mention start, mention end), in report offsets."""
-    skip = question_ranges(text)
-    out = []
-    for a, b in sentences(text):
-        if any(a < e and s < b for s, e in skip):
-            continue
-        sentence = text[a:b]
-        for cls, rx in _RX.items():
-            for m in rx.finditer(sentence):
-                if cls in _AGE_MATTERS and _OLD.search(sentence[max(0, m.start() - 40):m.end() + 25]):
-                    continue
-                if cls == "critical_lab" and is_communication(sentence):
-                    continue
-                out.append((cls, a, b, a + m.start(), a + m.end()))
-    return out
+    """(class, sentence start, sentence end, mention start, mention end), in report offsets:
+    the appliance's own candidates (critical.mentions), before either reader judges them."""
+    return [(cls, a, b, a + m.start(), a + m.end()) for cls, a, b, m in critical_mentions(text)]
 
 
 def ours(text: str, found: list[tuple[str, int, int, int, int]]) -> list[bool]:

@@ -9,6 +9,7 @@ answer it). What is found leads the summary and is stored as `critical` in its s
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .context import assertion
@@ -108,25 +109,37 @@ def question_ranges(text: str, sections: list[Section] | None = None) -> list[tu
     return [(s.start, s.end) for s in (outline(text) if sections is None else sections) if s.role == "question"]
 
 
-def find_critical(text: str, sections: list[Section] | None = None) -> list[Critical]:
-    """Every asserted critical finding, sentence by sentence, in text order."""
+def answer_sentences(text: str, sections: list[Section] | None = None) -> Iterator[tuple[int, int]]:
+    """The sentences outside the sections that give a reason or a history."""
     skip = question_ranges(text, sections)
-    out: list[Critical] = []
     for a, b in sentences(text):
-        if any(a < e and s < b for s, e in skip):
-            continue
+        if not any(a < e and s < b for s, e in skip):
+            yield a, b
+
+
+def mentions(text: str, sections: list[Section] | None = None) -> Iterator[tuple[str, int, int, re.Match[str]]]:
+    """(class, sentence start, sentence end, the words) of every mention of a critical finding
+    that could be asserted, before ConText reads it: what find_critical judges (and what
+    bench/context_vs_medspacy.py gives both readers)."""
+    for a, b in answer_sentences(text, sections):
         sentence = text[a:b]
         for cls, rx in _RX.items():
             for m in rx.finditer(sentence):
-                ctx = assertion(sentence, m.start(), m.end())
-                if not ctx.asserted:
-                    continue
                 if cls in _AGE_MATTERS and _OLD.search(sentence[max(0, m.start() - 40):m.end() + 25]):
                     continue
                 if cls == "critical_lab" and (not re.search(r"\d(?!\d?:\d\d)", sentence) or is_communication(sentence)):
                     continue  # a value, not only the time it was called
-                out.append(Critical(cls, CLASSES[cls][0], a, b, m.group(0)))
-                break
+                yield cls, a, b, m
+
+
+def find_critical(text: str, sections: list[Section] | None = None) -> list[Critical]:
+    """Every asserted critical finding, one per class and sentence, in text order."""
+    out: list[Critical] = []
+    found: set[tuple[str, int]] = set()
+    for cls, a, b, m in mentions(text, sections):
+        if (cls, a) not in found and assertion(text[a:b], m.start(), m.end()).asserted:
+            found.add((cls, a))
+            out.append(Critical(cls, CLASSES[cls][0], a, b, m.group(0)))
     return out
 
 
@@ -164,11 +177,8 @@ _LIMIT_RX = [(re.compile(rf"(?i)(?<![\w-])(?:{names})\b{_VALUE}"), low, high) fo
 def critical_values(text: str) -> list[Critical]:
     """Laboratory (and QTc) values beyond their critical limits, one per sentence, in text order.
     The first number after the analyte's name is its value (not its reference range)."""
-    skip = question_ranges(text)
     out: list[Critical] = []
-    for a, b in sentences(text):
-        if any(a < e and s < b for s, e in skip):
-            continue
+    for a, b in answer_sentences(text):
         sentence = text[a:b]
         for rx, low, high in _LIMIT_RX:
             m = rx.search(sentence)
