@@ -121,17 +121,24 @@ def conclusion_lines(doc: str, sections: list[Section]) -> tuple[list[Line], boo
     if not spans:
         spans = [(a, b) for a, b, _c in body_sentences(doc, sections) if _PROSE_CONCLUSION.match(doc[a:b])]
     for a, b in spans:
-        sentence = doc[a:b]
-        if is_communication(sentence):
+        if is_communication(doc[a:b]):
             communicated = True
             continue
-        text = strip_marker(" ".join(sentence.split()))
-        if len(text) < 3 or not any(c.isalpha() for c in text):
-            continue
-        if not text.endswith((".", "?", "!", ")")):
-            text += "."
-        lines.append(Line(text, ((a, b),), "conclusion", critical_classes(sentence)))
+        line = item_line(doc, a, b, "conclusion")
+        if line is not None:
+            lines.append(line)
     return lines, communicated
+
+
+def item_line(doc: str, a: int, b: int, origin: str) -> Line | None:
+    """The item doc[a:b] as a line: one line of text, its list marker left out, a full stop at
+    its end; None for an item with nothing to read (a bare marker, a number alone)."""
+    text = strip_marker(" ".join(doc[a:b].split()))
+    if len(text) < 3 or not any(c.isalpha() for c in text):
+        return None
+    if not text.endswith((".", "?", "!", ")")):
+        text += "."
+    return Line(text, ((a, b),), origin, critical_classes(doc[a:b]))
 
 
 # A sentence that introduces the patient ("44F with ...", "68-year-old man presenting with") is
@@ -215,6 +222,12 @@ def _measured_detail(line: Line, doc: str, offset: int, taken: set[tuple[tuple[i
     return None
 
 
+def reassurance_last(critical: list[Line]) -> list[Line]:
+    """The first line is the one read: a critical line that says nothing a reader could take for
+    reassurance ("negative", "normal", "no ...") goes before one that does; order kept otherwise."""
+    return sorted(critical, key=lambda ln: bool(_REASSURING.search(ln.text)))
+
+
 def lead_with_critical(lines: list[Line], doc: str, offset: int = 0) -> list[Line]:
     """Critical lines first (their order kept); a critical finding the lines do not assert
     gets its own sentence from the document, at the top (`offset`: where `doc` starts in the
@@ -235,9 +248,7 @@ def lead_with_critical(lines: list[Line], doc: str, offset: int = 0) -> list[Lin
             measured.add(c.cls)
             details.append(line)
     critical = [ln for ln in lines if ln.critical] + added
-    # The first line is the one read: where one critical line says nothing a reader could take
-    # for reassurance ("negative", "normal", "no ..."), it leads.
-    critical.sort(key=lambda ln: bool(_REASSURING.search(ln.text)))
+    critical = reassurance_last(critical)
     for ln in critical:
         if MEASURE.search(ln.text) or any(set(ln.critical) <= set(d.critical) for d in details):
             continue
@@ -269,5 +280,4 @@ def lead_with_values(lines: list[Line], doc: str) -> list[Line]:
         if not any(a <= c.start < b or c.start <= a < c.end for a, b in covered):
             marked.append(Line(tidy(doc[c.start:c.end]), ((c.start, c.end),), "body", ("critical_lab",)))
             covered.add((c.start, c.end))
-    critical = sorted((ln for ln in marked if ln.critical), key=lambda ln: bool(_REASSURING.search(ln.text)))
-    return critical + [ln for ln in marked if not ln.critical]
+    return reassurance_last([ln for ln in marked if ln.critical]) + [ln for ln in marked if not ln.critical]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from ..deid.drugs import INN_STEMS
-from .extract import Line, body_lines, classify_sentence, conclusion_lines, critical_classes, lead_with_critical, strip_marker
+from .extract import Line, body_lines, conclusion_lines, item_line, lead_with_critical
 from .outline import Section, items
 
 # A change to a medication, as notes write it.
@@ -38,15 +38,7 @@ _NONE = re.compile(r"(?i)^\s*(?:none|no changes?|n/a|nil|no new medications?|unc
 
 
 def _item_lines(doc: str, sec: Section, origin: str) -> list[Line]:
-    out = []
-    for a, b in items(doc, sec.start, sec.end):
-        text = " ".join(doc[a:b].split())
-        if len(text) < 3 or not any(c.isalpha() for c in text):
-            continue
-        text = strip_marker(text)
-        out.append(Line(text if text.endswith((".", ")", "?", "!")) else text + ".", ((a, b),), origin,
-                        critical_classes(doc[a:b])))
-    return out
+    return [ln for a, b in items(doc, sec.start, sec.end) if (ln := item_line(doc, a, b, origin)) is not None]
 
 
 def is_medication_change(sentence: str) -> bool:
@@ -102,7 +94,3 @@ def note_lines(doc: str, sections: list[Section]) -> dict[str, list[Line]]:
 
 def _overlaps(x: Line, y: Line) -> bool:
     return any(a < d and c < b for a, b in x.spans for c, d in y.spans)
-
-
-def normal_only(doc: str, lines: list[Line]) -> bool:
-    return all(classify_sentence(ln.text) == "normal" for ln in lines)

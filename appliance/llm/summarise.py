@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from .critical import critical_values, find_critical
 from .doctype import classify, family
 from .extract import (Line, body_lines, classify_sentence, conclusion_lines, critical_classes, lead_with_critical,
-                      lead_with_values)
+                      lead_with_values, tidy)
 from .findings import affirmed, named, own_words, read, sentences
 from .grounding import Flag, check
 from .labs import results
@@ -251,7 +251,7 @@ def _radiology(report: str, generate: Generate, max_sentences: int, max_source_c
         said = {f.observation for line in lines for f in read(line) if f.affirmed}
         for p in picked:
             if p.acute - said or not lines:
-                lines.append(_tidy(source[p.start:p.end]))
+                lines.append(tidy(source[p.start:p.end]))
                 said |= p.observations
         lines = _named_lines(lines)
         if not acute_study and otherwise_normal:
@@ -262,7 +262,7 @@ def _radiology(report: str, generate: Generate, max_sentences: int, max_source_c
         origin = "model"
     whole = [Line(line, _support(line, source, offset, positives), origin if line not in (normal_line, NO_ACUTE_LUNG)
                   else "source-normal", critical_classes(line)) for line in lines]
-    whole += [Line(_tidy(source[a:b]), ((a + offset, b + offset),), "body", critical_classes(source[a:b]))
+    whole += [Line(tidy(source[a:b]), ((a + offset, b + offset),), "body", critical_classes(source[a:b]))
               for a, b in unread[:3]]
     out = lead_with_critical([ln for ln in whole if ln.text], source, offset)
     if not out:
@@ -274,7 +274,7 @@ def _radiology(report: str, generate: Generate, max_sentences: int, max_source_c
         flags.extend(Flag(f.kind, "", f.reason) for f in check(ln.text, report))
         out.remove(ln)
         for a, b in ln.spans:
-            anchor = Line(_tidy(report[a:b]), ((a, b),), "body", critical_classes(report[a:b]))
+            anchor = Line(tidy(report[a:b]), ((a, b),), "body", critical_classes(report[a:b]))
             if anchor.text and all(anchor.text != x.text for x in out):
                 out.append(anchor)
     report_impression = find(report, "impression")
@@ -413,16 +413,6 @@ def _follow_up(report: str, start: int, end: int) -> list[tuple[int, int]]:
     """Sentences of report[start:end] that recommend or ask for something, in report offsets."""
     part = report[start:end]
     return [(a + start, b + start) for a, b in sentences(part) if _FOLLOW.search(part[a:b])]
-
-
-_LEAD = re.compile(r"(?i)^(?:(?:there (?:is|are)|again (?:seen|noted) (?:is|are)|the|a|an)\s+)+")
-_TRAIL = re.compile(r"(?i)\s+(?:is|are) (?:again )?(?:noted|seen|present|identified|demonstrated)(?=[.]?$)")
-
-
-def _tidy(sentence: str) -> str:
-    """A findings sentence in the impression's register: no "There is", no "is noted"."""
-    s = _TRAIL.sub("", _LEAD.sub("", sentence.strip())).rstrip(". ")
-    return (s[:1].upper() + s[1:] + ("" if s.endswith(("?", "!")) else ".")) if s else ""
 
 
 def render(structured: dict[str, object]) -> str:
