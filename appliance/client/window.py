@@ -182,16 +182,12 @@ class ClientWindow(QMainWindow):
         """The open document turns stale as soon as the worklist shows it replaced."""
         row = next((r for r in self.rows if r.id == self.current), None)
         if row is not None and row.status == "SUPERSEDED" and not self.current_stale:
-            self.current_stale = True
             try:
                 doc = self._title(row.id)
                 newer = doc.superseded_by
             except grpc.RpcError:
                 newer = ""
-            self.stale_banner.setText("<b>Stale:</b> this report has been replaced (corrected or final result)"
-                                      + (f" by <a href='doc:{html.escape(newer)}'>the newer document</a>." if newer
-                                         else "."))
-            self.stale_banner.setVisible(True)
+            self._show_stale(newer)
 
     def _fill(self) -> None:
         wanted = self.filter.text().strip().lower()
@@ -243,11 +239,16 @@ class ClientWindow(QMainWindow):
         self.report.setPlainText(doc.deidentified_text or "(de-identification in progress)")
         self.summary.setHtml("<p><i>Waiting for the summary…</i></p>")
         if doc.superseded_by:
-            self.current_stale = True
-            self.stale_banner.setText("<b>Stale:</b> this report has been replaced (corrected or final result) by "
-                                      f"<a href='doc:{html.escape(doc.superseded_by)}'>the newer document</a>.")
-            self.stale_banner.setVisible(True)
+            self._show_stale(doc.superseded_by)
         self._follow(doc_id)
+
+    def _show_stale(self, newer: str) -> None:
+        """The open document has been replaced: say so above it, with a link to the newer one."""
+        self.current_stale = True
+        self.stale_banner.setText("<b>Stale:</b> this report has been replaced (corrected or final result)"
+                                  + (f" by <a href='doc:{html.escape(newer)}'>the newer document</a>." if newer
+                                     else "."))
+        self.stale_banner.setVisible(True)
 
     def _title(self, doc_id: str):
         doc = self.session.document(doc_id)
