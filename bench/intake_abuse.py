@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from appliance.cli.init import init_state, test_model_path  # noqa: E402
 from appliance.config import load_config  # noqa: E402
 from conftest import free_port, start_daemon, stop_daemon  # noqa: E402
-from mllp_client import MllpClient, msa  # noqa: E402
+from mllp_client import MllpClient, msa, trickle  # noqa: E402
 
 
 def oru(n: int) -> bytes:
@@ -69,17 +69,12 @@ def main(argv: list[str] | None = None) -> int:
             attack += slow
             attack += [socket.create_connection(("127.0.0.1", cfg.dicom.port), timeout=10) for _ in range(args.dicom)]
 
-            def trickle(s: socket.socket) -> None:
+            def slow_sender(s: socket.socket) -> None:
                 nonlocal refused
-                try:
-                    s.sendall(b"\x0b")
-                    while not stop.is_set():
-                        s.sendall(b"x")
-                        time.sleep(1.0)
-                except OSError:
+                if trickle(s, stop, 1.0) is not None:
                     refused += 1
             for s in slow:
-                threading.Thread(target=trickle, args=(s,), daemon=True).start()
+                threading.Thread(target=slow_sender, args=(s,), daemon=True).start()
             time.sleep(1.0)
             latencies, accepted, turned_away = [], 0, 0
             for n in range(args.messages):

@@ -3,6 +3,8 @@ third-party mllp_send prints ACKs but cannot be stopped between messages)."""
 from __future__ import annotations
 
 import socket
+import threading
+import time
 
 VT, FS, CR = b"\x0b", b"\x1c", b"\x0d"
 
@@ -40,3 +42,17 @@ class MllpClient:
 def msa(ack: bytes) -> list[str]:
     seg = next(s for s in ack.decode().split("\r") if s.startswith("MSA"))
     return seg.split("|")
+
+
+def trickle(sock: socket.socket, stop: threading.Event, period: float) -> float | None:
+    """A sender that opens a frame and then sends one byte every `period` seconds, as a hostile
+    or broken peer would, until `stop` is set. Returns when the appliance closed the connection
+    (time.monotonic()), or None if it never did."""
+    try:
+        sock.sendall(VT)
+        while not stop.is_set():
+            sock.sendall(b"x")
+            time.sleep(period)
+    except OSError:
+        return time.monotonic()
+    return None

@@ -168,6 +168,21 @@ def test_void_calls_keep_none_alive():
     assert sys.getrefcount(None) - before > -100
 
 
+def _submit(stub, message: bytes) -> str:
+    from appliance.v1 import appliance_pb2 as pb
+
+    return stub.SubmitHL7(pb.SubmitHL7Request(message=message), timeout=30).results[0].document_id
+
+
+def _window(qtbot, run, rows: int) -> ClientWindow:
+    """The client on `run`'s socket, refreshing every 0.3 s, once its worklist shows `rows`."""
+    window = ClientWindow(_session(run), poll_ms=300)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.table.rowCount() == rows, timeout=20_000)
+    return window
+
+
 def _oru(control: str, order: str, status: str, text: str) -> bytes:
     return (f"MSH|^~\\&|RIS|GH|APPLIANCE|GH|20261120143000||ORU^R01^ORU_R01|{control}|P|2.5.1\r"
             "PID|1||7700^^^GH^MR||Pellegrino^Ottavia||19600101|F\r"
@@ -180,17 +195,10 @@ def test_a_failed_load_clears_both_panes_and_a_restart_is_recovered_by_itself(qt
     """Never another patient's text on screen: a document that cannot be opened (the daemon is
     gone) clears the report and the summary and says so. The worklist greys out with a banner,
     and comes back by itself, with a fresh ticket, once the daemon is up again."""
-    from appliance.v1 import appliance_pb2 as pb
-
     stub = on_request_daemon.stub()
-    first = stub.SubmitHL7(pb.SubmitHL7Request(message=_oru("C-1", "O1", "F", "FINDINGS: Small left effusion.")),
-                           timeout=30).results[0].document_id
-    second = stub.SubmitHL7(pb.SubmitHL7Request(message=_oru("C-2", "O2", "F", "FINDINGS: Right rib fracture.")),
-                            timeout=30).results[0].document_id
-    window = ClientWindow(_session(on_request_daemon), poll_ms=300)
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitUntil(lambda: window.table.rowCount() == 2, timeout=20_000)
+    first = _submit(stub, _oru("C-1", "O1", "F", "FINDINGS: Small left effusion."))
+    second = _submit(stub, _oru("C-2", "O2", "F", "FINDINGS: Right rib fracture."))
+    window = _window(qtbot, on_request_daemon, 2)
     window.open_document(first)
     assert "effusion" in window.report.toPlainText()
     window._stop_stream()
@@ -212,18 +220,12 @@ def test_a_failed_load_clears_both_panes_and_a_restart_is_recovered_by_itself(qt
 
 
 def test_an_open_document_turns_stale_when_its_final_arrives(qtbot, on_request_daemon):
-    from appliance.v1 import appliance_pb2 as pb
-
     stub = on_request_daemon.stub()
-    prelim = stub.SubmitHL7(pb.SubmitHL7Request(message=_oru("P-1", "O7", "P", "FINDINGS: Possible left effusion.")),
-                            timeout=30).results[0].document_id
-    window = ClientWindow(_session(on_request_daemon), poll_ms=300)
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitUntil(lambda: window.table.rowCount() == 1, timeout=20_000)
+    prelim = _submit(stub, _oru("P-1", "O7", "P", "FINDINGS: Possible left effusion."))
+    window = _window(qtbot, on_request_daemon, 1)
     window.open_document(prelim)
     assert not window.stale_banner.isVisible()
-    stub.SubmitHL7(pb.SubmitHL7Request(message=_oru("P-2", "O7", "F", "FINDINGS: Small left effusion.")), timeout=30)
+    _submit(stub, _oru("P-2", "O7", "F", "FINDINGS: Small left effusion."))
     qtbot.waitUntil(lambda: window.stale_banner.isVisible(), timeout=2_000)
     assert "replaced" in window.stale_banner.text()
     _shot(window, "8-stale-document")

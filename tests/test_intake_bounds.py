@@ -21,7 +21,7 @@ from appliance.ingest.hl7.er7 import split_segments
 from appliance.ingest.limits import MAX_REPORT_CHARS
 from appliance.errors import InvalidMessage
 from conftest import SAMPLE
-from mllp_client import MllpClient, msa
+from mllp_client import MllpClient, msa, trickle
 from test_mllp import MLLP_SEND, mllp_port
 
 SECRET = b"s" * 32
@@ -556,15 +556,11 @@ def test_one_peer_cannot_starve_another_and_a_trickling_frame_is_closed_on_time(
         closed_at: dict[int, float] = {}
         t0 = time.monotonic()
 
-        def trickle(i: int, s: socket.socket) -> None:
-            try:
-                s.sendall(b"\x0b")
-                while not stop.is_set():
-                    s.sendall(b"x")
-                    time.sleep(0.5)
-            except OSError:
-                closed_at[i] = time.monotonic() - t0
-        threads = [threading.Thread(target=trickle, args=(i, s), daemon=True) for i, s in enumerate(slow)]
+        def slow_sender(i: int, s: socket.socket) -> None:
+            closed = trickle(s, stop, 0.5)
+            if closed is not None:
+                closed_at[i] = closed - t0
+        threads = [threading.Thread(target=slow_sender, args=(i, s), daemon=True) for i, s in enumerate(slow)]
         for t in threads:
             t.start()
         # (How long the second address waits is a benchmark's figure, not a test's.)
