@@ -64,28 +64,51 @@ def test_oru_in_streamed_summary_out_without_identifiers(daemon, report):
         # (It is written at once, so it may be done before the stream starts: then only the final comes.)
         assert report == ORU and final.tokens == 0
         assert structured["abnormal"] and all(a["value"] in doc_text(stub, doc_id) for a in structured["abnormal"])
-        return
-    kept = structured["impression"]
-    # Only lines that passed grounding are streamed, each whole, each one the stored summary keeps
-    # (a summary finished before the stream opened comes as its final only).
-    # (A follower that joins late gets the lines so far in one piece.)
-    for _, piece in arrivals:
-        assert piece.endswith("\n")
-        for shown in piece.splitlines():
-            assert shown.startswith("- ") and shown[2:] in kept, shown
-    text = doc_text(stub, doc_id)
-    for line in structured["lines"]:  # every line rests on spans of the de-identified text
-        assert all(0 <= a < b <= len(text) for a, b in line["spans"])
-    if report == SAMPLE:
-        # The radiologist's conclusion leads, restated; its critical finding is marked as such.
-        assert structured["impression_source"] == "conclusion" and final.tokens == 0
-        assert kept[0].startswith("Enlarging spiculated right upper lobe nodule")
-        assert structured["is_critical"] and final.text.startswith("CRITICAL: new malignancy")
-        assert not any("phone" in line for line in kept)  # who was called is no finding
     else:
-        # No conclusion: the real model words the impression from the positive findings.
-        assert structured["impression_source"] == "model" and final.tokens > 0
-        assert "effusion" in " ".join(kept).lower()
+        kept = structured["impression"]
+        # Only lines that passed grounding are streamed, each whole, each one the stored summary keeps
+        # (a summary finished before the stream opened comes as its final only; a follower that joins
+        # late gets the lines so far in one piece).
+        for _, piece in arrivals:
+            assert piece.endswith("\n")
+            for shown in piece.splitlines():
+                assert shown.startswith("- ") and shown[2:] in kept, shown
+        text = doc_text(stub, doc_id)
+        for line in structured["lines"]:  # every line rests on spans of the de-identified text
+            assert all(0 <= a < b <= len(text) for a, b in line["spans"])
+        if report == SAMPLE:
+            # The radiologist's conclusion leads, restated; its critical finding is marked as such.
+            assert structured["impression_source"] == "conclusion" and final.tokens == 0
+            assert kept[0].startswith("Enlarging spiculated right upper lobe nodule")
+            assert structured["is_critical"] and final.text.startswith("CRITICAL: new malignancy")
+            assert not any("phone" in line for line in kept)  # who was called is no finding
+        else:
+            # No conclusion: the real model words the impression from the positive findings.
+            assert structured["impression_source"] == "model" and final.tokens > 0
+            assert "effusion" in " ".join(kept).lower()
+
+    doc = stub.GetDocument(pb.GetDocumentRequest(document_id=doc_id), timeout=10)
+    assert doc.status == pb.SUMMARIZED
+    # Every figure of the real model's summary is either in the report or flagged, never both.
+    from appliance.llm.verify import _numbers, normalise
+
+    in_report = {normalise(n) for _, n in _numbers(doc.deidentified_text)}
+    flagged = set(final.unsupported_numbers)
+    for _, n in _numbers(final.text):
+        assert (n in flagged) == (normalise(n) not in in_report), n
+    for ident in _pid_identifiers(report):
+        assert not _contains(doc.deidentified_text, ident), "a PID identifier reached the stored text"
+        assert not _contains(final.text, ident), "a PID identifier reached the summary"
+        assert not _contains("".join(t for _, t in arrivals), ident), "a PID identifier reached the stream"
+        assert not _contains(daemon.output(), ident), "a PID identifier reached the log"
+
+    db = load_config(daemon.config).store.path
+    with pytest.raises(sqlite3.DatabaseError, match="not a database"):
+        sqlite3.connect(db).execute("SELECT * FROM sqlite_master").fetchall()
+    raw = db.read_bytes()
+    assert b"SQLite format 3" not in raw[:16]
+    for ident in _pid_identifiers(report):
+        assert ident.encode() not in raw
 
 
 def test_appliancectl_commands_against_the_daemon(daemon):
