@@ -10,7 +10,7 @@ import pytest
 
 from appliance.deid import deidentify, find_spans
 from appliance.deid.known import KnownMatcher
-from appliance.deid.leakgate import StreamingGate, gate
+from appliance.deid.leakgate import gate
 from appliance.deid.surrogates import Surrogates, shift_date_text
 from appliance.domain import KnownIdentifiers, PersonName
 from conftest import DATA
@@ -227,17 +227,6 @@ def test_leak_gate_redacts_planted_identifier_in_model_output():
     out = "Summary: Mrs Whitaker has an enlarging nodule; call 217-555-0143."
     g = gate(out, KNOWN)
     assert g.hits >= 2 and "Whitaker" not in g.text and "555-0143" not in g.text
-
-
-def test_streaming_gate_never_releases_a_split_identifier():
-    sg = StreamingGate(KNOWN)
-    released = ""
-    for piece in ["The patient Wh", "ita", "ker is stable ", "and doing well " * 5]:
-        released += sg.feed(piece)
-    rest, whole = sg.finish()
-    released += rest
-    assert "Whitaker" not in released and "Whitaker" not in whole and sg.hits == 1
-    assert released == whole
 
 
 def _score(path):

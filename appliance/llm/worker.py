@@ -11,6 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from ..config import ModelConfig
+from ..deid.known import KnownMatcher
 from ..deid.leakgate import gate
 from ..domain import KnownIdentifiers
 from ..services.priority import lower_priority, yield_to_intake
@@ -151,7 +152,8 @@ class SummaryWorker:
     def _summarise(self, doc_id: str) -> None:
         doc = self._store.get_document(doc_id)
         known = self._store.patient_known(doc.patient_ref) or KnownIdentifiers()
-        pre = gate(doc.deid_text, known)  # belt and braces: the model never sees a declared identifier
+        matcher = KnownMatcher(known)  # built once: every line, the summary and its record pass it
+        pre = gate(doc.deid_text, known, matcher)  # belt and braces: the model never sees a declared identifier
         started = time.monotonic()
         self._cancel.clear()
         tokens = 0
@@ -166,7 +168,7 @@ class SummaryWorker:
         def line(text: str) -> None:
             # Only lines that passed grounding reach a client, each through the leak gate; the
             # model's raw tokens never do (a line grounding removes must never have been shown).
-            self._hub.publish(doc_id, TokenEvent("- " + gate(text, known).text + "\n"))
+            self._hub.publish(doc_id, TokenEvent("- " + gate(text, known, matcher).text + "\n"))
 
         result = summarise_document(self._engine, self._cfg, pre.text, doc.kind, cancel=self._cancel,
                                     on_line=line, on_text=count, examples=self._examples)
@@ -181,7 +183,7 @@ class SummaryWorker:
             self._hub.publish(doc_id, FailedEvent("cancelled"))
             return
         # The stored text passes the same gate as the stream (the model may echo a name).
-        final = gate(result.text, known)
+        final = gate(result.text, known, matcher)
         text = final.text.strip()
         if not text:
             raise EmptySummary("the model produced no summary text")
@@ -189,7 +191,7 @@ class SummaryWorker:
         unsupported = unsupported_numbers(text, pre.text)
         row = SummaryRow(document_id=doc_id, text=text, model=self._engine.info.name, tokens=result.tokens,
                          leaks_redacted=leaks, created_ms=now_ms(), unsupported_numbers=unsupported,
-                         structured=gate(to_json(result.structured), known).text,
+                         structured=gate(to_json(result.structured), known, matcher).text,
                          # A removed line is counted in the structure, never quoted to a reader.
                          flags=tuple(f.render() for f in result.flags if f.text))
         self._store.save_summary(row, "worker")
