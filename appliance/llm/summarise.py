@@ -189,9 +189,11 @@ def _from_body(report: str, doc_type: str, sections: list[Section], model: str) 
     return Result(structured, render(structured), (), 0, False)
 
 
-def _findings(report: str) -> list[dict[str, object]]:
-    return [{"observation": f.observation, "affirmed": f.affirmed, "side": f.side, "span": [f.start, f.end],
-             "sentence": report[f.start:f.end]} for f in read(report)]
+def _findings(text: str, offset: int = 0) -> list[dict[str, object]]:
+    """Every finding the reader sees in `text`, with its sentence's span in the document
+    (`offset`: where `text` starts in it)."""
+    return [{"observation": f.observation, "affirmed": f.affirmed, "side": f.side,
+             "span": [f.start + offset, f.end + offset], "sentence": text[f.start:f.end]} for f in read(text)]
 
 
 def _follow_ups(report: str) -> list[str]:
@@ -281,9 +283,7 @@ def _radiology(report: str, generate: Generate, max_sentences: int, max_source_c
     structured = _record(report, "radiology", "radiology", out, model, impression=[ln.text for ln in out],
                          impression_source=origin,
                          report_impression=report_impression.text(report) if report_impression else "",
-                         findings=[{"observation": f.observation, "affirmed": f.affirmed, "side": f.side,
-                                    "span": [f.start + offset, f.end + offset], "sentence": source[f.start:f.end]}
-                                   for f in read(source)],
+                         findings=_findings(source, offset),
                          follow_up=_follow_ups(report))
     structured["truncated"] = truncated
     # What grounding removed is counted, never quoted: a removed line must not reach a reader,
