@@ -38,11 +38,46 @@ def _user_errors(tmp_path: Path) -> dict[str, list[str]]:
     }
 
 
-@pytest.mark.parametrize("case", ["deid on a directory", "deid on a bad line", "deid on a line without text",
-                                  "deid on a missing file", "audit export since yesterday",
+@pytest.mark.parametrize("case", ["deid on a directory", "deid on a missing file", "audit export since yesterday",
                                   "a config that does not exist"])
 def test_a_user_error_is_one_line_and_exit_code_2(tmp_path, case):
     r = run(_user_errors(tmp_path)[case])
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
     assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
     assert r.stderr.startswith("appliancectl: "), r.stderr
+
+
+@pytest.mark.parametrize("case", ["deid on a bad line", "deid on a line without text"])
+def test_a_bad_line_in_a_batch_is_named_and_the_rest_done(tmp_path, case):
+    """A batch goes on past a bad line: every line is answered in --out (a result or an "error"
+    record), each refused one named in a line of its own, exit code 2 at the end."""
+    r = run(_user_errors(tmp_path)[case])
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    assert all(ln.startswith("appliancectl: ") for ln in r.stderr.strip().splitlines()), r.stderr
+    assert "line " in r.stderr and "refused" in r.stderr.strip().splitlines()[-1]
+    out = [json.loads(ln) for ln in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert any("error" in rec for rec in out)
+    if case == "deid on a bad line":
+        assert out[0]["id"] == "a" and "deidentified" in out[0]
+
+
+def test_a_batch_survives_lone_surrogates_nul_and_bad_utf8_and_resumes(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b'{"id": "s", "text": "Seen by Dr Okonkwo \\ud800 today"}\n'
+                    b'{"id": "n", "text": "NUL\\u0000 here"}\n'
+                    b'{"id": "u", "text": "bad \xff byte"}\n'
+                    b'{"id": "big", "text": "' + b"x " * 150_000 + b'"}\n'
+                    b'{"id": "ok", "text": "Called Mrs Wiesniewski at home."}\n')
+    out = tmp_path / "out.jsonl"
+    r = run(CTL + ["deid", "--jsonl", str(src), "--out", str(out)])
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    recs = {rec["id"]: rec for rec in map(json.loads, out.read_text().splitlines())}
+    assert set(recs) == {"s", "n", "u", "big", "ok"}
+    assert "Okonkwo" not in recs["s"]["deidentified"] and "\ufffd" in recs["s"]["deidentified"]
+    assert "\x00" not in recs["n"]["deidentified"]
+    assert "characters; the most accepted is" in recs["big"]["error"]
+    assert "Wiesniewski" not in recs["ok"]["deidentified"]
+    assert "line 1: 1 invalid character" in r.stderr and "line 3: invalid UTF-8" in r.stderr
+    r = run(CTL + ["deid", "--jsonl", str(src), "--out", str(out), "--resume"])
+    assert "4 already there skipped" in r.stderr, r.stderr

@@ -3,24 +3,35 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
 from pathlib import Path
 
 from ..deid import deidentify
 from ..domain import KnownIdentifiers
 from ..store.keys import read_key
+from .batch import BadRow, Tally, done_ids, error_record, rows
 
 
-def run_deid_jsonl(src: Path, out: Path, secret_file: Path | None) -> int:
+def run_deid_jsonl(src: Path, out: Path, secret_file: Path | None, resume: bool = False) -> Tally:
     secret = read_key(secret_file, "deid") if secret_file else secrets.token_bytes(32)
-    n = 0
-    with src.open(encoding="utf-8") as fin, out.open("w", encoding="utf-8") as fout:
-        for line in fin:
-            if not line.strip():
+    tally = Tally()
+    skip = done_ids(out) if resume else set()
+    with out.open("a" if resume else "w", encoding="utf-8") as fout:
+        for row in rows(src):
+            if isinstance(row, BadRow):
+                print(f"appliancectl: line {row.line}: {row.reason}", file=sys.stderr)
+                fout.write(json.dumps(error_record(row)) + "\n")
+                tally.refused += 1
                 continue
-            rec = json.loads(line)
-            d = deidentify(rec["text"], KnownIdentifiers(patient_key=str(rec.get("id", n))), secret)
-            fout.write(json.dumps({"id": rec.get("id"), "deidentified": d.text,
+            if row.id in skip:
+                tally.skipped += 1
+                continue
+            for w in row.warnings:
+                print(f"appliancectl: line {row.line}: {w}", file=sys.stderr)
+            d = deidentify(row.text, KnownIdentifiers(patient_key=row.id), secret)
+            fout.write(json.dumps({"id": row.id, "deidentified": d.text,
                                    "spans": [{"start": s.start, "end": s.end, "label": s.label} for s in d.spans]})
                        + "\n")
-            n += 1
-    return n
+            fout.flush()
+            tally.done += 1
+    return tally

@@ -368,9 +368,9 @@ def cmd_validate(args) -> int:
 def cmd_deid(args) -> int:
     from .deid import run_deid_jsonl
 
-    n = run_deid_jsonl(args.jsonl, args.out, args.secret_file)
-    print(f"de-identified {n} documents -> {args.out}", file=sys.stderr)
-    return 0
+    tally = run_deid_jsonl(args.jsonl, args.out, args.secret_file, args.resume)
+    print(f"appliancectl: {tally.message('de-identified', args.out)}", file=sys.stderr)
+    return 2 if tally.refused else 0
 
 
 def cmd_summarize(args) -> int:
@@ -390,9 +390,9 @@ def cmd_summarize(args) -> int:
         cfg = ModelConfig()
     if args.model is not None:
         cfg = replace(cfg, path=args.model, n_threads=args.threads, n_gpu_layers=args.n_gpu_layers)
-    n = run_summarize_jsonl(args.jsonl, args.out, cfg, args.model, examples)
-    print(f"summarised {n} documents -> {args.out}", file=sys.stderr)
-    return 0
+    tally = run_summarize_jsonl(args.jsonl, args.out, cfg, args.model, examples, args.resume)
+    print(f"appliancectl: {tally.message('summarised', args.out)}", file=sys.stderr)
+    return 2 if tally.refused else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -493,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jsonl", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--secret-file", type=Path, help="surrogate secret (default: a fresh random one)")
+    p.add_argument("--resume", action="store_true", help="keep --out and skip the ids it already holds")
     p.set_defaults(fn=cmd_deid)
 
     p = sub.add_parser("summarize", help="summarise a JSONL file offline with the daemon's pipeline (no daemon)")
@@ -501,6 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, help="another GGUF file to try (default: the config's pinned model)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--n-gpu-layers", type=int, default=-1)
+    p.add_argument("--resume", action="store_true", help="keep --out and skip the ids it already holds")
     p.set_defaults(fn=cmd_summarize)
     return ap
 

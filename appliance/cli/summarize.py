@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
 import threading
 from pathlib import Path
 
@@ -18,10 +19,11 @@ from ..domain import KnownIdentifiers
 from ..llm.engine import open_engine
 from ..llm.integrity import sha256_file, verify_model
 from ..llm.pipeline import summarise_document
+from .batch import BadRow, Tally, done_ids, error_record, rows
 
 
 def run_summarize_jsonl(src: Path, out: Path, cfg: ModelConfig, model: Path | None,
-                        examples: tuple[tuple[list[str], str], ...] = ()) -> int:
+                        examples: tuple[tuple[list[str], str], ...] = (), resume: bool = False) -> Tally:
     if model is not None:
         cfg = ModelConfig(**{**cfg.__dict__, "path": model})
         sha = sha256_file(model)
@@ -30,18 +32,27 @@ def run_summarize_jsonl(src: Path, out: Path, cfg: ModelConfig, model: Path | No
     engine = open_engine(cfg, sha)
     secret = secrets.token_bytes(32)
     cancel = threading.Event()
-    n = 0
+    tally = Tally()
+    skip = done_ids(out) if resume else set()
     try:
-        with src.open(encoding="utf-8") as fin, out.open("w", encoding="utf-8") as fout:
-            for line in fin:
-                if not line.strip():
+        with out.open("a" if resume else "w", encoding="utf-8") as fout:
+            for row in rows(src):
+                if isinstance(row, BadRow):
+                    print(f"appliancectl: line {row.line}: {row.reason}", file=sys.stderr)
+                    fout.write(json.dumps(error_record(row)) + "\n")
+                    tally.refused += 1
                     continue
-                rec = json.loads(line)
-                text = deidentify(str(rec["text"]), KnownIdentifiers(patient_key=str(rec.get("id", n))), secret).text
-                r = summarise_document(engine, cfg, text, str(rec.get("kind", "")), cancel=cancel, examples=examples)
-                fout.write(json.dumps({"id": rec.get("id"), "summary": r.structured, "text": r.text},
+                if row.id in skip:
+                    tally.skipped += 1
+                    continue
+                for w in row.warnings:
+                    print(f"appliancectl: line {row.line}: {w}", file=sys.stderr)
+                text = deidentify(row.text, KnownIdentifiers(patient_key=row.id), secret).text
+                r = summarise_document(engine, cfg, text, row.kind, cancel=cancel, examples=examples)
+                fout.write(json.dumps({"id": row.id, "summary": r.structured, "text": r.text},
                                       ensure_ascii=False) + "\n")
-                n += 1
+                fout.flush()
+                tally.done += 1
     finally:
         engine.close()
-    return n
+    return tally

@@ -16,6 +16,7 @@ from .patterns import pattern_spans
 from .propagate import propagate_names
 from .spans import fill, merge
 from .streets import street_spans
+from .text import scrub
 from .veto import veto
 from . import vocab
 from .surrogates import Surrogates
@@ -46,7 +47,7 @@ def find_spans(text: str, known: KnownIdentifiers | None = None,
                matcher: KnownMatcher | None = None, tagger: Tagger | None = None) -> list[Span]:
     """All PHI spans in `text`, merged, in original offsets: the rules and the learned tagger,
     each a second opinion on the other (a word either one calls PHI is replaced)."""
-    text, blobs = mask_long_runs(text)
+    text, blobs = mask_long_runs(scrub(text)[0])
     check("the rules")
     hard, rules = _rules(text, known, matcher)
     check("the learned tagger")
@@ -97,6 +98,7 @@ def _rules(text: str, known: KnownIdentifiers | None,
 
 
 def deidentify(text: str, known: KnownIdentifiers, secret: bytes) -> Deidentified:
+    text = scrub(text)[0]
     spans = find_spans(text, known)
     real = frozenset(w.lower() for n in (*known.patient_names, *known.other_names)
                      for field in (n.family, n.given, n.middle) for w in field.split())

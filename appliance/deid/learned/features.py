@@ -115,9 +115,15 @@ def rule_labels(toks: list[tuple[int, int]], spans: list[Span]) -> list[str]:
     return out
 
 
-def featurize(text: str, toks: list[tuple[int, int]], rules: list[str]) -> list[list[str]]:
-    letters = sum(map(str.isalpha, text))
-    caps_doc = sum(map(str.isupper, text)) > 0.7 * max(letters, 1)
+def caps_document(text: str) -> bool:
+    """Mostly capitals: a note typed in ALL CAPS, where case says nothing about names."""
+    return sum(map(str.isupper, text)) > 0.7 * max(sum(map(str.isalpha, text)), 1)
+
+
+def featurize(text: str, toks: list[tuple[int, int]], rules: list[str],
+              caps_doc: bool | None = None) -> list[list[str]]:
+    if caps_doc is None:
+        caps_doc = caps_document(text)
     base = [_word_features(text[a:b]) for a, b in toks]
     gaps = ["nl" if "\n" in text[toks[i - 1][1]:a] else "sp" if toks[i - 1][1] < a else "tight" if i else "bos"
             for i, (a, _b) in enumerate(toks)]

@@ -15,13 +15,19 @@ from ...errors import ModelIntegrityError
 from .. import vocab
 from ..cues import CREDENTIALS, RELATIONS, STOP, TITLES
 from ..dictionary import _misspelt_word
-from .features import featurize, rule_labels, tokens
+from .features import caps_document, featurize, rule_labels, tokens
 
 MODEL = "deid_crf.model"
 # A token is PHI when the model gives "O" less than this probability: recall matters more
 # than precision (a missed name is a breach, an extra redaction an annoyance). Chosen by
 # cross-validation (bench/deid_cv.py --threshold).
 THRESHOLD = 0.5
+
+# Tokens tagged in one CRFsuite call. Features cost about 2 KB a token in Python and as much
+# again in CRFsuite, so a 2 MB note tagged whole held 2 GB; in windows of this size, cut at line
+# ends, memory stays flat whatever the length (a window's edge only loses the features of the
+# two tokens across a line break, which the model weighs little).
+WINDOW = 2000
 
 
 # What the tagger may add: words of names and places, where dictionaries and cues run out.
@@ -51,8 +57,14 @@ class Tagger:
         toks = tokens(text)
         if not toks:
             return []
-        labels = self._tagger.tag(featurize(text, toks, rule_labels(toks, rules)))
+        caps = caps_document(text)
         out: list[Span] = []
+        for window in _windows(text, toks):
+            self._tag(text, window, rule_labels(window, rules), caps, out)
+        return out
+
+    def _tag(self, text: str, toks: list[tuple[int, int]], rules: list[str], caps: bool, out: list[Span]) -> None:
+        labels = self._tagger.tag(featurize(text, toks, rules, caps))
         for i, (a, b) in enumerate(toks):
             if not text[a].isalpha() or not _content_word(text[a:b]):
                 continue  # numbers (dates, phones, ids) are the patterns' job: they are exact there
@@ -68,7 +80,22 @@ class Tagger:
                 out[-1] = Span(out[-1].start, b, label)
             else:
                 out.append(Span(a, b, label))
-        return out
+
+
+def _windows(text: str, toks: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+    """`toks` in runs of at most WINDOW tokens, each ending at a line end where there is one."""
+    out: list[list[tuple[int, int]]] = []
+    start = 0
+    while len(toks) - start > WINDOW:
+        cut = start + WINDOW
+        for j in range(cut, start + WINDOW // 2, -1):
+            if "\n" in text[toks[j - 1][1]:toks[j][0]]:
+                cut = j
+                break
+        out.append(toks[start:cut])
+        start = cut
+    out.append(toks[start:])
+    return out
 
 
 _NEVER = TITLES | CREDENTIALS | RELATIONS
