@@ -115,6 +115,56 @@ def test_patients_named_after_clinical_words_keep_those_words(name, text, kept, 
     assert restore_document(d.text, d.surrogates) == text
 
 
+# Declared names made of ordinary words, in layouts and cases the rules were not written for
+# (invented names): every occurrence used as a name goes, whatever the case.
+ORDINARY_WORD_NAMES = [
+    (PersonName(family="Ward", given="Clement"), "CLEMENT WARD PHONED AT 0900. WARD AWARE OF RESULTS.",
+     ["CLEMENT", "WARD PHONED", "WARD AWARE"], []),
+    (PersonName(family="Field", given="Harold"), "spoke with harold field re: plan; field agrees with transfer.",
+     ["harold", "field agrees"], ["spoke with", "transfer"]),
+    (PersonName(family="Frost", given="Bertram"), "PATIENT: FROST,\nBERTRAM\nno frost bite; FROST CALLED BACK.",
+     ["FROST,", "BERTRAM", "FROST CALLED"], []),
+    (PersonName(family="Marsh", given="Eliza"), "Marsh's son at bedside. eliza marsh tolerating diet.",
+     ["Marsh's", "eliza", "marsh tolerating"], ["son at bedside"]),
+    (PersonName(family="Stone", given="Ivy"), "Left renal stone 6 mm. IVY STONE STATES PAIN 7/10. mrs stone seen.",
+     ["IVY", "STONE STATES", "mrs stone"], ["renal stone 6 mm"]),
+    (PersonName(family="Gray", given="Miles"), "GRAY, MILES\nGRAY MATTER PRESERVED. SPOKE WITH GRAY.",
+     ["GRAY, MILES", "WITH GRAY"], ["GRAY MATTER PRESERVED"]),
+    (PersonName(family="Bell-Hart", given="Nora"), "Nora Bell-Hart and NORA HART called; bell-hart aware.",
+     ["Bell-Hart", "HART called", "bell-hart"], []),
+    (PersonName(family="O'Dea", given="Finn"), "FINN O'DEA CALLED; o'dea aware.", ["O'DEA", "o'dea"], []),
+]
+
+
+@pytest.mark.parametrize("name,text,gone,kept", ORDINARY_WORD_NAMES, ids=lambda x: getattr(x, "family", None))
+def test_declared_names_of_ordinary_words_go_in_any_case_and_layout(name, text, gone, kept):
+    known = KnownIdentifiers(patient_key="p-" + name.family, patient_names=(name,))
+    d = deidentify(text, known, SECRET)
+    for g in gone:
+        assert g not in d.text, (g, d.text)
+    for k in kept:
+        assert k in d.text, (k, d.text)
+    assert restore_document(d.text, d.surrogates) == text
+
+
+@pytest.mark.parametrize("name,text,gone", [
+    (PersonName(family="Ren\u00e9e", given="Zo\u00eb"), "Zoe\u0308 RENEE seen; zo\u00eb ren\u00e9e again.",
+     ["Zoe\u0308", "RENEE", "zo\u00eb", "ren\u00e9e", "\u0308"]),
+    (PersonName(family="\u674e", given="\u56db\u6d77"), "\u60a3\u8005\u674e\u56db\u6d77\u4eca\u65e5\u590d\u67e5\u3002\u56db\u6d77\u597d\u3002",
+     ["\u674e\u56db\u6d77", "\u56db\u6d77"]),
+    (PersonName(family="\u062d\u0633\u0646", given="\u0633\u0645\u064a\u0631"),
+     "Seen: \u0633\u0645\u064a\u0631 \u062d\u0633\u0646 today.", ["\u0633\u0645\u064a\u0631", "\u062d\u0633\u0646"]),
+    (PersonName(family="\u041f\u0435\u0442\u0440\u043e\u0432\u0430", given="\u0410\u043d\u043d\u0430"),
+     "Pt \u0410\u043d\u043d\u0430 \u041f\u0415\u0422\u0420\u041e\u0412\u0410 seen.", ["\u0410\u043d\u043d\u0430", "\u041f\u0415\u0422\u0420\u041e\u0412\u0410"]),
+], ids=["combining-accents", "chinese", "arabic", "cyrillic-caps"])
+def test_declared_non_latin_names_are_removed_in_any_normal_form(name, text, gone):
+    known = KnownIdentifiers(patient_key="p-x", patient_names=(name,))
+    d = deidentify(text, known, SECRET)
+    for g in gone:
+        assert g not in d.text, (g, d.text)
+    assert restore_document(d.text, d.surrogates) == text
+
+
 def test_reidentification_is_byte_exact_and_touches_nothing_else():
     known = KnownIdentifiers(patient_key="p-white", patient_names=(PersonName(family="White", given="Ingrid"),))
     text = "Ingrid White, seen 03/12/2024. White matter normal. Ingrid's sister called."

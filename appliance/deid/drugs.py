@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+from . import vocab
+
 INN_STEMS = (r"pril|sartan|olol|alol|statin|dipine|azole|cillin|mycin|micin|floxacin|cycline|parin|xaban|gatran|"
              r"glutide|gliflozin|gliptin|semide|tanide|thiazide|olone|isone|tidine|prazole|mab|tinib|triptan|afil|"
              r"setron|oxacin|avir|ovir|conazole|fungin|terol|tropium|dronate|caine|profen|fenac|coxib|oxicam|azine|"
@@ -16,3 +18,8 @@ DRUG_SHAPE = re.compile(rf"(?i)^[a-z]{{2,}}(?:{INN_STEMS})$")
 
 def is_drug_shaped(word: str) -> bool:
     return bool(DRUG_SHAPE.match(word))
+
+
+def is_drug(word: str) -> bool:
+    """A drug's name (generic or brand, from the packaged drug list) or a word of a drug's shape."""
+    return word.lower() in vocab.drugs() or is_drug_shaped(word)

@@ -3,15 +3,29 @@ text, in any case and order, as initials, and with one-letter misspellings of lo
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 from ..domain import KnownIdentifiers, PersonName, Span
 from . import vocab
+from .cues import RELATIONS, STOP
+from .drugs import is_drug
+from .text import MARKS as _MARKS
 
-_WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|['\-])*[^\W\d_]|[^\W\d_]")  # any script
+# A name typed with a combining accent ("Jose\u0301") is one word, and matches the same name
+# written precomposed or without the accent.
+_PIECE = re.compile(rf"[^\W\d_](?:[^\W\d_]|[{_MARKS}])*")
+# Scripts written without spaces between words: a declared name is found as a substring.
+_UNSPACED = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\u0e00-\u0e7f]")
 _MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
            "October", "November", "December"]
+
+
+def fold(word: str) -> str:
+    """A name part as matched: compatibility-decomposed, accents dropped, case folded."""
+    return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c)).casefold()
 
 
 def _deletions(word: str) -> set[str]:
@@ -20,20 +34,26 @@ def _deletions(word: str) -> set[str]:
 
 @dataclass(frozen=True)
 class _NameIndex:
-    exact: dict[str, str]  # lower-case name part -> label
+    exact: dict[str, str]  # folded name part -> label
     fuzzy: dict[str, str]  # one-deletion neighbourhood of parts of 5+ letters -> label
     fuzzy_parts: dict[str, str]
     family: frozenset[str]
+    unspaced: tuple[tuple[str, str], ...]  # (name in a script without spaces, label), longest first
+
+
+def _split(piece: str) -> list[str]:
+    return [fold(w) for w in _PIECE.findall(piece)]
 
 
 def _name_parts(name: PersonName) -> list[str]:
-    parts = []
-    for piece in (name.family, name.given, name.middle):
-        for w in re.split(r"[\s\-]+", piece):
-            w = w.strip(".,'").lower()
-            if len(w) >= 2:
-                parts.append(w)
-    return parts
+    return [w for piece in (name.family, name.given, name.middle) for w in _split(piece) if len(w) >= 2]
+
+
+def _unspaced_names(name: PersonName) -> list[str]:
+    """"王小明" as written whole, either order, and each part of two characters or more."""
+    fam, giv = unicodedata.normalize("NFC", name.family.strip()), unicodedata.normalize("NFC", name.given.strip())
+    out = [fam + giv, giv + fam] + [p for p in (fam, giv) if len(p) >= 2]
+    return [n for n in out if n and _UNSPACED.search(n)]
 
 
 def _index(known: KnownIdentifiers) -> _NameIndex:
@@ -41,18 +61,20 @@ def _index(known: KnownIdentifiers) -> _NameIndex:
     fuzzy: dict[str, str] = {}
     fuzzy_parts: dict[str, str] = {}
     family: set[str] = set()
+    unspaced: dict[str, str] = {}
     for names, label in ((known.other_names, "NAME"), (known.patient_names, "PATIENT")):
         for n in names:
-            for w in re.split(r"[\s\-]+", n.family):
-                if len(w.strip(".,'")) >= 2:
-                    family.add(w.strip(".,'").lower())
+            family.update(w for w in _split(n.family) if len(w) >= 2)
+            for whole in _unspaced_names(n):
+                unspaced[whole] = label
             for part in _name_parts(n):
                 exact[part] = label
                 if len(part) >= 5:
                     fuzzy_parts[part] = label
                     for d in _deletions(part):
                         fuzzy.setdefault(d, label)
-    return _NameIndex(exact, fuzzy, fuzzy_parts, frozenset(family))
+    ordered = tuple(sorted(unspaced.items(), key=lambda kv: -len(kv[0])))
+    return _NameIndex(exact, fuzzy, fuzzy_parts, frozenset(family), ordered)
 
 
 def _fuzzy_label(word: str, idx: _NameIndex) -> str | None:
@@ -76,62 +98,130 @@ def _vocabulary_word(word: str) -> bool:
     return any(x in vocab.common() or x in vocab.medical() for x in (w, stem))
 
 
-def _initial(m: re.Match[str]) -> bool:
-    return len(m.group()) == 1 and m.group().isupper()
+def _protected(word: str) -> bool:
+    """Clinical vocabulary (lung, mass, stone, white, young: OpenMedSpel's medical words, the
+    drug list, the project's clinical terms) and function words (may, will): a declared name
+    part that is one of these is a name only where the text uses it as one. Any other word
+    ("john", "harry", "doe") is removed wherever it stands, in any case."""
+    w = word.lower()
+    stem = w[:-1] if w.endswith("s") else w
+    return (w in STOP or any(x in vocab.medical() or x in vocab.clinical() or is_drug(x) for x in (w, stem)))
+
+
+def _initial(raw: str) -> bool:
+    return len(raw) == 1 and raw.isupper()
 
 
 _TITLES = frozenset("mr mrs ms miss dr pt patient mister madam".split())
+# Words after a name that only a person does: "STONE CALLED", "bill states".
+_PERSON_AFTER = frozenset("""called calls calling states stated says said aware agrees agreed declines declined
+denies denied refuses refused requests requested wishes wants wanted asked asks reports reported visited
+visiting informed notified updated spoke speaks phoned""".split())
+# Words before a name that only a person follows: "spoke with bill", "per Gray".
+_PERSON_BEFORE = (("spoke", "with"), ("talked", "with"), ("talked", "to"), ("spoke", "to"), ("per",),
+                  ("called",), ("told",), ("informed",), ("notified",), ("paged",), ("reach",), ("reached",),
+                  ("asked",), ("visited", "by"), ("seen", "by"), ("accompanied", "by"))
+
+
+@dataclass(frozen=True)
+class _Piece:
+    start: int
+    end: int
+    raw: str
+    key: str  # folded
+
+
+def _pieces(text: str) -> list[_Piece]:
+    """Letter runs (with their combining marks), split at apostrophes and hyphens, so that
+    "Doe's", "O'Brien" and "Smith-Jones" show their parts; a possessive "s" is no part."""
+    out: list[_Piece] = []
+    for m in _PIECE.finditer(text):
+        raw = m.group()
+        if raw.lower() == "s" and m.start() > 0 and text[m.start() - 1] in "'\u2019":
+            continue
+        out.append(_Piece(m.start(), m.end(), raw, fold(raw)))
+    return out
 
 
 def _name_spans(text: str, idx: _NameIndex) -> list[Span]:
-    """Declared name parts in the text. A part that is also an ordinary word (a patient named
-    White, Young or Masse) counts only where the text uses it as a name: next to another part
-    of a declared name, after a title or an initial, or capitalised inside a mixed-case sentence."""
-    words = list(_WORD.finditer(text))
+    """Declared name parts in the text, in any case. A part that is clinical vocabulary or a
+    function word (a patient named White, Young, Stone or May) counts only where the text uses
+    it as a name: next to another part of a declared name (across a comma or a line break),
+    after a title or an initial, before or after words only a person goes with ("STONE CALLED",
+    "spoke with bill"), as a possessive, or capitalised inside a mixed-case sentence."""
+    words = _pieces(text)
     mixed = sum(map(str.islower, text)) > 0.3 * max(sum(map(str.isalpha, text)), 1)
-    hits: list[tuple[int, str, bool]] = []  # (word index, label, needs context)
-    for i, m in enumerate(words):
-        w = m.group().lower()
-        label = idx.exact.get(w)
+    hits: list[tuple[int, str, bool]] = []  # (piece index, label, needs context)
+    for i, p in enumerate(words):
+        label = idx.exact.get(p.key)
         if label is not None:
-            hits.append((i, label, _vocabulary_word(w)))
-        elif (label := _fuzzy_label(w, idx)) is not None:
+            hits.append((i, label, _protected(p.key)))
+        elif (label := _fuzzy_label(p.key, idx)) is not None:
             hits.append((i, label, False))
     confirmed = {i for i, _l, needs in hits if not needs}
+    declared = {i for i, _l, _n in hits}
     spans: list[Span] = []
     for i, label, needs in hits:
-        m = words[i]
-        if needs and not _used_as_name(text, words, i, confirmed, mixed):
+        p = words[i]
+        if needs and not _used_as_name(text, words, i, confirmed, declared, mixed):
             continue
-        spans.append(Span(m.start(), m.end(), label))
-        # An initial right before a family name ("J. Smith", "J Smith") is part of the name.
-        if i > 0 and m.group().lower() in idx.family:
+        spans.append(Span(p.start, p.end, label))
+        # An initial right before a family name ("J. Smith", "J Smith", "O'Brien") is part of the name.
+        if i > 0 and p.key in idx.family:
             prev = words[i - 1]
-            gap = text[prev.end():m.start()]
-            if _initial(prev) and gap in (". ", " ", ".", ". "):
-                spans.append(Span(prev.start(), prev.end() + (1 if gap.startswith(".") else 0), label))
+            gap = text[prev.end:p.start]
+            if _initial(prev.raw) and gap in (". ", " ", ".", "'", "\u2019"):
+                spans.append(Span(prev.start, prev.end + (1 if gap.startswith(".") else 0), label))
+    for whole, label in idx.unspaced:
+        pos = text.find(whole)
+        while pos >= 0:
+            spans.append(Span(pos, pos + len(whole), label))
+            pos = text.find(whole, pos + len(whole))
     return spans
 
 
-def _used_as_name(text: str, words: list[re.Match[str]], i: int, confirmed: set[int], mixed: bool) -> bool:
-    def near(j: int) -> bool:
-        if not 0 <= j < len(words):
-            return False
-        a, b = sorted((words[i], words[j]), key=lambda x: x.start())
-        gap = text[a.end():b.start()]
-        return len(gap) <= 3 and "\n" not in gap and all(c in " ,." for c in gap)
+def _adjacent(text: str, a: _Piece, b: _Piece) -> bool:
+    """Two words of one name: at most a comma, a full stop, an apostrophe, a hyphen and spaces
+    between them ("Smith-Jones", "Smith, J."), or a line break after a comma ("GRAY,\nBILL")."""
+    gap = text[a.end:b.start]
+    if "\n" in gap and not (gap.count("\n") == 1 and gap.lstrip(" \t").startswith(",")):
+        return False
+    return len(gap) <= 4 and all(c in " ,.\n\r\t-'\u2019" for c in gap)
 
+
+def _used_as_name(text: str, words: list[_Piece], i: int, confirmed: set[int], declared: set[int],
+                  mixed: bool) -> bool:
+    p = words[i]
     for j in (i - 1, i + 1):
-        if near(j) and (j in confirmed or words[j].group().lower() in _TITLES or (j == i - 1 and _initial(words[j]))):
+        if 0 <= j < len(words):
+            a, b = (words[j], p) if j < i else (p, words[j])
+            other_part = j in confirmed or (j in declared and words[j].key != p.key)
+            if _adjacent(text, a, b) and (other_part or words[j].key in _TITLES
+                                          or (j == i - 1 and _initial(words[j].raw))):
+                return True
+    if i + 1 < len(words) and words[i + 1].key in _PERSON_AFTER and text[p.end:words[i + 1].start].strip() in ("", ","):
+        return True
+    before = tuple(w.key for w in words[max(0, i - 2):i])
+    if any(before[len(before) - len(cue):] == cue for cue in _PERSON_BEFORE if len(cue) <= len(before)):
+        return True
+    after = text[p.end:p.end + 2]
+    if after.startswith(":"):
+        return True  # "Lunge: ..." heads a line
+    if after[:1] in "'\u2019" and after[1:2].lower() == "s":
+        # "Doe's" owns something; an eponym's possessive names a sign ("Bell's palsy") unless a
+        # relative follows ("Marsh's son").
+        nxt = words[i + 1].key if i + 1 < len(words) else ""  # the possessive "s" is no piece
+        if p.key not in _eponyms() or nxt in RELATIONS:
             return True
-    raw = words[i].group()
-    after = text[words[i].end():words[i].end() + 2]
-    if raw[0].isupper() and (after.startswith(":") or after.lower() == "'s"):
-        return True  # "Lunge: ..." heads a line, "Young's" owns something
-    if mixed and raw[0].isupper() and not raw.isupper():
-        before = text[max(0, words[i].start() - 3):words[i].start()]
-        return i > 0 and not any(c in before for c in ".!?:\n")  # not a capital that starts a sentence
+    if mixed and p.raw[0].isupper() and not p.raw.isupper():
+        lead = text[max(0, p.start - 3):p.start]
+        return i > 0 and not any(c in lead for c in ".!?:\n")  # not a capital that starts a sentence
     return False
+
+
+@lru_cache(maxsize=1)
+def _eponyms() -> frozenset[str]:
+    return frozenset(w.lower() for w in vocab.eponyms())
 
 
 def _digits_pattern(value: str) -> re.Pattern[str] | None:

@@ -12,12 +12,14 @@ import re
 from datetime import date, timedelta
 from functools import lru_cache
 from . import vocab
+from .text import MARKS
 
 _MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september",
            "october", "november", "december"]
 # Safe Harbor: three-digit ZIP prefixes with 20,000 or fewer people become 000 (2000 census list).
 RESTRICTED_ZIP3 = frozenset({"036", "059", "063", "102", "203", "556", "692", "790", "821", "823", "830",
                              "831", "878", "879", "884", "890", "893"})
+_NAME_WORD = re.compile(rf"[^\W\d_](?:[^\W\d]|[{MARKS}])*(?:['.\-][^\W\d_]+)*\.?|\d+")
 _SURROGATE_INSTITUTIONS = ["Riverside General Hospital", "Maple Valley Medical Center",
                            "Lakeview Community Hospital", "Northgate Clinic", "Cedar Hill Hospital",
                            "Westbrook Medical Center", "Pine Ridge Health Center", "Harbor View Hospital"]
@@ -131,7 +133,7 @@ class Surrogates:
             return word.replace(core, _like(core, pick))
 
         # Any script: a Greek, Arabic or Korean name gets a surrogate too, never itself.
-        return re.sub(r"[^\W\d_][^\W\d]*(?:['.\-][^\W\d_]+)*\.?|\d+", lambda m: one(m.group()), original)
+        return _NAME_WORD.sub(lambda m: one(m.group()), original)
 
     def address(self, original: str) -> str:
         n = self._int("ADDR", original.lower())

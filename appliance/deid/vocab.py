@@ -79,6 +79,13 @@ def medical() -> frozenset[str]:
 
 
 @lru_cache(maxsize=None)
+def drugs() -> frozenset[str]:
+    """One-word drug names, generic and brand (DrugBank open vocabulary and more, via PyPI
+    drug-named-entity-recognition; built by packaging/build-drug-list.py)."""
+    return _gz_words("drug_names.txt.gz")
+
+
+@lru_cache(maxsize=None)
 def eponyms() -> frozenset[str]:
     """The capitalised part of the medical list: eponyms (Babinski, Glasgow) and brands."""
     return _gz_words("medical_proper.txt.gz")
