@@ -7,6 +7,7 @@ from ..domain import Deidentified, KnownIdentifiers, Span
 from .address import extend_addresses
 from .budget import check
 from .dictionary import dictionary_spans
+from .fields import field_names
 from .initial_names import initial_surnames
 from .initials import join_initials
 from .institutions import acronym_places
@@ -92,6 +93,7 @@ def _rules(text: str, known: KnownIdentifiers | None,
     found, prose = dictionary_spans(text)
     found.extend(acronym_places(text))
     found.extend(initial_surnames(text))
+    found.extend(field_names(text))
     check("addresses and names")
     spans = join_initials(text, merge(extend_addresses(text, merge(hard + found), prose)))
     return hard, merge(propagate_names(text, spans))
