@@ -8,6 +8,7 @@ import re
 
 from ..domain import Span
 from . import vocab
+from .cues import STOP
 
 # Address lines continue over separators, line breaks included (a multi-line postal address),
 # through capitalised words, numbers and the particles of foreign street names; "apt. 999"
@@ -70,5 +71,24 @@ def extend_addresses(text: str, spans: list[Span], prose: bool = False) -> list[
             before = _AND_BEFORE.search(text, max(0, start - 30), start)
             if before is not None:
                 start = before.start()
-        out.append(Span(start, end, "ADDRESS"))
+        out.append(Span(start, _clause_end(text, start, end), "ADDRESS"))
     return out
+
+
+# An address is short and shaped like one: a word that begins a clause or a phrase of prose
+# ("with wife", "since Monday", "pt is alert") ends it, whichever recogniser ran it on. Words
+# of place phrases ("at", "of", "de la", "on") do not.
+_CLAUSE_WORDS = (STOP | frozenset("""alone since who which because after before until while pt patient reports
+reported denies presents presented complains went states stated""".split())) - frozenset(
+    "at in of on by to the a de da do del la le van von di al el".split())
+_ADDRESS_WORD = re.compile(r"[^\W\d_][\w'\-]*")
+
+
+def _clause_end(text: str, start: int, end: int) -> int:
+    for m in _ADDRESS_WORD.finditer(text, start, end):
+        w = m.group().lower()
+        if m.start() > start and w in _CLAUSE_WORDS and not m.group()[0].isupper():
+            if w in ("and", "or") and re.search(r"\d|\b[A-Z]", text[m.end():end]):
+                continue  # "the corner of Maple and Main Street", "... and ul. Miła 53"
+            return start + len(text[start:m.start()].rstrip(" \t\n,;:-(/"))
+    return end

@@ -256,7 +256,7 @@ def pattern_spans(text: str) -> list[Span]:
         g = 1 if m.group(1) else 2
         out.append(Span(m.start(g), m.end(g), "DATE"))
     out.extend(_years_after_terms(text))
-    return [sp for sp in out if not (sp.label == "DATE" and _vent_setting(text, sp))]
+    return [sp for sp in out if not (sp.label == "DATE" and (_vent_setting(text, sp) or _fraction(text, sp)))]
 
 
 _PAIR = re.compile(r"\d{1,2}/\d{1,2}")
@@ -272,6 +272,28 @@ def _vent_setting(text: str, sp: Span) -> bool:
     a, b = (int(x) for x in text[sp.start:sp.end].split("/"))
     before = text[max(0, sp.start - 40):sp.start]
     return a <= 30 and b <= 30 and bool(_VENT.search(before)) and not _DATED.search(before[-16:])
+
+
+# A score out of its maximum or a count out of a total: "strength 5/5", "reflexes 2/4",
+# "pain 7/10", "4/4 bottles", "3/12 cores": the word before names what is measured, or the
+# noun after names what is counted. Bounded to small totals so "seen 3/4" stays a date.
+_SCORED = re.compile(r"(?i)\b(?:strength|motor|power|pulses?|reflexes|dtrs?|grip|pain|score|murmur|grade|"
+                       r"sensation|gcs|apgars?|rass|aox|a&o|oriented|positive in|quadrants|extremities|"
+                       r"muscle|ue|le|rue|lue|rle|lle|bue|ble)\b[^.;\n\d]{0,20}$")
+_COUNTED = re.compile(r"(?i)^\s*(?:\+\s*)?(?:bottles?|sets?|cultures?|cores?|nodes?|specimens?|samples?|views?|"
+                      r"lobes?|vessels?|doses?|points?|beats?|strength|power|motor|pulses?|bilat|bilaterally|"
+                      r"throughout|in all|all extremities)\b")
+
+
+def _fraction(text: str, sp: Span) -> bool:
+    if not _PAIR.fullmatch(text[sp.start:sp.end]):
+        return False
+    a, b = (int(x) for x in text[sp.start:sp.end].split("/"))
+    if not (0 <= a <= b <= 12 or b == 10):
+        return False
+    before = text[max(0, sp.start - 40):sp.start]
+    return bool(_SCORED.search(before) or _COUNTED.match(text[sp.end:sp.end + 24])) \
+        and not _DATED.search(before[-16:]) and not re.search(r"(?i)\b(?:on|of|since|from|until|by)\s*$", before)
 
 
 _DATED = re.compile(r"(?i)\b(?:placed|since|from|dated|started|inserted|changed on|on admission)\b")

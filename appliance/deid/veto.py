@@ -9,7 +9,7 @@ from functools import lru_cache
 
 from ..domain import Span
 from . import vocab
-from .cues import TITLES
+from .cues import STOP, TITLES
 from .drugs import is_drug_shaped
 
 # The clinical word that follows an eponym and makes it one.
@@ -103,8 +103,16 @@ def _clinical_word(text: str, m: re.Match[str], label: str, capitals: bool) -> b
     before = text[max(0, m.start() - 12):m.start()]
     if w in _UNITS and re.search(r"\d\s*$", before):
         return True
-    if label != "NAME" or len(w) < 2:
+    if label in ("NAME", "LOCATION") and len(w) >= 2 and _sentence_adjective(text, m, w) and not _named(text, m):
+        return True  # "Young woman with...", "Green sputum": an ordinary word that opens a sentence
+    if label != "NAME":
         return False
+    if raw == "I" and re.match(r" [a-z]", text[m.end():m.end() + 2]) and not _named(text, m):
+        return True  # the pronoun: "I discussed", "I saw"
+    if len(w) < 2:
+        return False
+    if _scored_compound(text, m):
+        return True  # "LI-RADS 3", "CAD-RADS 4": a grading system, not a surname
     given = w in vocab.first_names()
     census = given or w in vocab.last_names()
     prev = before.split()[-1] if before.split() else ""
@@ -135,6 +143,45 @@ def _clinical_word(text: str, m: re.Match[str], label: str, capitals: bool) -> b
     return False
 
 
+_DOSE_AFTER = re.compile(r"(?i)[ \t]*(?:\d|(?:po|iv|im|sc|sq|pr|prn|drip|gtt|mg|mcg|daily|bid|tid|qid|qd|qhs|"
+                         r"held|dose|tabs?|tablets?|caps?|patch|inhaler|nebs?)\b)")
+_COMPOUND = re.compile(r"[A-Za-z0-9]*(?:-[A-Za-z0-9]+)+")
+_GRADE_AFTER = re.compile(r"[ \t]?(?:\d|(?:I{1,3}|IV|V)\b|[a-z]{0,2}\d)")
+
+
+def _scored_compound(text: str, m: re.Match[str]) -> bool:
+    """A hyphenated capitals compound followed by its grade ("LI-RADS 3", "BI-RADS 4A")."""
+    start = m.start()
+    while start > 0 and (text[start - 1].isalnum() or text[start - 1] == "-"):
+        start -= 1
+    c = _COMPOUND.match(text, start)
+    if c is None or c.end() < m.end() or "-" not in c.group():
+        return False
+    parts = c.group().split("-")
+    return (sum(p.isupper() and len(p) >= 2 for p in parts) >= 1 and any(p.isupper() and len(p) >= 3 for p in parts)
+            and bool(_GRADE_AFTER.match(text, c.end())))
+
+
+# Verbs and words that follow a person's name at the start of a sentence ("Smith states").
+_AFTER_A_PERSON = STOP | frozenset("""states stated says said reports reported called calls seen saw notes noted
+denies denied agrees agreed aware presents presented complains complained feels felt wants wishes asked
+visited tolerated remains continues underwent""".split())
+
+
+def _sentence_adjective(text: str, m: re.Match[str], w: str) -> bool:
+    """A capitalised English word that opens a sentence and is followed by an ordinary lower-case
+    word that no person's name takes ("Young woman", "Brown sputum"); "Smith states" and "Wood
+    was" stay names."""
+    raw = m.group()
+    if not (raw[:1].isupper() and raw[1:].islower()) or w not in vocab.english():
+        return False
+    lead = text[:m.start()].rstrip(" \t")
+    if lead and lead[-1] not in ".!?\n:":
+        return False
+    nxt = re.match(r"[ \t]+([a-z][a-z\-]+)\b", text[m.end():m.end() + 30])
+    return bool(nxt) and nxt.group(1) in vocab.english() and nxt.group(1) not in _AFTER_A_PERSON
+
+
 def _not_identifying(text: str, m: re.Match[str], label: str, eponyms: frozenset[str],
                      allow: frozenset[str]) -> bool:
     raw = m.group()
@@ -149,6 +196,9 @@ def _not_identifying(text: str, m: re.Match[str], label: str, eponyms: frozenset
         return True
     if is_drug_shaped(core) and (core in vocab.medical() or core not in vocab.last_names()):
         return True  # "apixaban", "ticagrelor": a drug by its INN stem, no census surname
+    if core in vocab.drugs() and (core not in vocab.last_names() and core not in vocab.first_names()
+                                  or raw.islower() or _DOSE_AFTER.match(text, m.end())):
+        return True  # "Brilinta", "Xarelto"; a drug that is also a census name only with its dose ("Allegra 180 mg")
     nxt = _WORD.search(text, m.end(), min(len(text), m.end() + 40))
     if raw[:1].isupper() and nxt and nxt.group().lower() in _NAMING_HEADS \
             and text[m.end():nxt.start()].strip(" -,'") == "":
