@@ -87,3 +87,47 @@ def test_ventilator_settings_are_no_dates(text):
 
 def test_a_date_near_the_ventilator_is_still_a_date():
     assert covered("MECH VENT VIA TRACH (PLACED 8/14). AC 100%", "8/14")
+
+
+# Classes from the held-out report (issue 22), each on invented text: what must be found...
+HELD_OUT_CLASSES = [
+    ("Discussed with the fellow, Imogen T., requiring no change.", "Imogen T."),  # given name + initial
+    ("Unable to reach Milo; left message.", "Milo"),                             # a name after a contact verb
+    ("CALLED TOMASZ AT HOME, NO ANSWER.", "TOMASZ"),
+    ("Stay 11/02/2023-11/19/2023 on the ward.", "11/02/2023"),                    # a range glued by a dash
+    ("Prior surgery Aug-19, repeat 4/2021.", "Aug-19"),                           # month and year
+    ("Prior surgery Aug-19, repeat 4/2021.", "4/2021"),
+    ("Patient name: TUILAGI, SIONE | MRN 5512003", "TUILAGI, SIONE"),            # a labelled header field
+    ("Referring physician: Dr. Nwachukwu", "Nwachukwu"),
+    ("Records from U of Vermont reviewed.", "U of Vermont"),                      # abbreviated university
+    ("Transferred from NWMC with sepsis.", "NWMC"),                               # hospital initials
+    ("Sent from Greystone Pines Medical Center yesterday.", "Greystone Pines"),  # an institution of ordinary words
+]
+
+
+@pytest.mark.parametrize("text,phi", HELD_OUT_CLASSES)
+def test_held_out_class_is_found_whole(text, phi):
+    spans = find_spans(text, NOBODY)
+    a = text.index(phi)
+    assert any(s.start <= a and a + len(phi) <= s.end for s in spans), [(s.label, text[s.start:s.end]) for s in spans]
+
+
+def test_an_institution_found_in_pieces_gets_one_whole_surrogate():
+    from appliance.deid import deidentify
+    text = "Sent from Greystone Pines Medical Center yesterday."
+    out = deidentify(text, NOBODY, b"s" * 32).text
+    assert "Greystone" not in out and "Pines" not in out
+    assert any(name in out for name in ("Hospital", "Medical Center", "Clinic", "Health Center")), out
+    assert out.startswith("Sent from ") and out.endswith(" yesterday."), out
+
+
+# ...and what must be left alone.
+@pytest.mark.parametrize("text", [
+    "Spoke with son about the plan.",          # a relation word after a contact verb
+    "CALLED MY HUSBAND THIS AM.",
+    "Paged Cardiology re: rhythm.",            # a service after a contact verb
+    "Patient: alert, oriented, comfortable.",  # a bare "Patient:" label before prose
+    "BREATHING IN SYNCH WITH VENT.",           # capitals that look like a hospital's initials
+])
+def test_held_out_false_alarm_class_is_left_alone(text):
+    assert find_spans(text, NOBODY) == [], [(s.label, text[s.start:s.end]) for s in find_spans(text, NOBODY)]

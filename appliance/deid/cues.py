@@ -15,6 +15,7 @@ stepson stepdaughter step-daughter step-son named called social""".split())
 # Words that end a name or never start one, even when a cue precedes them.
 STOP = frozenset("""a an the and or but of to in into on at by for from with without is was were are be been
 has had have will would can could may might should shall do does did not no yes he she his her him they them
+my your our me us
 their it its this that these those who whom which what when where why how here there then than as also
 aware notified called paged spoke updated informed at bedside in to visit visited re regarding about
 re: per please pls came come comes went left via w wt x q""".split())

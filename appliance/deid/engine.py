@@ -8,6 +8,7 @@ from .address import extend_addresses
 from .budget import check
 from .dictionary import dictionary_spans
 from .fields import field_names
+from .given_names import given_name_spans
 from .initial_names import initial_surnames
 from .initials import join_initials
 from .institutions import acronym_places
@@ -15,7 +16,7 @@ from .known import KnownMatcher
 from .learned.tagger import Tagger, default_tagger
 from .patterns import pattern_spans
 from .propagate import propagate_names
-from .spans import fill, merge
+from .spans import fill, join_institutions, merge
 from .streets import street_spans
 from .text import scrub
 from .veto import veto
@@ -55,8 +56,10 @@ def find_spans(text: str, known: KnownIdentifiers | None = None,
     learned = (tagger or default_tagger()).spans(text, hard)
     check("merging")
     if not learned:
-        return merge(veto(text, rules) + blobs) if blobs else veto(text, rules)
-    return merge(propagate_names(text, veto(text, fill(rules, learned, text))) + blobs)
+        found = merge(veto(text, rules) + blobs) if blobs else veto(text, rules)
+    else:
+        found = merge(propagate_names(text, veto(text, fill(rules, learned, text))) + blobs)
+    return join_institutions(text, found)
 
 
 def learned_spans(text: str, known: KnownIdentifiers | None = None, tagger: Tagger | None = None) -> list[Span]:
@@ -94,6 +97,7 @@ def _rules(text: str, known: KnownIdentifiers | None,
     found.extend(acronym_places(text))
     found.extend(initial_surnames(text))
     found.extend(field_names(text))
+    found.extend(given_name_spans(text))
     check("addresses and names")
     spans = join_initials(text, merge(extend_addresses(text, merge(hard + found), prose)))
     return hard, merge(propagate_names(text, spans))

@@ -14,8 +14,18 @@ _ACRONYM = re.compile(r"(?i)\b(?:to|from|at|in|@|xfer(?:red)?\s+to|transferred\s
                       r"(?P<v>[A-Z]{2,5})\s+" + _UNITS + r"\b")
 
 
+# "U of M", "Univ. of Iowa": a university by its abbreviated name. "UMMC", "BIDMC", "NWGH"
+# after a place preposition: initials shaped like a medical center's or a general hospital's.
+_UNIVERSITY = re.compile(r"\b(?:U|Univ\.?|University)\s+of\s+(?:[A-Z][a-z]+|[A-Z]{1,4})(?:\s+[A-Z][a-z]+)?\b")
+_HOSPITAL_INITIALS = re.compile(r"(?i:\b(?:to|from|at|in|@|via)\s+)(?:the\s+)?(?P<v>[A-Z]{1,5}(?:MC|GH|MH|CH|HC))\b")
+
+
 def acronym_places(text: str) -> list[Span]:
-    out = []
+    out = [Span(m.start(), m.end(), "INSTITUTION") for m in _UNIVERSITY.finditer(text)]
+    for m in _HOSPITAL_INITIALS.finditer(text):
+        low = m.group("v").lower()
+        if not any(low in words for words in (vocab.abbreviations(), vocab.english_extended(), vocab.medical())):
+            out.append(Span(m.start("v"), m.end("v"), "INSTITUTION"))
     for m in _ACRONYM.finditer(text):
         raw = m.group("v")
         low = raw.lower()

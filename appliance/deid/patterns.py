@@ -35,6 +35,11 @@ DATE_PATTERNS = [
     # "10/03/10/04" (two dates), "11/21.93" (a dot before the year)
     r"(?<![\d/])(?:0?[1-9]|1[0-2])/(?:[12]\d|3[01]|0?[1-9])/(?:0?[1-9]|1[0-2])/(?:[12]\d|3[01]|0?[1-9])(?![\d/])",
     r"(?<![\d/.])(?:0?[1-9]|1[0-2])/(?:[12]\d|3[01]|0?[1-9])\.\d\d(?![\d.])",
+    # the first date of a range glued to the second: "12/03/2024-12/09/2024", "3/1/24 - 3/5/24"
+    r"(?<![\d/.x])(?:0?[1-9]|1[0-2])/(?:[12]\d|3[01]|0?[1-9])/(?:19|20)?\d\d(?=\s*[-\u2013]\s*\d{1,2}/\d{1,2}/)",
+    # a month and its year: "5/2023", "05-2019", "Mar-24", "MAR '24" (Safe Harbor removes the month)
+    r"(?<![\d/.\-])(?:0?[1-9]|1[0-2])([/\-])(?:19|20)\d\d(?![\d/\-%]|\.\d)",
+    rf"(?i:\b{_MON})(?:-|\s?['\u2019])\d\d\b(?!\s*(?:hrs?|hours?|h|mins?|mg|%)\b)",
     # 1992-07-22, 1992/07/22, 19920722
     r"(?<!\d)(?:19|20)\d\d[-/](?:0?[1-9]|1[0-2])[-/](?:[12]\d|3[01]|0?[1-9])(?!\d)",
     r"(?<!\d)(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?!\d)",
@@ -141,7 +146,8 @@ PATTERNS: list[tuple[str, str] | tuple[str, str, tuple[str, ...]]] = [
     ("ADDRESS", r"(?i)\b(?:the\s+)?corner\s+of\s+[^\n,;]{2,40}?\s+and\s+[A-ZÀ-Ž][\w\-]*(?:\s+[A-ZÀ-Ž][\w\-]*){0,3}",
      ("corner",)),
     # form fields: "Name: Kamila Červinková"
-    ("NAME", r"\b(?:Name|NAME|Patient|PATIENT|Contact|CONTACT)\s?:[ \t]*(?P<v>[^\W\d_][\w'\-]*(?:[ \t]+[^\W\d_][\w'.\-]*){0,2})"),
+    # ("Patient:" heads prose as often as a name: fields.py reads it by the value's shape)
+    ("NAME", r"\b(?:Name|NAME|Contact|CONTACT)\s?:[ \t]*(?P<v>[^\W\d_][\w'\-]*(?:[ \t]+[^\W\d_][\w'.\-]*){0,2})"),
     # "lives at ...", "address: ...": the rest of the clause
     ("ADDRESS", r"(?i)\b(?:lives (?:at|on)|living at|resides at|located at|based at|(?:office|offices) (?:is|are) at|"
                 r"drops? you off at|address(?: of [^,.\n]{1,40})? is|address:|here (?:it is|they are):|sent to\?(?: user:)?)"

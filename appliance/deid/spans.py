@@ -1,6 +1,8 @@
 """Span arithmetic: candidates from many recognisers -> one non-overlapping set."""
 from __future__ import annotations
 
+import re
+
 from ..domain import Span
 
 # When two recognisers claim overlapping text, the more specific label wins the merged span.
@@ -64,3 +66,24 @@ def _add(out: list[Span], text: str, start: int, end: int, label: str) -> None:
         end -= 1
     if end > start:
         out.append(Span(start, end, label))
+
+
+_JOINERS = re.compile(r"[ \t]*(?:-|&|of|of the)?[ \t]*")
+
+
+def join_institutions(text: str, spans: list[Span]) -> list[Span]:
+    """An institution found in pieces ("Riverbend" + "Valley" + "Medical Center") is one name:
+    the surrogate replaces it whole ("Cedar Hill Hospital"), never word by word into a garble."""
+    out: list[Span] = []
+    for s in spans:
+        if out:
+            last = out[-1]
+            joined = _JOINERS.fullmatch(text, last.end, s.start) is not None and "\n" not in text[last.end:s.start]
+            if joined and "INSTITUTION" in (last.label, s.label) and {last.label, s.label} <= _PLACE_OR_NAME:
+                out[-1] = Span(last.start, s.end, "INSTITUTION")
+                continue
+        out.append(s)
+    return out
+
+
+_PLACE_OR_NAME = frozenset({"INSTITUTION", "LOCATION", "NAME"})
