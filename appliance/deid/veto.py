@@ -123,8 +123,10 @@ def _clinical_word(text: str, m: re.Match[str], label: str, capitals: bool) -> b
         return False  # "sept."; "Dr. Van Leeuwen": a title two words back still makes a name
     if _named(text, m):
         # "MR VENOGRAM" reads as a title and a name; a medical word that is no census name is
-        # the modality's object all the same.
-        return not census and w in vocab.medical()
+        # the modality's object all the same. After an unambiguous title ("Dr. Lindqvist") it
+        # is a person, whatever medical dictionary holds the word.
+        ambiguous = re.search(r"(?:^|[^\w.])(?:MR|MS|mr|ms)\s+$", text[max(0, m.start() - 6):m.start()])
+        return bool(ambiguous) and not census and w in vocab.medical()
     if prev.lower() == "per" and w in vocab.eponyms() and not given:
         return True  # "per Fleischner": a guideline by its eponym ("per Warren" is a person)
     if raw[:1].isupper() and (_CLASSIFIER.match(text[m.end():m.end() + 30]) or prev.lower() in _EPONYM_BEFORE):

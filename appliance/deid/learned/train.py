@@ -57,6 +57,21 @@ def sequence(doc: dict[str, Any]) -> tuple[list[list[str]], list[str]]:
     return featurize(text, toks, rule_labels(toks, rule_spans(text))), gold
 
 
+def case_variants(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each document as written, in capitals and in lower case: notes arrive typed all three
+    ways, and a tagger that learnt names from their capital letters misses them in an ALL-CAPS
+    note. Offsets hold where the case change keeps the length (it does for all but a few
+    letters, such as the German sharp s; those copies are skipped)."""
+    out: list[dict[str, Any]] = []
+    for d in docs:
+        out.append(d)
+        for suffix, change in (("upper", str.upper), ("lower", str.lower)):
+            text = change(d["text"])
+            if text != d["text"] and len(text) == len(d["text"]):
+                out.append({**d, "id": f"{d['id']}-{suffix}", "text": text})
+    return out
+
+
 def train(docs: Iterable[dict[str, Any]], out: Path, params: dict[str, Any] | None = None) -> str:
     trainer = pycrfsuite.Trainer(verbose=False)
     trainer.set_params({**PARAMS, **(params or {})})
@@ -75,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("corpora", nargs="*", type=Path, default=DEFAULT_CORPORA)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--case-variants", action="store_true", help="also train on each note in capitals and lower case")
     args = ap.parse_args(argv)
     missing = [str(p) for p in args.corpora if not p.exists()]
     if missing:
@@ -82,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     docs = [d for p in args.corpora for d in load(p)]
+    if args.case_variants:
+        docs = case_variants(docs)
     digest = train(docs, args.out)
     print(f"{args.out}: {len(docs)} documents, sha256 {digest}")
     return 0
