@@ -25,7 +25,10 @@ _STRONG = (r"(?:patient|pt|full|legal|family|given|first|last|maiden)'?s?\s+name
            r"verified\s+by|authenticated\s+by|performed\s+by|guardian|emergency\s+contact|contact\s+person|"
            r"mother|father|spouse|pcp|gp")
 _WEAK = r"patient|pt"
-_LABEL = re.compile(rf"(?im)(?:^|[|;\t]|\s{{2,}})[ \t]*(?P<label>{_STRONG}|{_WEAK})[ \t]*[:#][ \t]*(?P<value>[^\n|;\t]*)")
+# Lookbehinds, not "\s{2,}[ \t]*": a run of blanks must not be rescanned from every position in it
+# (quadratic on a page of spaces).
+_LABEL = re.compile(rf"(?im)(?:^|(?<=[|;\t])|(?<=[|;\t] )|(?<=\s\s))(?P<label>{_STRONG}|{_WEAK})[ \t]?[:#][ \t]?"
+                    r"(?P<value>[^\n|;\t]*)")
 _WORD = r"(?:[A-Z]\.|[A-Z][A-Za-z'’\-]*)"
 _VALUE = re.compile(rf"(?:(?:Dr|DR|Mr|MR|Mrs|MRS|Ms|MS|Prof)\.?\s+)?(?P<core>{_WORD}(?:,?[ ]{_WORD}){{0,3}}?)"
                     rf"(?:,?[ ]?(?:MD|DO|RN|NP|PA|MBBS|FRCR|PhD)\b|[ ,]*$)")
@@ -34,7 +37,8 @@ _VALUE = re.compile(rf"(?:(?:Dr|DR|Mr|MR|Mrs|MRS|Ms|MS|Prof)\.?\s+)?(?P<core>{_W
 def field_names(text: str) -> list[Span]:
     out: list[Span] = []
     for m in _LABEL.finditer(text):
-        value = m.group("value")
+        value = m.group("value").lstrip(" \t")
+        lead = len(m.group("value")) - len(value)
         cut = re.search(r"\s{2,}|\d|\b[A-Za-z][A-Za-z .]{0,20}:", value)
         value = value[:cut.start()] if cut else value
         v = _VALUE.match(value)
@@ -44,7 +48,7 @@ def field_names(text: str) -> list[Span]:
         words = re.findall(r"[A-Za-z][A-Za-z'’\-]*", core)
         if not _take(m.group("label").lower(), core, words):
             continue
-        start = m.start("value") + v.start("core")
+        start = m.start("value") + lead + v.start("core")
         out.append(Span(start, start + len(core), "NAME"))
     return out
 

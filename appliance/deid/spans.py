@@ -78,7 +78,8 @@ def join_institutions(text: str, spans: list[Span]) -> list[Span]:
     for s in spans:
         if out:
             last = out[-1]
-            joined = _JOINERS.fullmatch(text, last.end, s.start) is not None and "\n" not in text[last.end:s.start]
+            joined = (s.start - last.end <= 8 and "\n" not in text[last.end:s.start]
+                      and _JOINERS.fullmatch(text, last.end, s.start) is not None)
             if joined and "INSTITUTION" in (last.label, s.label) and {last.label, s.label} <= _PLACE_OR_NAME:
                 out[-1] = Span(last.start, s.end, "INSTITUTION")
                 continue

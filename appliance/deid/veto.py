@@ -177,7 +177,7 @@ def _sentence_adjective(text: str, m: re.Match[str], w: str) -> bool:
     raw = m.group()
     if not (raw[:1].isupper() and raw[1:].islower()) or w not in vocab.english():
         return False
-    lead = text[:m.start()].rstrip(" \t")
+    lead = text[max(0, m.start() - 80):m.start()].rstrip(" \t")
     if lead and lead[-1] not in ".!?\n:":
         return False
     nxt = re.match(r"[ \t]+([a-z][a-z\-]+)\b", text[m.end():m.end() + 30])
