@@ -93,7 +93,9 @@ class MllpServer(TcpListener):
                         return
                     end = buf.find(FS)
                     if (end < 0 and len(buf) > limit + 2) or end - 1 > limit:
-                        await self._refuse(writer, bytes(buf[:4096]),
+                        # The dead letter keeps the frame as far as the cap (encrypted), for the
+                        # operator to see what the sender sent; past it, nothing is read.
+                        await self._refuse(writer, bytes(buf[:limit + 2]),
                                            f"MLLP frame larger than mllp.max_frame_bytes ({limit} bytes); "
                                            "closing the connection")
                         return

@@ -46,16 +46,29 @@ def decode_message(raw: bytes) -> str:
         raw = raw[len(BOM):]
     charset = _msh18(raw).upper()
     codec = _CHARSETS.get(charset, "utf-8")
-    # Senders often declare ASCII/UTF-8 yet send Latin-1; keep the data rather than refuse it.
-    for candidate in (codec, "utf-8", "latin-1"):
+    if charset in _DECLARED_UTF8:
+        # A sender that declares UTF-8 and sends other bytes has a broken interface: storing
+        # mojibake under an AA would hide it. Refused, with where, so the engine can be fixed.
         try:
-            text = raw.decode(candidate)
-            break
-        except UnicodeDecodeError:
-            continue
-    text = text.replace("\r\n", "\r").replace("\n", "\r")
-    segments = [s.strip("\x00") for s in text.split("\r")]
-    return "\r".join(s for s in segments if s.strip())
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InvalidMessage(f"bytes at offset {e.start} are not valid UTF-8, which MSH-18 declares; "
+                                 "send UTF-8 or declare the character set used", segment="MSH", field=18,
+                                 hl7_error_code="102") from None
+    else:
+        # Senders that declare nothing (or ASCII) often send Latin-1; keep the data rather than refuse it.
+        for candidate in (codec, "utf-8", "latin-1"):
+            try:
+                text = raw.decode(candidate)
+                break
+            except UnicodeDecodeError:
+                continue
+    # NUL ends strings in C and has no place in report text: removed, wherever it stands.
+    text = text.replace("\x00", "").replace("\r\n", "\r").replace("\n", "\r")
+    return "\r".join(s for s in text.split("\r") if s.strip())
+
+
+_DECLARED_UTF8 = frozenset({"UNICODE UTF-8", "UTF-8", "ISO IR192"})
 
 
 def split_segments(text: str) -> list[Segment]:

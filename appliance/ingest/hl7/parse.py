@@ -57,7 +57,7 @@ def parse(text: str, *, source: str = "") -> ParsedMessage:
         # them stalls a live ADT feed. Its PID still names the patient, so it seeds the scrubber.
         base_type = "ADT^A08"
     if base_type not in SUPPORTED_TYPES:
-        raise InvalidMessage(f"message type {header.message_type} not supported; accepted: "
+        raise InvalidMessage(f"message type {header.message_type} not supported; accepted: "  # a checked code
                              + ", ".join(sorted(SUPPORTED_TYPES - DEMOGRAPHIC_TYPES)) + " and every ADT event",
                              segment="MSH", field=9,
                              hl7_error_code="200")
@@ -99,7 +99,7 @@ def _document(header: MessageHeader, segments: list[Segment], known: KnownIdenti
         raise InvalidMessage("no report text: no OBX or NTE segment carries text", segment="OBX",
                              field=5, hl7_error_code="101")
     if len(text) > MAX_REPORT_CHARS:
-        raise InvalidMessage(too_long(len(text)), segment="OBX", field=5, hl7_error_code="101")
+        raise InvalidMessage(too_long(len(text)), segment="OBX", field=5, hl7_error_code="102")
     txa = next((s for s in segments if s.name == "TXA"), None)
     doc_ref = replaces = ""
     if txa is not None:
