@@ -8,6 +8,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -421,3 +422,31 @@ def test_truncated_and_mismatched_files_are_refused_with_the_reason():
     with pytest.raises(InvalidMessage, match="SOP Instance UID differs"):
         parse_dicom(mismatched)
     parse_dicom(raw)  # the whole file reads
+
+
+def test_an_association_aborted_mid_dataset_leaves_a_dead_letter_and_a_log_line(daemon):
+    """A PACS that aborts (or drops) while a dataset is on its way got no answer: the part that
+    arrived is kept as a dead letter, so a cut-off study is visible rather than missing."""
+    from appliance.api.dicom import _uid, _us
+    from dicom_client import associate_rq, pdu, read_pdu
+
+    sr_class = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR
+    command = encode_command([(0x0002, _uid(sr_class)), (0x0100, _us(0x0001)), (0x0110, _us(7)),
+                              (0x0700, _us(0)), (0x0800, _us(0x0000)), (0x1000, _uid("1.2.3.4.5.6.7.8"))])
+    port = dicom_port(daemon)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(associate_rq("APPLIANCE", abstract=sr_class))
+        kind, _ = read_pdu(s)
+        assert kind == 0x02
+        s.sendall(pdu(0x04, struct.pack(">IBB", len(command) + 2, 1, 3) + command))
+        part = bytes(range(256)) * 8  # the first 2 KB of a dataset, not the last fragment
+        s.sendall(pdu(0x04, struct.pack(">IBB", len(part) + 2, 1, 0) + part))
+        s.sendall(pdu(0x07, bytes(4)))  # A-ABORT
+    ctl = [sys.executable, "-m", "appliance.cli.main", "--config", str(daemon.config), "deadletters"]
+    deadline = time.monotonic() + 20
+    listing = ""
+    while time.monotonic() < deadline and "unfinished" not in listing:
+        listing = subprocess.run(ctl, capture_output=True, text=True, timeout=60).stdout
+        time.sleep(0.2)
+    assert "unfinished" in listing and "2048 bytes" in listing, listing
+    assert "dataset unfinished at association end" in daemon.output()

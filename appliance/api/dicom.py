@@ -32,6 +32,7 @@ from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID
 
 from ..config import DicomConfig
+from ..errors import InvalidMessage
 from ..ingest.dicom.encapsulated import ENCAPSULATED_CLASSES
 from ..ingest.dicom.read import SR_CLASSES
 from ..services.intake import IntakeService
@@ -256,17 +257,23 @@ class DicomServer(TcpListener):
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self._admit(writer, "dicom.max_associations", "dicom.max_associations_per_peer"):
             return
+        unfinished = bytearray()  # the dataset in transfer when the association ends, if any
+        ended = "the peer closed the connection"
         try:
-            await self._serve(reader, writer)
+            await self._serve(reader, writer, unfinished)
         except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError):
             pass
         except ProtocolError as e:
+            ended = f"aborted: {e}"
             log.warning("DICOM association aborted: %s", e)
             writer.write(abort())
         except Exception as e:  # one association's fault never stops the listener
+            ended = f"error: {type(e).__name__}"
             log.error("DICOM association error: %s", type(e).__name__)
             writer.write(abort())
         finally:
+            if unfinished:
+                await self._keep_unfinished(bytes(unfinished), ended)
             self._release(writer)
             try:
                 await writer.drain()
@@ -274,7 +281,21 @@ class DicomServer(TcpListener):
                 pass
             writer.close()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _keep_unfinished(self, dataset: bytes, ended: str) -> None:
+        """A dataset cut off by an abort or a dropped connection was never answered, so the PACS
+        may or may not resend it: it is kept as a dead letter (encrypted) and logged, so an
+        operator can see that a study was cut off rather than find it missing."""
+        reason = (f"association ended with a dataset unfinished ({len(dataset)} bytes received; {ended}); "
+                  "nothing was stored or answered: ask the PACS to resend")
+        prepared = self._intake.refuse(dataset, InvalidMessage(reason, hl7_error_code="100"), "dicom", None)
+        try:
+            result = await asyncio.wrap_future(self._intake.commit_async(prepared))
+            log.warning("DICOM dataset unfinished at association end: %d bytes kept as dead letter %s",
+                        len(dataset), result.dead_letter_id)
+        except Exception as e:  # the listener outlives a store fault
+            log.error("DICOM unfinished dataset not kept: %s", type(e).__name__)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dataset: bytearray) -> None:
         kind, payload = await self._read_pdu(reader, first=True)
         if kind != 0x01:
             raise ProtocolError(f"expected A-ASSOCIATE-RQ, got PDU type 0x{kind:02x}")
@@ -283,7 +304,6 @@ class DicomServer(TcpListener):
             return
         self.associations += 1
         command: bytearray = bytearray()
-        dataset: bytearray = bytearray()
         pending: dict[int, bytes] | None = None
         pc_of_command = 0
         while True:
