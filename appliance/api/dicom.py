@@ -414,5 +414,5 @@ class DicomServer(TcpListener):
             self.stored += 1
             return SUCCESS, ""
         if result.outcome == "ERROR" and result.dead_letter_id == "":
-            return OUT_OF_RESOURCES, "could not be stored; resend later"
+            return OUT_OF_RESOURCES, result.reason  # disk full, database busy: the PACS retries
         return CANNOT_UNDERSTAND, result.reason

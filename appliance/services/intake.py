@@ -24,6 +24,7 @@ from ..ingest.hl7.er7 import decode_message, msh_segment, split_batch
 from ..ingest.hl7.header import partial_header, read_header
 from ..ingest.hl7.parse import ParsedMessage, parse
 from ..store.db import NewDocument, Store
+from ..store.faults import fault_reason
 from .commit import CommitQueue
 
 log = logging.getLogger(__name__)
@@ -243,6 +244,11 @@ class IntakeService:
         """A message (or bytes) that will be kept as a dead letter and answered with `e`."""
         return Prepared(raw, transport, header, error=e, acks=tuple(acks_for(header, False, e)))
 
+    def unstored(self, p: Prepared, fault: BaseException) -> IntakeResult:
+        """The answer for a message a storage fault kept out of the database."""
+        err = InvalidMessage(f"not stored: {fault_reason(fault)}", ack_code="AE", hl7_error_code="207")
+        return IntakeResult("ERROR", p.header, reason=err.reason, error=err, acks=tuple(acks_for(p.header, False, err)))
+
     # -- commit ---------------------------------------------------------------------------
     def commit_async(self, p: Prepared) -> Future:
         if self._queue is not None:
@@ -253,15 +259,17 @@ class IntakeService:
 
     def commit_many(self, items: list[Prepared]) -> list[IntakeResult]:
         ops = [self._op(p) for p in items]
-        results = self._store.commit_batch(ops)
+        try:
+            results: list[IntakeResult | Exception] = list(self._store.commit_batch(ops))
+        except Exception as e:  # the transaction itself failed (disk full, busy, read-only)
+            results = [e] * len(items)
         out = []
         for p, r in zip(items, results):
             if isinstance(r, Exception):
-                # A database fault on one message: answer AE; the message is not stored.
+                # A database fault: answered AE (DICOM 0xA700, gRPC UNAVAILABLE) with what went
+                # wrong; nothing of the message is stored, so the sender's resend is safe.
                 log.error("commit failed transport=%s error=%s", p.transport, type(r).__name__)
-                err = InvalidMessage("could not be stored; resend later", ack_code="AE", hl7_error_code="207")
-                r = IntakeResult("ERROR", p.header, reason=err.reason, error=err,
-                                 acks=tuple(acks_for(p.header, False, err)))
+                r = self.unstored(p, r)
             out.append(r)
             self.outcomes[(p.transport, r.outcome)] += 1
             self._after(r)

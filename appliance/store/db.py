@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import threading
 import time
 import uuid
@@ -20,6 +21,7 @@ import sqlcipher3
 
 from ..domain import KnownIdentifiers, PersonName
 from ..errors import QueueFull, NotFound, StoreKeyError
+from .faults import fault_reason
 from .keys import describe, read_key
 from .schema import MIGRATIONS
 
@@ -31,6 +33,9 @@ T = TypeVar("T")
 # earlier version sent under the same unique document number (TXA-12), not yet superseded.
 CURRENT_VERSIONS = ("SELECT id FROM documents WHERE patient_ref=? AND document_ref IN (?, ?) AND id<>? "
                     "AND superseded_by IS NULL")
+
+
+log = logging.getLogger(__name__)
 
 
 def now_ms() -> int:
@@ -145,8 +150,13 @@ class Store:
             except BaseException:
                 self._conn.rollback()
                 raise
-            else:
+            try:
                 self._conn.commit()
+            except BaseException:
+                # A COMMIT that fails (disk full, I/O error) leaves the transaction open: every
+                # later BEGIN would fail until a restart. Rolled back, the next one can succeed.
+                self._rollback_quietly()
+                raise
 
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._rlock:
@@ -167,11 +177,21 @@ class Store:
                 cur.execute("RELEASE op")
         return results
 
+    def _rollback_quietly(self) -> None:
+        try:
+            self._conn.rollback()
+        except sqlcipher3.Error:
+            pass  # nothing open, or the disk refuses even that: the WAL keeps the last commit
+
     def close(self) -> None:
         with self._lock:
             try:
                 self._rconn.close()
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlcipher3.Error as e:
+                # A full disk cannot take the checkpoint; the WAL holds every commit and is
+                # replayed at the next open, so shutting down is still safe.
+                log.warning("closing the store without a checkpoint: %s", fault_reason(e))
             finally:
                 self._conn.close()
 
