@@ -55,6 +55,11 @@ class MllpConfig:
     max_connections_per_peer: int = 8
     idle_timeout_s: int = 120
     frame_timeout_s: int = 60
+    # Bytes held in unfinished frames by all connections together: past it, the connection whose
+    # data would exceed it is answered AE (resend later) and closed, so 32 half-sent 16 MB frames
+    # cannot hold 512 MB. A frame's messages beyond max_messages_per_frame are refused whole (AR).
+    max_buffered_bytes: int = 64 * 1024 * 1024
+    max_messages_per_frame: int = 1000
 
 
 @dataclass(frozen=True)
@@ -255,6 +260,7 @@ def _validate(cfg: Config) -> None:
                        ("mllp.max_connections_per_peer", cfg.mllp.max_connections_per_peer),
                        ("dicom.max_associations_per_peer", cfg.dicom.max_associations_per_peer),
                        ("mllp.frame_timeout_s", cfg.mllp.frame_timeout_s),
+                       ("mllp.max_messages_per_frame", cfg.mllp.max_messages_per_frame),
                        ("dicom.max_associations", cfg.dicom.max_associations),
                        ("dicom.artim_timeout_s", cfg.dicom.artim_timeout_s),
                        ("dicom.idle_timeout_s", cfg.dicom.idle_timeout_s)):
@@ -302,6 +308,9 @@ def _validate(cfg: Config) -> None:
                           "grpc.tls_cert_file and grpc.tls_key_file too")
     if cfg.mllp.max_frame_bytes < 1024:
         raise ConfigError(p, "mllp.max_frame_bytes", "must be at least 1024")
+    if cfg.mllp.max_buffered_bytes < cfg.mllp.max_frame_bytes:
+        raise ConfigError(p, "mllp.max_buffered_bytes", f"must be at least mllp.max_frame_bytes ({cfg.mllp.max_frame_bytes}), "
+                          "or no frame of the largest size could ever arrive")
     ae = cfg.dicom.ae_title
     if not 1 <= len(ae) <= 16 or not ae.isascii() or "\\" in ae or ae.strip() != ae or not ae.isprintable():
         raise ConfigError(p, "dicom.ae_title", "must be 1-16 printable ASCII characters, no backslash, "

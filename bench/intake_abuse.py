@@ -35,6 +35,91 @@ def oru(n: int) -> bytes:
             "OBX|1|TX|18782-3^Study^LN||FINDINGS: Small left effusion.||||||F\r").encode()
 
 
+def big_oru(segments: int) -> bytes:
+    obx = "".join(f"OBX|{i}|TX|18782-3^Study^LN||Line {i} of the report.||||||F\r" for i in range(1, segments + 1))
+    return ("MSH|^~\\&|RIS|GH|APPLIANCE|GH|20261201120000||ORU^R01|BIG-{n}|P|2.5.1\r"
+            "PID|1||MRN1^^^GH^MR||Doe^Pat||19600101|F\rOBR|1|O1|A1|71020^CHEST XRAY^CPT\r" + obx).encode()
+
+
+def heavy_phase(port: int, messages: int, peak: list[int]) -> dict:
+    """One address sends what is heavy rather than slow: messages of 100,000 segments, a frame of
+    5,000 messages, and 32 frames of 15 MB left unfinished; the second address's latency is
+    measured meanwhile."""
+    stop = threading.Event()
+    outcomes = {"big": [], "batch": "", "unfinished_refused": 0}
+
+    def big_sender() -> None:
+        for n in range(3):
+            if stop.is_set():
+                return
+            try:
+                c = MllpClient(port, timeout=120)
+                ack = c.request(big_oru(100_000).replace(b"BIG-{n}", f"BIG-{n}".encode()))
+                c.close()
+                outcomes["big"].append(msa(ack)[1] if ack else "closed")
+            except OSError:
+                outcomes["big"].append("closed")
+
+    def batch_sender() -> None:
+        try:
+            c = MllpClient(port, timeout=120)
+            ack = c.request(b"".join(oru(100_000 + i) for i in range(5000)))
+            c.close()
+            outcomes["batch"] = msa(ack)[1] if ack else "closed"
+        except OSError:
+            outcomes["batch"] = "closed"
+
+    def unfinished() -> None:
+        socks = []
+        chunk = b"x" * (1 << 20)
+        for _ in range(32):
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=10)
+                s.sendall(b"\x0b" + big_oru(10)[:100])
+                for _ in range(15):
+                    s.sendall(chunk)
+                socks.append(s)
+            except OSError:
+                outcomes["unfinished_refused"] += 1
+        for s in socks:
+            s.settimeout(0.5)
+            try:
+                if b"MSA|AE" in s.recv(4096):
+                    outcomes["unfinished_refused"] += 1
+            except OSError:
+                pass
+        stop.wait(5)
+        for s in socks:
+            s.close()
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (big_sender, batch_sender, unfinished)]
+    peak_before = peak[0]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    latencies = []
+    for n in range(messages):
+        t0 = time.perf_counter()
+        try:
+            c = MllpClient(port, timeout=30, source="127.0.0.2")
+            ack = c.request(oru(200_000 + n))
+            c.close()
+            if ack and msa(ack)[1] == "AA":
+                latencies.append(time.perf_counter() - t0)
+        except OSError:
+            pass
+    stop.set()
+    for t in threads:
+        t.join(180)
+    latencies.sort()
+    return {"heavy_good_accepted": len(latencies),
+            "heavy_good_p50_s": round(statistics.median(latencies), 4) if latencies else None,
+            "heavy_good_p99_s": round(latencies[max(0, int(len(latencies) * 0.99) - 1)], 4) if latencies else None,
+            "heavy_big_acks": outcomes["big"], "heavy_batch_5000_ack": outcomes["batch"],
+            "heavy_unfinished_refused": outcomes["unfinished_refused"],
+            "heavy_peak_rss_mb": round(max(peak[0], peak_before) / 2**20, 1)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--idle", type=int, default=40)
@@ -101,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
                     echoes += bool(status) and status.Status == 0
                     assoc.release()
                 echo_s.append(time.perf_counter() - t)
+            for s in attack:
+                s.close()
+            heavy = heavy_phase(cfg.mllp.port, args.messages, peak)
         finally:
             stop.set()
             for s in attack:
@@ -113,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                "attacker_idle": args.idle, "attacker_slow": args.slow, "attacker_dicom": args.dicom,
                "attacker_slow_closed": refused, "pacs_echoes_ok": echoes,
                "pacs_echo_p99_s": round(sorted(echo_s)[-1], 4), "peak_rss_mb": round(peak[0] / 2**20, 1)}
+    figures.update(heavy)
     print(f"good sender: {accepted}/{args.messages} AA ({turned_away} turned away), p50 {figures['good_p50_s']} s, p99 {figures['good_p99_s']} s; "
           f"PACS echoes {echoes}/10; trickling connections closed {refused}/{args.slow}; "
           f"peak RSS {figures['peak_rss_mb']} MB")

@@ -250,10 +250,17 @@ def test_an_oru_with_two_patients_becomes_two_documents_each_scrubbed_with_its_o
 
 # -- bounded connections ---------------------------------------------------------------------------
 def _with(config: Path, section: str, **values: int) -> None:
+    """Set keys of one section of the config (replacing a key the file already has)."""
     text = config.read_text()
     head = f"[{section}]\n"
+    start = text.index(head) + len(head)
+    end = text.find("\n[", start)
+    end = len(text) if end < 0 else end + 1
+    body = text[start:end]
+    for k in values:
+        body = re.sub(rf"(?m)^{k}\s*=.*\n", "", body)
     extra = "".join(f"{k} = {v}\n" for k, v in values.items())
-    config.write_text(text.replace(head, head + extra, 1))
+    config.write_text(text[:start] + extra + body + text[end:])
 
 
 def test_idle_and_excess_connections_are_closed_and_memory_stays_bounded(state, tmp_path):
@@ -607,6 +614,53 @@ def test_one_peer_cannot_take_every_dicom_association(state, tmp_path):
             assoc.release()
             assert status.Status == 0x0000
         for s in silent:
+            s.close()
+    finally:
+        stop_daemon(run)
+
+
+def test_unfinished_frames_are_bounded_in_total_and_batches_per_frame(state, tmp_path):
+    """Half-sent frames from many connections hold at most mllp.max_buffered_bytes together: the
+    connection that would pass it is answered AE (resend later) and closed, the others and new
+    senders go on; a frame with more than mllp.max_messages_per_frame messages is refused whole;
+    a batch within the cap is acknowledged message by message."""
+    import socket
+
+    from conftest import start_daemon, stop_daemon
+
+    _with(state, "mllp", max_frame_bytes=1_048_576, max_buffered_bytes=3_145_728, max_messages_per_frame=50)
+    run = start_daemon(state, tmp_path / "d.log")
+    try:
+        from appliance.config import load_config
+
+        port = load_config(state).mllp.port
+        held = []
+        answers = []
+        for _ in range(5):  # 5 x 900 KB unfinished: the fourth passes 3 MB
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(b"\x0b" + oru("HALF", "x " * 450_000)[:900_000])
+            held.append(s)
+        for s in held:
+            s.settimeout(3)
+            try:
+                answers.append(s.recv(4096))
+            except socket.timeout:
+                answers.append(b"")
+        refused = [a for a in answers if b"MSA|AE" in a]
+        assert refused and all(b"max_buffered_bytes" in a for a in refused), answers
+        assert len(refused) < len(held)  # the budget, not a blanket refusal
+        c = MllpClient(port, timeout=10, source="127.0.0.2")
+        assert msa(c.request(oru("AFTER-BUDGET", "Small left effusion.")))[1] == "AA"
+        batch = b"".join(oru(f"BATCH-{i}", "Lungs clear.") for i in range(51))
+        ack = c.request(batch)
+        assert ack is not None and msa(ack)[1] == "AR" and b"max_messages_per_frame" in ack
+        c.close()
+        c = MllpClient(port, timeout=10, source="127.0.0.2")
+        c.send(b"".join(oru(f"OKBATCH-{i}", "Lungs clear.") for i in range(10)))
+        acks = [c.read_frame() for _ in range(10)]
+        assert all(a is not None and msa(a)[1] == "AA" for a in acks), acks
+        c.close()
+        for s in held:
             s.close()
     finally:
         stop_daemon(run)

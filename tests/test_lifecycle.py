@@ -4,6 +4,7 @@ ourselves (AES-256-CBC, SQLCipher 4's page layout), so "deleted" means gone from
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -239,3 +240,58 @@ def test_no_identifier_in_any_file_of_the_state_directory_or_the_log(daemon, tmp
             if m:
                 hits.append((str(f), m.group(0)))
     assert not hits, hits[:5]
+
+
+def test_the_audit_chain_travels_with_a_backup_and_its_removed_tail_is_detected(state, tmp_path):
+    """A backup carries the audit key (encrypted with it), so a store restored into a new state
+    directory verifies; backup and restore are recorded under the person; deleting the newest
+    audit rows is caught by the head anchored at each export and verification."""
+    import getpass
+
+    from appliance.cli.init import init_state, test_model_path
+    from appliance.config import load_config
+    from conftest import SAMPLE, free_port, start_daemon, stop_daemon
+
+    def ctl(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "appliance.cli.main", "--config", str(config), *args],
+                              capture_output=True, text=True, timeout=300)
+
+    run = start_daemon(state, tmp_path / "a.log")
+    try:
+        assert ctl(state, "submit", str(SAMPLE)).returncode == 0
+        out = ctl(state, "backup", "--name", "carry.db", "--key-out", str(tmp_path / "carry.key"))
+        assert out.returncode == 0, out.stderr
+        rows = [json.loads(x) for x in ctl(state, "audit", "export").stdout.splitlines() if x.strip()]
+        backup_rows = [r for r in rows if r["action"] == "store.backup"]
+        assert backup_rows and backup_rows[-1]["actor"] not in ("backup", "system", ""), backup_rows
+    finally:
+        stop_daemon(run)
+    # A new machine: its own state directory, database key and audit key.
+    other = init_state(tmp_path / "machine2", grpc_port=free_port(), mllp_port=free_port(), dicom_port=free_port(),
+                       metrics_port=free_port(), model=test_model_path())
+    r = ctl(other, "restore", str(load_config(state).state_dir / "backups" / "carry.db"),
+            "--key-file", str(tmp_path / "carry.key"))
+    assert r.returncode == 0 and "audit chain's key came with it" in r.stdout, r.stdout + r.stderr
+    run = start_daemon(other, tmp_path / "b.log")
+    try:
+        v = ctl(other, "audit", "verify")
+        assert v.returncode == 0 and "intact" in v.stdout, v.stdout + v.stderr
+        rows = [json.loads(x) for x in ctl(other, "audit", "export").stdout.splitlines() if x.strip()]
+        restored = [r for r in rows if r["action"] == "store.restore"]
+        assert restored and restored[-1]["actor"] == (os.environ.get("SUDO_USER") or getpass.getuser())
+    finally:
+        stop_daemon(run)
+    # Someone with the database key deletes the newest rows: the anchored head shows it.
+    cfg = load_config(other)
+    store = open_store(cfg.store.path, cfg.store.key_file, cfg.store.audit_key_file)
+    newest = store._query("SELECT max(seq) FROM audit")[0][0]
+    with store.transaction() as cur:
+        cur.execute("DELETE FROM audit WHERE seq >= ?", (newest - 1,))
+    store._conn.close()  # not store.close(): that would anchor the truncated head
+    run = start_daemon(other, tmp_path / "c.log")
+    try:
+        v = ctl(other, "audit", "verify")
+        assert v.returncode == 1 and "newest rows were deleted" in v.stdout, v.stdout + v.stderr
+    finally:
+        stop_daemon(run)
+

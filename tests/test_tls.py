@@ -2,8 +2,10 @@
 configured CA gets in; no certificate, another CA's certificate, or plaintext do not."""
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -147,6 +149,11 @@ def test_grpc_over_tcp_under_socket_activation_goes_through_the_proxy_still_mutu
                 with pytest.raises(grpc.RpcError) as e:
                     call(req, timeout=10)
                 assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED, e.value.details()
+        # Each refusal is in the audit log under the certificate's name (read on the local socket).
+        ctl = subprocess.run([sys.executable, "-m", "appliance.cli.main", "--config", str(state), "audit", "export"],
+                             capture_output=True, text=True, timeout=120)
+        refused = [json.loads(x) for x in ctl.stdout.splitlines() if '"access.refused"' in x]
+        assert any("his-engine" in r["actor"] and r["object_id"] == "re-identification" for r in refused), ctl.stdout
         intruder = grpc.ssl_channel_credentials(root_certificates=ca, private_key=(pki / "intruder.key").read_bytes(),
                                                 certificate_chain=(pki / "intruder.pem").read_bytes())
         assert not _health(gport, intruder)

@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 VT, FS, CR = b"\x0b", b"\x1c", b"\x0d"
 
 
+# A message up to this size is prepared on the event loop (microseconds, no thread hop); a larger
+# one, or a batch, in the executor.
+_ON_LOOP_BYTES = 64 * 1024
+
+
 def frame(payload: bytes) -> bytes:
     return VT + payload + FS + CR
 
@@ -31,16 +36,18 @@ class MllpServer(TcpListener):
         self.connections = 0
         self.max_connections = cfg.max_connections
         self.max_per_peer = cfg.max_connections_per_peer
+        self.buffered = 0  # bytes of unfinished frames held by all connections (event loop only)
 
     def start(self) -> int:
         super().start()
         log.info("MLLP listening on %s:%d", self._cfg.host, self.port)
         return self.port
 
-    async def _refuse(self, writer: asyncio.StreamWriter, raw: bytes, reason: str) -> None:
-        """Answer a framing error with an AR, keep the bytes as a dead letter, close."""
-        err = InvalidMessage(reason, hl7_error_code="100")
-        prepared = self._intake.refuse(raw[:1 << 20], err, "mllp", None)
+    async def _refuse(self, writer: asyncio.StreamWriter, raw: bytes, reason: str, ack_code: str = "AR") -> None:
+        """Answer a framing error with an AR (AE: resend later), keep the bytes as a dead letter
+        (the whole frame as far as the cap), close."""
+        err = InvalidMessage(reason, hl7_error_code="100" if ack_code == "AR" else "207", ack_code=ack_code)
+        prepared = self._intake.refuse(raw, err, "mllp", None)
         result = await asyncio.wrap_future(self._intake.commit_async(prepared))
         for ack in result.acks:
             writer.write(frame(ack))
@@ -55,6 +62,7 @@ class MllpServer(TcpListener):
         self.connections += 1
         log.info("MLLP connection from %s", peer[0] if peer else "?")
         buf = bytearray()
+        held = 0  # len(buf) as last counted in self.buffered
         limit = self._cfg.max_frame_bytes
         loop = asyncio.get_running_loop()
         frame_deadline = 0.0  # when the frame in progress must be complete
@@ -80,6 +88,13 @@ class MllpServer(TcpListener):
                 if not buf:
                     frame_deadline = loop.time() + self._cfg.frame_timeout_s
                 buf += data
+                self.buffered += len(buf) - held
+                held = len(buf)
+                if self.buffered > self._cfg.max_buffered_bytes and buf.find(FS) < 0:
+                    await self._refuse(writer, bytes(buf[:limit + 2]),
+                                       f"the appliance holds mllp.max_buffered_bytes ({self._cfg.max_buffered_bytes}) "
+                                       "of unfinished frames from all senders; resend later", ack_code="AE")
+                    return
                 while buf:
                     # Whitespace between frames is tolerated; anything else outside a frame is not.
                     stripped = buf.lstrip(b"\r\n\t ")
@@ -104,8 +119,23 @@ class MllpServer(TcpListener):
                     payload = bytes(buf[1:end])
                     cut = end + 2 if buf[end + 1:end + 2] == CR else end + 1
                     del buf[:cut]
+                    self.buffered -= held - len(buf)
+                    held = len(buf)
                     frame_deadline = loop.time() + self._cfg.frame_timeout_s  # the next frame's own time
-                    for fut in self._intake.submit_async(payload, transport="mllp", deid_now=False):
+                    messages = payload.count(b"\rMSH") + payload.count(b"\nMSH") + payload.startswith(b"MSH")
+                    if messages > self._cfg.max_messages_per_frame:
+                        await self._refuse(writer, payload, f"MLLP frame holds {messages} messages; at most "
+                                           f"mllp.max_messages_per_frame ({self._cfg.max_messages_per_frame}): "
+                                           "send one message per frame")
+                        return
+                    if len(payload) > _ON_LOOP_BYTES or messages > 1:
+                        # A large message or a batch is parsed and de-identified off the event loop,
+                        # so one sender's 100,000 segments do not hold every other sender's ACK.
+                        futures = await loop.run_in_executor(None, lambda: self._intake.submit_async(
+                            payload, transport="mllp", deid_now=False))
+                    else:
+                        futures = self._intake.submit_async(payload, transport="mllp", deid_now=False)
+                    for fut in futures:
                         result = await asyncio.wrap_future(fut)
                         for ack in result.acks:
                             writer.write(frame(ack))
@@ -115,5 +145,6 @@ class MllpServer(TcpListener):
         except Exception as e:  # one connection's fault never stops the listener
             log.error("MLLP connection error: %s", type(e).__name__)
         finally:
+            self.buffered -= held
             self._release(writer)
             writer.close()

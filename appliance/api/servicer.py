@@ -154,9 +154,7 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
 
     def Reidentify(self, request: pb.ReidentifyRequest, context: grpc.ServicerContext) -> pb.ReidentifyResponse:
         self._check()
-        if not self._is_local():
-            raise PermissionDenied("re-identification is served only on the local unix socket (config key "
-                                   "grpc.unix_socket), to the group allowed to see patient identities")
+        self._local_only(context, "re-identification")
         if not request.document_id:
             raise InvalidRequest("document_id is required")
         purpose = pb.Purpose.Name(request.purpose) if request.purpose else ""
@@ -177,6 +175,10 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
 
     def _local_only(self, context: grpc.ServicerContext, what: str) -> None:
         if not self._is_local():
+            # Refused, and recorded with the person the certificate names: an administrator's
+            # reviewer sees who tried an administrative call from the network.
+            if self._store is not None:
+                self._store.audit(actor() or "unknown", "access.refused", what, "local-only RPC over TCP")
             raise PermissionDenied(f"{what} is served only on the local unix socket (config key grpc.unix_socket)")
 
     def GetStatus(self, request: pb.GetStatusRequest, context: grpc.ServicerContext) -> pb.GetStatusResponse:
@@ -204,7 +206,7 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
             raise InvalidRequest("name must be a plain file name; backups are written under STATE_DIR/backups/")
         assert self._backups is not None
         out = self._backups / name
-        key = backup(self._store, out)
+        key = backup(self._store, out, actor=actor() or "backup")
         return pb.BackupResponse(path=str(out), key_hex=key, documents=self._store.count_documents())
 
     def CheckStore(self, request: pb.CheckStoreRequest, context: grpc.ServicerContext) -> pb.CheckStoreResponse:
@@ -216,15 +218,18 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
         self._check()
         self._local_only(context, "audit verification")
         try:
-            return pb.VerifyAuditResponse(ok=True, rows=self._store.verify_audit_chain())
+            rows = self._store.verify_audit_chain()
         except StoreKeyError as e:
             return pb.VerifyAuditResponse(ok=False, problem=str(e))
+        self._store.anchor_audit_head()
+        return pb.VerifyAuditResponse(ok=True, rows=rows)
 
     def ExportAudit(self, request: pb.ExportAuditRequest, context: grpc.ServicerContext):
         self._check()
         self._local_only(context, "audit export")
         for row in self._store.audit_rows(request.since_unix_ms):
             yield pb.AuditRow(json=json.dumps(row, sort_keys=True))
+        self._store.anchor_audit_head()  # what was exported cannot now be removed unseen
 
     def _follower_gone(self, doc_id: str) -> None:
         """When the last clinician waiting for an on-request summary goes away, stop it."""

@@ -148,7 +148,7 @@ def _db_key(cfg) -> bytes:
 
 
 def cmd_restore(args) -> int:
-    from ..store.lifecycle import restore
+    from ..store.lifecycle import carried_audit_key, restore
     from ..store.lock import StateLock
 
     cfg = load_config(args.config)
@@ -156,10 +156,62 @@ def cmd_restore(args) -> int:
     if not key_hex:
         raise ApplianceError("give the backup's key: --key-file FILE or --key HEX")
     with StateLock(cfg.state_dir, "restore"):  # refuses while the daemon runs
+        carried = carried_audit_key(args.backup, key_hex)
         n = restore(args.backup, key_hex, cfg.store.path, _db_key(cfg))
+        if carried is not None:
+            _install_audit_key(cfg, carried)
+        _record_offline(cfg, "store.restore", args.backup.name, f"documents={n}")
     print(f"restored {n} documents from {args.backup} into {cfg.store.path} (re-encrypted under this "
-          "installation's key); start the service")
+          "installation's key" + ("; the audit chain's key came with it" if carried else "") + "); start the service")
     return 0
+
+
+def _person() -> str:
+    """Who runs this command: the user behind sudo, or the login user."""
+    import getpass
+
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+def _install_audit_key(cfg, key: bytes) -> None:
+    """The restored rows are keyed with the backup's audit key: it replaces this installation's
+    (a file, or on package installs the encrypted credential), so `audit verify` passes."""
+    from ..store.credentials import CRED_DIR, clear_keys, cred_path, encrypt
+
+    cred = cred_path(CRED_DIR, cfg.store.audit_key_file.name)
+    if not cfg.store.audit_key_file.exists() and cred.exists():
+        with clear_keys(CRED_DIR, ()) as tmp:
+            clear = tmp / cfg.store.audit_key_file.name
+            clear.write_text(key.hex() + "\n")
+            encrypt(clear, cfg.store.audit_key_file.name, cred)
+        return
+    path = cfg.store.audit_key_file
+    tmp = path.with_name(path.name + ".restoring")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.hex() + "\n")
+    os.replace(tmp, path)
+    _owned_like(cfg.state_dir, [path])
+
+
+def _record_offline(cfg, action: str, object_id: str, detail: str) -> None:
+    """An audit row for what an administrator did with the daemon stopped, under their name."""
+    from contextlib import ExitStack
+
+    from ..store import open_store
+    from ..store.credentials import CRED_DIR, clear_keys
+
+    with ExitStack() as stack:
+        key_file, audit_file = cfg.store.key_file, cfg.store.audit_key_file
+        if not key_file.exists():  # package install: the keys are encrypted credentials
+            tmp = stack.enter_context(clear_keys(CRED_DIR, (key_file.name, audit_file.name)))
+            key_file, audit_file = tmp / key_file.name, tmp / audit_file.name
+        store = open_store(cfg.store.path, key_file, audit_file if audit_file.exists() else None)
+        try:
+            store.audit(_person(), action, object_id, detail)
+        finally:
+            store.close()
+    _owned_like(cfg.state_dir, [cfg.store.path, Path(f"{cfg.store.path}-wal"), Path(f"{cfg.store.path}-shm")])
 
 
 def cmd_certs_init(args) -> int:

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -184,6 +185,10 @@ class Store:
             pass  # nothing open, or the disk refuses even that: the WAL keeps the last commit
 
     def close(self) -> None:
+        try:
+            self.anchor_audit_head()
+        except (sqlcipher3.Error, OSError) as e:
+            log.warning("audit head not anchored at close: %s", fault_reason(e))
         with self._lock:
             try:
                 self._rconn.close()
@@ -222,11 +227,54 @@ class Store:
         with self.transaction() as cur:
             self._audit(cur, actor, action, object_id, detail)
 
+    # -- the chain's head, anchored outside the database ------------------------------------
+    # Removing the newest rows leaves a chain that is intact as far as it goes; the head written
+    # beside the database (at each export, verification and close), with its own MAC, shows they
+    # were there. (The journal also gets the head at each anchoring.)
+    @property
+    def head_file(self) -> Path:
+        return self.path.with_name(self.path.name + ".audit-head")
+
+    def _head_mac(self, seq: int, h: str) -> str:
+        return hmac.new(self.audit_key, f"{seq}|{h}".encode(), hashlib.sha256).hexdigest() if self.audit_key else ""
+
+    def anchor_audit_head(self) -> None:
+        rows = self._query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        if not rows:
+            return
+        seq, h = rows[0]
+        tmp = self.head_file.with_name(self.head_file.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"seq": seq, "hash": h, "mac": self._head_mac(seq, h)}, f)
+        os.replace(tmp, self.head_file)
+        log.info("audit head anchored seq=%d hash=%s", seq, h[:16])
+
+    def _check_head(self, rows: list[tuple]) -> None:
+        try:
+            head = json.loads(self.head_file.read_text())
+            seq, h, mac = int(head["seq"]), str(head["hash"]), str(head.get("mac", ""))
+        except FileNotFoundError:
+            return
+        except (ValueError, KeyError, TypeError):
+            raise StoreKeyError(f"audit head {self.head_file} is unreadable: it was altered") from None
+        if self.audit_key and not hmac.compare_digest(mac, self._head_mac(seq, h)):
+            raise StoreKeyError(f"audit head {self.head_file} does not carry the audit key's MAC: it was altered")
+        by_seq = {r[0]: r[7] for r in rows}
+        newest = rows[-1][0] if rows else 0
+        if seq > newest:
+            raise StoreKeyError(f"audit log broken: it ends at row {newest}, but row {seq} was anchored "
+                                f"in {self.head_file.name} (the newest rows were deleted)")
+        if seq in by_seq and by_seq[seq] != h:
+            raise StoreKeyError(f"audit log broken at row {seq}: it differs from the anchored head (rewritten)")
+
     def verify_audit_chain(self) -> int:
         """Rows checked; raises naming the first bad row (modified, deleted, reordered, or a bare
-        hash after keyed rows began). The oldest row left by retention anchors the chain."""
+        hash after keyed rows began). The oldest row left by retention anchors the chain; the
+        head anchored beside the database shows the newest rows were not removed."""
         rows = self._query("SELECT seq, ts_ms, actor, action, object_id, detail, prev_hash, hash, mac FROM audit "
                            "ORDER BY seq")
+        self._check_head(rows)
         prev = rows[0][6] if rows else "0" * 64
         keyed = False
         for seq, ts, actor, action, obj, detail, p, h, mac in rows:

@@ -164,10 +164,15 @@ def check(store: Store, *, full: bool = True) -> list[str]:
     return problems
 
 
-def backup(store: Store, out: Path) -> str:
+# The audit MAC key travels inside the backup (encrypted with it), so a store restored on a new
+# machine still verifies its chain; restore moves it to the key file and drops the table.
+_CARRIED_KEY = "backup_carried_audit_key"
+
+
+def backup(store: Store, out: Path, actor: str = "backup") -> str:
     """A consistent, encrypted copy under a new random key, written while the daemon runs
     (sqlcipher_export from one read snapshot), then opened and checked. Returns the key (hex):
-    it is shown once and kept by whoever holds the backup."""
+    it is shown once and kept by whoever holds the backup. `actor`: the person who asked."""
     if out.exists():
         raise InvalidRequest(f"{out} already exists; choose a new file name")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -188,10 +193,36 @@ def backup(store: Store, out: Path) -> str:
         finally:
             conn.execute("DETACH DATABASE backup")
     os.chmod(tmp, 0o600)
+    if store.audit_key is not None:
+        _carry_audit_key(tmp, key, store.audit_key)
     documents = verify_backup(tmp, key)
     os.replace(tmp, out)
-    store.audit("backup", "store.backup", "-", f"documents={documents}")
+    store.audit(actor, "store.backup", out.name, f"documents={documents}")
     return key
+
+
+def _carry_audit_key(path: Path, key_hex: str, audit_key: bytes) -> None:
+    conn = sqlcipher3.connect(str(path), isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA key = \"x'{key_hex}'\"")
+        conn.execute(f"CREATE TABLE {_CARRIED_KEY} (key_hex TEXT NOT NULL)")
+        conn.execute(f"INSERT INTO {_CARRIED_KEY} VALUES (?)", (audit_key.hex(),))
+    finally:
+        conn.close()
+
+
+def carried_audit_key(path: Path, key_hex: str) -> bytes | None:
+    """The audit key a backup carries (None from a backup made before it did)."""
+    conn = sqlcipher3.connect(str(path), isolation_level=None)
+    try:
+        conn.execute("PRAGMA cipher_log_level = NONE")
+        conn.execute(f"PRAGMA key = \"x'{key_hex}'\"")
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name=?", (_CARRIED_KEY,)).fetchone():
+            return None
+        row = conn.execute(f"SELECT key_hex FROM {_CARRIED_KEY}").fetchone()
+        return bytes.fromhex(row[0]) if row else None
+    finally:
+        conn.close()
 
 
 def verify_backup(path: Path, key_hex: str) -> int:
@@ -231,6 +262,7 @@ def restore(backup_file: Path, backup_key_hex: str, db_path: Path, db_key: bytes
         conn.execute(f"ATTACH DATABASE ? AS target KEY \"x'{db_key.hex()}'\"", (str(tmp),))
         conn.execute("SELECT sqlcipher_export('target')")
         conn.execute(f"PRAGMA target.user_version = {int(version)}")
+        conn.execute(f"DROP TABLE IF EXISTS target.{_CARRIED_KEY}")  # the key goes to its file, not the store
         conn.execute("DETACH DATABASE target")
     finally:
         conn.close()
@@ -238,7 +270,7 @@ def restore(backup_file: Path, backup_key_hex: str, db_path: Path, db_key: bytes
     if verify_backup(tmp, db_key.hex()) != documents:
         tmp.unlink(missing_ok=True)
         raise StoreKeyError("the restored copy does not hold the backup's documents; nothing was replaced")
-    for suffix in ("-wal", "-shm"):
+    for suffix in ("-wal", "-shm", ".audit-head"):  # the old store's head anchors nothing now
         Path(str(db_path) + suffix).unlink(missing_ok=True)
     os.replace(tmp, db_path)
     return documents
