@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         stop = threading.Event()
         peak = [0]
         proc = psutil.Process(run.proc.pid)
+        time.sleep(1.0)
+        rss_at_start = proc.memory_info().rss
 
         def watch() -> None:
             while not stop.is_set():
@@ -200,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                "good_p99_s": round(latencies[max(0, int(len(latencies) * 0.99) - 1)], 4) if latencies else None,
                "attacker_idle": args.idle, "attacker_slow": args.slow, "attacker_dicom": args.dicom,
                "attacker_slow_closed": refused, "pacs_echoes_ok": echoes,
-               "pacs_echo_p99_s": round(sorted(echo_s)[-1], 4), "peak_rss_mb": round(peak[0] / 2**20, 1)}
+               "pacs_echo_p99_s": round(sorted(echo_s)[-1], 4), "peak_rss_mb": round(peak[0] / 2**20, 1),
+               "rss_at_start_mb": round(rss_at_start / 2**20, 1)}
     figures.update(heavy)
     print(f"good sender: {accepted}/{args.messages} AA ({turned_away} turned away), p50 {figures['good_p50_s']} s, p99 {figures['good_p99_s']} s; "
           f"PACS echoes {echoes}/10; trickling connections closed {refused}/{args.slow}; "

@@ -91,7 +91,9 @@ class MllpServer(TcpListener):
                 self.buffered += len(buf) - held
                 held = len(buf)
                 if self.buffered > self._cfg.max_buffered_bytes and buf.find(FS) < 0:
-                    await self._refuse(writer, bytes(buf[:limit + 2]),
+                    # An unfinished frame is no message: its dead letter keeps the start (to tell
+                    # the sender), not megabytes per refusal, which would fill the disk instead.
+                    await self._refuse(writer, bytes(buf[:64 * 1024]),
                                        f"the appliance holds mllp.max_buffered_bytes ({self._cfg.max_buffered_bytes}) "
                                        "of unfinished frames from all senders; resend later", ack_code="AE")
                     return

@@ -71,9 +71,17 @@ def decode_message(raw: bytes) -> str:
 _DECLARED_UTF8 = frozenset({"UNICODE UTF-8", "UTF-8", "ISO IR192"})
 
 
+# No report needs more segments than this (a long discharge summary is a few hundred OBX); a
+# message of 100,000 segments cost every other sender seconds and hundreds of MB to parse.
+MAX_SEGMENTS = 10_000
+
+
 def split_segments(text: str) -> list[Segment]:
     if not text.startswith("MSH") or len(text) < 8:
         raise InvalidMessage("message does not start with an MSH segment", segment="MSH",
+                             hl7_error_code="100")
+    if (n := text.count("\r")) >= MAX_SEGMENTS:
+        raise InvalidMessage(f"message has {n + 1} segments; at most {MAX_SEGMENTS} are accepted: split it",
                              hl7_error_code="100")
     fs = text[3]
     out = []
@@ -128,7 +136,7 @@ def split_batch(text: str) -> list[str]:
         elif messages:
             messages[-1].append(line)
         elif line.strip():
-            raise InvalidMessage(f"segment {tag!r} before the first MSH", segment=tag,
-                                 hl7_error_code="100")
+            raise InvalidMessage("a segment before the first MSH (a file or batch must start with MSH, "
+                                 "FHS or BHS)", hl7_error_code="100")
     return ["\r".join(m) for m in messages]
 
