@@ -211,7 +211,8 @@ def _record_offline(cfg, action: str, object_id: str, detail: str) -> None:
             store.audit(_person(), action, object_id, detail)
         finally:
             store.close()
-    _owned_like(cfg.state_dir, [cfg.store.path, Path(f"{cfg.store.path}-wal"), Path(f"{cfg.store.path}-shm")])
+    _owned_like(cfg.state_dir, [cfg.store.path, Path(f"{cfg.store.path}-wal"), Path(f"{cfg.store.path}-shm"),
+                                Path(f"{cfg.store.path}.audit-head")])
 
 
 def cmd_certs_init(args) -> int:
