@@ -272,6 +272,8 @@ def cmd_rotate_key(args) -> int:
         if cred_dir is None:
             kept = rotate_key(cfg.store.path, cfg.store.key_file, audit_key_file=cfg.store.audit_key_file)
             where = str(cfg.store.key_file)
+            _owned_like(cfg.state_dir, [cfg.store.path, Path(f"{cfg.store.path}-wal"), Path(f"{cfg.store.path}-shm"),
+                                        Path(f"{cfg.store.path}.audit-head"), cfg.store.key_file])
         else:
             kept = _rotate_credential(cfg, Path(cred_dir))
             where = f"{cred_path(Path(cred_dir), 'db.key')} (encrypted with systemd-creds)"
@@ -305,7 +307,7 @@ def _rotate_credential(cfg, cred_dir: Path) -> int:
                           persist_new=lambda new: encrypt(new, "db.key", pending),
                           swapped=lambda: os.replace(pending, current))
     _owned_like(cfg.state_dir, [cfg.store.path, Path(f"{cfg.store.path}-wal"), Path(f"{cfg.store.path}-shm"),
-                                cfg.state_dir / "run" / "lock"])
+                                Path(f"{cfg.store.path}.audit-head"), cfg.state_dir / "run" / "lock"])
     return kept
 
 

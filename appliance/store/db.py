@@ -256,6 +256,9 @@ class Store:
             seq, h, mac = int(head["seq"]), str(head["hash"]), str(head.get("mac", ""))
         except FileNotFoundError:
             return
+        except PermissionError:
+            raise StoreKeyError(f"audit head {self.head_file} cannot be read by this user: give it to the service "
+                                "user (chown), then verify again") from None
         except (ValueError, KeyError, TypeError):
             raise StoreKeyError(f"audit head {self.head_file} is unreadable: it was altered") from None
         if self.audit_key and not hmac.compare_digest(mac, self._head_mac(seq, h)):
