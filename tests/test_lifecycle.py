@@ -228,7 +228,8 @@ def test_no_identifier_in_any_file_of_the_state_directory_or_the_log(daemon, tmp
     words -= {"TEST", "Test", "test", "PATIENT", "Patient", "DOE", "Doe"} | control_ids  # not identifying
     assert len(words) > 50
     ctl = [sys.executable, "-m", "appliance.cli.main", "--config", str(daemon.config)]
-    assert subprocess.run([*ctl, "backup", "--name", "scan.db"], capture_output=True, timeout=300).returncode == 0
+    assert subprocess.run([*ctl, "backup", "--name", "scan.db", "--print-key"], capture_output=True,
+                          timeout=300).returncode == 0
     stop_daemon(daemon)
     cfg = load_config(daemon.config)
     pattern = re.compile(b"(?<![A-Za-z0-9])(?:" + b"|".join(re.escape(w.encode()) for w in

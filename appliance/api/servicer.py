@@ -194,7 +194,7 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
             raise InvalidRequest("patient must be ISSUER:ID (the assigning authority and the id of PID-3, "
                                  "e.g. GH:MRN4471902; an empty issuer is written :ID)")
         ref = self._intake.patient_ref(f"{issuer.strip()}|{pid.strip()}")
-        counts = erase_patient(self._store, ref, actor=actor())
+        counts = erase_patient(self._store, ref, actor=actor(), dry_run=request.dry_run)
         return pb.ErasePatientResponse(documents=counts["documents"], messages=counts["messages"],
                                        identities=counts["patients"])
 

@@ -6,6 +6,7 @@ broken line loses that line only and says which. `--resume` skips ids already do
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +31,20 @@ class BadRow:
     reason: str
 
 
-def rows(src: Path) -> Iterator[Row | BadRow]:
+def rows(src: Path, progress: str = "") -> Iterator[Row | BadRow]:
+    """The file's rows; with `progress` (a verb), a bar with rate and ETA on a terminal's stderr
+    (tqdm; nothing when stderr is a pipe or a file, so logs and scripts stay clean)."""
+    from tqdm import tqdm
+
     with src.open("rb") as f:
-        for n, raw in enumerate(f, 1):
-            if raw.strip():
-                yield _row(n, raw)
+        total = sum(1 for _ in f)
+        f.seek(0)
+        with tqdm(total=total, unit="doc", desc=progress, disable=None if progress else True, file=sys.stderr,
+                  mininterval=1.0, dynamic_ncols=True) as bar:
+            for n, raw in enumerate(f, 1):
+                bar.update(1)
+                if raw.strip():
+                    yield _row(n, raw)
 
 
 def _row(n: int, raw: bytes) -> Row | BadRow:

@@ -17,7 +17,7 @@ def run_deid_jsonl(src: Path, out: Path, secret_file: Path | None, resume: bool 
     tally = Tally()
     skip = done_ids(out) if resume else set()
     with out.open("a" if resume else "w", encoding="utf-8") as fout:
-        for row in rows(src):
+        for row in rows(src, progress="de-identifying"):
             if isinstance(row, BadRow):
                 print(f"appliancectl: line {row.line}: {row.reason}", file=sys.stderr)
                 fout.write(json.dumps(error_record(row)) + "\n")

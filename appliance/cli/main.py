@@ -50,11 +50,12 @@ def cmd_submit(args) -> int:
     from ..ingest.dicom.read import is_dicom_file
 
     data = args.path.read_bytes() if str(args.path) != "-" else sys.stdin.buffer.read()
+    stub = _stub(args)
     if is_dicom_file(data):
-        r = _stub(args).SubmitDICOM(pb.SubmitDICOMRequest(file=data, source=args.source), timeout=60)
+        r = _retrying(args, lambda: stub.SubmitDICOM(pb.SubmitDICOMRequest(file=data, source=args.source), timeout=60))
         print(r.document_id)
         return 0
-    resp = _stub(args).SubmitHL7(pb.SubmitHL7Request(message=data, source=args.source), timeout=60)
+    resp = _retrying(args, lambda: stub.SubmitHL7(pb.SubmitHL7Request(message=data, source=args.source), timeout=60))
     rc = 0
     for r in resp.results:
         outcome = pb.Outcome.Name(r.outcome)
@@ -65,6 +66,25 @@ def cmd_submit(args) -> int:
         if r.outcome in (pb.REJECTED, pb.ERROR):
             rc = 1
     return rc
+
+
+def _retrying(args, call):
+    """A call retried while the daemon answers UNAVAILABLE (starting, loading the model, disk full),
+    with back-off, for at most --retry-for seconds; then its error as it stands. Safe: an
+    UNAVAILABLE answer means nothing was stored."""
+    import time
+
+    deadline = time.monotonic() + args.retry_for
+    delay = 0.5
+    while True:
+        try:
+            return call()
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() + delay > deadline:
+                raise
+            print(f"appliancectl: {e.details() or 'unavailable'}; retrying in {delay:.1f} s", file=sys.stderr)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def cmd_status(args) -> int:
@@ -97,9 +117,28 @@ def cmd_status(args) -> int:
 
 
 def cmd_erase(args) -> int:
+    """Erasure cannot be undone: it shows what would go first, and acts only on --yes or when the
+    person at the terminal types the patient reference again."""
     from ..v1 import appliance_pb2 as pb
 
-    r = _stub(args).ErasePatient(pb.ErasePatientRequest(patient=args.patient), timeout=600)
+    stub = _stub(args)
+    preview = stub.ErasePatient(pb.ErasePatientRequest(patient=args.patient, dry_run=True), timeout=600)
+    what = (f"{preview.documents} documents, {preview.messages} messages, {preview.identities} identity records")
+    if args.dry_run:
+        print(f"would erase: {what} (nothing erased; --dry-run)")
+        return 0
+    if preview.documents == preview.messages == preview.identities == 0:
+        print(f"nothing to erase for {args.patient}: no documents, messages or identity records")
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"erase would remove {what} for good: confirm with --yes (or run it at a terminal)")
+        print(f"this erases {what} for {args.patient}, for good.")
+        typed = input(f"type {args.patient} to erase, anything else to stop: ").strip()
+        if typed != args.patient:
+            print("stopped: nothing erased")
+            return 1
+    r = stub.ErasePatient(pb.ErasePatientRequest(patient=args.patient), timeout=600)
     print(f"erased: {r.documents} documents, {r.messages} messages, {r.identities} identity records "
           "(one audit row written; the identifiers are not in it)")
     return 0
@@ -108,6 +147,9 @@ def cmd_erase(args) -> int:
 def cmd_backup(args) -> int:
     from ..v1 import appliance_pb2 as pb
 
+    if not args.key_out and not args.print_key:
+        raise UsageError("give --key-out FILE (a new 0600 file; keep it apart from the backup) or --print-key; "
+                         "the backup's key is shown once and never stored by the appliance")
     r = _stub(args).Backup(pb.BackupRequest(name=args.name or ""), timeout=3600)
     if args.key_out:
         fd = os.open(args.key_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -335,9 +377,13 @@ def cmd_summary(args) -> int:
         # Without --follow: print the stored summary, or say it is not ready.
         for ev in stub.StreamSummary(pb.StreamSummaryRequest(document_id=args.doc_id), timeout=5):
             if ev.HasField("final"):
+                if ev.final.stale:
+                    print("STALE: the report was superseded after this summary was written; open its "
+                          "replacement (appliancectl documents)")
                 print(ev.final.text)
                 _warn_unsupported(ev.final)
                 return 0
+        print("appliancectl: no summary yet (queued or being written); --follow waits for it", file=sys.stderr)
         return 1
     streamed = False
     for ev in stub.StreamSummary(pb.StreamSummaryRequest(document_id=args.doc_id), timeout=args.timeout):
@@ -366,6 +412,8 @@ def cmd_documents(args) -> int:
             for d in docs]
     if args.json:
         print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("no documents yet", file=sys.stderr)
     else:
         for r in rows:
             print(f"{r['id']}\t{r['kind']}\t{r['source']}\t{r['status']}\t{r['received']}")
@@ -383,9 +431,15 @@ def cmd_document(args) -> int:
 def cmd_deadletters(args) -> int:
     from ..v1 import appliance_pb2 as pb
 
-    for r in _stub(args).ListDeadLetters(pb.ListDeadLettersRequest(limit=args.limit), timeout=30).dead_letters:
-        ts = datetime.fromtimestamp(r.received_unix_ms / 1000, timezone.utc).isoformat(timespec="seconds")
-        print(f"{r.id}\t{r.transport}\t{ts}\t{r.size_bytes}B\t{r.reason}")
+    rows = [{"id": r.id, "transport": r.transport, "size_bytes": r.size_bytes, "reason": r.reason,
+             "received": datetime.fromtimestamp(r.received_unix_ms / 1000, timezone.utc).isoformat(timespec="seconds")}
+            for r in _stub(args).ListDeadLetters(pb.ListDeadLettersRequest(limit=args.limit), timeout=30).dead_letters]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("no dead letters: every message received was accepted", file=sys.stderr)
+    for r in [] if args.json else rows:
+        print(f"{r['id']}\t{r['transport']}\t{r['received']}\t{r['size_bytes']}B\t{r['reason']}")
     return 0
 
 
@@ -457,39 +511,45 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("init", help="create a state directory: config, keys, pinned model")
-    p.add_argument("--state-dir", type=Path, required=True)
-    p.add_argument("--grpc-port", type=int, default=50051)
-    p.add_argument("--mllp-port", type=int, default=2575)
-    p.add_argument("--dicom-port", type=int, default=11112)
-    p.add_argument("--metrics-port", type=int, default=9464)
+    p.add_argument("--state-dir", type=Path, required=True, help="directory for the config, keys and database (created)")
+    p.add_argument("--grpc-port", type=int, default=50051, help="gRPC TCP port (default %(default)s; 0 picks a free one)")
+    p.add_argument("--mllp-port", type=int, default=2575, help="HL7 MLLP port (default %(default)s)")
+    p.add_argument("--dicom-port", type=int, default=11112, help="DICOM C-STORE port (default %(default)s)")
+    p.add_argument("--metrics-port", type=int, default=9464, help="Prometheus /metrics port (default %(default)s)")
     p.add_argument("--model", type=Path, help="GGUF file (default: the installed default model, see appliance.llm.models)")
-    p.add_argument("--n-gpu-layers", type=int, default=-1)
-    p.add_argument("--force", action="store_true")
+    p.add_argument("--n-gpu-layers", type=int, default=-1,
+                   help="layers offloaded to the GPU (-1: all; 0: CPU only; default %(default)s)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing config (keys are kept)")
     p.set_defaults(fn=cmd_init)
 
     p = sub.add_parser("submit", help="send an HL7 v2 file or a DICOM SR file (or - for stdin) over gRPC; "
                                           "prints the document id")
-    p.add_argument("path", type=Path)
-    p.add_argument("--source", default="appliancectl")
+    p.add_argument("path", type=Path, help="the file, or - to read standard input")
+    p.add_argument("--source", default="appliancectl", help="recorded as the document's source (default %(default)s)")
+    p.add_argument("--retry-for", type=float, default=60.0,
+                   help="seconds to keep retrying while the daemon answers UNAVAILABLE (default %(default)s)")
     p.set_defaults(fn=cmd_submit)
 
     p = sub.add_parser("status", help="the appliance at a glance: model, device, queue, documents, retention, keys")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(fn=cmd_status)
     p = sub.add_parser("erase", help="erase one patient: documents, summaries, messages, identifiers")
     p.add_argument("--patient", required=True, help="ISSUER:ID as in PID-3, e.g. GH:MRN4471902")
+    p.add_argument("--dry-run", action="store_true", help="count what would be erased; erase nothing")
+    p.add_argument("--yes", action="store_true", help="erase without asking (scripts); without it, confirm at the prompt")
     p.set_defaults(fn=cmd_erase)
     p = sub.add_parser("backup", help="write an encrypted, checked backup while the daemon runs")
     p.add_argument("--name", help="file name under STATE_DIR/backups/ (default: a timestamp)")
     p.add_argument("--key-out", type=Path, help="write the backup's key to this new 0600 file, not the screen")
+    p.add_argument("--print-key", action="store_true", help="print the backup's key on the screen instead (once)")
     p.set_defaults(fn=cmd_backup)
     p = sub.add_parser("restore", help="replace the database with a backup (daemon stopped)")
-    p.add_argument("backup", type=Path)
-    p.add_argument("--key-file", type=Path)
-    p.add_argument("--key")
+    p.add_argument("backup", type=Path, help="the backup file (from appliancectl backup)")
+    p.add_argument("--key-file", type=Path, help="file holding the backup's key (64 hex digits)")
+    p.add_argument("--key", help="the backup's key itself (prefer --key-file: a key on the command line is seen by ps)")
     p.set_defaults(fn=cmd_restore)
     p = sub.add_parser("check", help="check the store's integrity (SQLCipher page HMACs and SQLite)")
-    p.add_argument("--quick", action="store_true")
+    p.add_argument("--quick", action="store_true", help="SQLite's quick check only (seconds, not minutes)")
     p.set_defaults(fn=cmd_check)
 
     p = sub.add_parser("audit", help="the audit chain: verify it, export it for the SIEM")
@@ -498,17 +558,17 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(fn=cmd_audit_verify)
     a = audit.add_parser("export", help="JSON lines, metadata only")
     a.add_argument("--since", help="ISO date or time, UTC (default: everything)")
-    a.add_argument("--out", type=Path)
+    a.add_argument("--out", type=Path, help="write the JSON lines to this file (default: standard output)")
     a.set_defaults(fn=cmd_audit_export)
 
     p = sub.add_parser("certs", help="TLS certificates for the TCP port")
     certs = p.add_subparsers(dest="certs_cmd", required=True)
     c = certs.add_parser("init", help="a local CA (or the hospital's), the server's and clients' certificates")
-    c.add_argument("--dir", type=Path, required=True)
+    c.add_argument("--dir", type=Path, required=True, help="directory for the CA, server and client files (created)")
     c.add_argument("--server-name", action="append", default=[], help="DNS name or IP of this machine (repeat)")
     c.add_argument("--client", action="append", default=[], help="NAME:ROLE, e.g. his-engine:integration (repeat)")
     c.add_argument("--ca-cert", type=Path, help="the hospital CA's certificate (PEM), instead of a local CA")
-    c.add_argument("--ca-key", type=Path)
+    c.add_argument("--ca-key", type=Path, help="the hospital CA's private key (PEM), with --ca-cert")
     c.set_defaults(fn=cmd_certs_init)
 
     p = sub.add_parser("rotate-key", help="re-encrypt the database under a new random key (daemon stopped)")
@@ -517,46 +577,47 @@ def build_parser() -> argparse.ArgumentParser:
                         "when it holds db.key.cred and the config's key file does not exist (a package install)")
     p.set_defaults(fn=cmd_rotate_key)
     p = sub.add_parser("summary", help="print a document's summary")
-    p.add_argument("doc_id")
+    p.add_argument("doc_id", help="the document's id (appliancectl documents)")
     p.add_argument("--follow", action="store_true", help="stream each line of the summary as soon as it has passed grounding")
-    p.add_argument("--timeout", type=float, default=600)
+    p.add_argument("--timeout", type=float, default=600, help="seconds to wait with --follow (default %(default)s)")
     p.set_defaults(fn=cmd_summary)
 
     p = sub.add_parser("documents", help="list recent documents")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=int, default=50, help="how many, newest first (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tab-separated lines")
     p.set_defaults(fn=cmd_documents)
 
     p = sub.add_parser("document", help="print a document's de-identified text")
-    p.add_argument("doc_id")
+    p.add_argument("doc_id", help="the document's id (appliancectl documents)")
     p.set_defaults(fn=cmd_document)
 
     p = sub.add_parser("deadletters", help="list messages that were refused, with the reason")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=int, default=50, help="how many, newest first (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tab-separated lines")
     p.set_defaults(fn=cmd_deadletters)
 
     p = sub.add_parser("resubmit", help="run a dead letter through intake again (optionally corrected)")
-    p.add_argument("dead_letter_id")
+    p.add_argument("dead_letter_id", help="the dead letter's id (appliancectl deadletters)")
     p.add_argument("--file", type=Path, help="the corrected message; default: the stored bytes")
     p.set_defaults(fn=cmd_resubmit)
 
     p = sub.add_parser("validate", help="check an HL7 file offline (intake rules and hl7apy's full parse)")
-    p.add_argument("path", type=Path)
+    p.add_argument("path", type=Path, help="an HL7 v2 file (one message, a batch or a file of messages)")
     p.set_defaults(fn=cmd_validate)
 
     p = sub.add_parser("deid", help="de-identify a JSONL corpus offline (no daemon)")
-    p.add_argument("--jsonl", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--jsonl", type=Path, required=True, help='input, lines {"id", "text"}')
+    p.add_argument("--out", type=Path, required=True, help='output, lines {"id", "deidentified", "spans"} or {"id", "error"}')
     p.add_argument("--secret-file", type=Path, help="surrogate secret (default: a fresh random one)")
     p.add_argument("--resume", action="store_true", help="keep --out and skip the ids it already holds")
     p.set_defaults(fn=cmd_deid)
 
     p = sub.add_parser("summarize", help="summarise a JSONL file offline with the daemon's pipeline (no daemon)")
     p.add_argument("--jsonl", type=Path, required=True, help='lines {"id", "text"[, "kind"]}')
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help='output, lines {"id", "summary", "text"} or {"id", "error"}')
     p.add_argument("--model", type=Path, help="another GGUF file to try (default: the config's pinned model)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--n-gpu-layers", type=int, default=-1)
+    p.add_argument("--threads", type=int, default=2, help="CPU threads with --model (default %(default)s)")
+    p.add_argument("--n-gpu-layers", type=int, default=-1, help="GPU layers with --model (-1: all; 0: CPU only)")
     p.add_argument("--resume", action="store_true", help="keep --out and skip the ids it already holds")
     p.set_defaults(fn=cmd_summarize)
     return ap

@@ -36,7 +36,7 @@ def run_summarize_jsonl(src: Path, out: Path, cfg: ModelConfig, model: Path | No
     skip = done_ids(out) if resume else set()
     try:
         with out.open("a" if resume else "w", encoding="utf-8") as fout:
-            for row in rows(src):
+            for row in rows(src, progress="summarising"):
                 if isinstance(row, BadRow):
                     print(f"appliancectl: line {row.line}: {row.reason}", file=sys.stderr)
                     fout.write(json.dumps(error_record(row)) + "\n")

@@ -130,13 +130,23 @@ def patients_of(store: Store, patient_ref: str) -> list[str]:
         refs = grown
 
 
-def erase_patient(store: Store, patient_ref: str, actor: str) -> dict[str, int]:
+def erase_patient(store: Store, patient_ref: str, actor: str, dry_run: bool = False) -> dict[str, int]:
     """Every document, summary, raw message, surrogate map and identifier record of one patient
-    (merged identities included); one audit row with the counts, never the identifiers."""
+    (merged identities included); one audit row with the counts, never the identifiers.
+    `dry_run`: the counts only, nothing erased (audited as a preview)."""
     refs = patients_of(store, patient_ref)
     marks = ",".join("?" * len(refs))
     ids = [r[0] for r in store._query(f"SELECT id FROM documents WHERE patient_ref IN ({marks})", tuple(refs))]
     counts = {"documents": 0, "patients": 0, "messages": 0}
+    if dry_run:
+        counts["documents"] = len(ids)
+        counts["messages"] = store._query(f"SELECT count(*) FROM raw_messages WHERE patient_ref IN ({marks})",
+                                          tuple(refs))[0][0]
+        counts["patients"] = store._query(f"SELECT count(*) FROM patients WHERE patient_ref IN ({marks})",
+                                          tuple(refs))[0][0]
+        store.audit(actor, "patient.erase_preview", "-", f"documents={counts['documents']} "
+                    f"messages={counts['messages']} identities={counts['patients']}")
+        return counts
     with store.transaction() as cur:
         if ids:
             counts["documents"] = _delete_documents(cur, ids)
