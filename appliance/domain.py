@@ -82,6 +82,11 @@ class Document:
     replaces_control_id: str = ""  # MDM replacement (TXA-13 / parent) when present
     document_ref: str = ""  # filler/placer order or TXA-12 unique document number
     result_status: str = ""  # preliminary | final | corrected | cancelled | "" (not stated)
+    # For the worklist: the exam or procedure as ordered (OBR-4, a DICOM study description), the
+    # modality or service section (OBR-24), and the order's priority (stat, asap, routine...).
+    exam: str = ""
+    modality: str = ""
+    priority: str = ""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from PySide6.QtCore import Qt  # noqa: E402
 
 from appliance.client.render import summary_html  # noqa: E402
 from appliance.client.session import Session  # noqa: E402
-from appliance.client.window import ClientWindow  # noqa: E402
+from appliance.client.window import COLUMNS, ClientWindow  # noqa: E402
 from conftest import SAMPLE, start_daemon, stop_daemon  # noqa: E402
 
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
@@ -65,7 +65,11 @@ def test_worklist_stream_flags_and_reidentify_as_a_clinician(qtbot, on_request_d
     qtbot.addWidget(window)
     window.show()
     qtbot.waitUntil(lambda: window.table.rowCount() == 1, timeout=20_000)
-    assert window.table.item(0, 5).text() == doc_id
+    assert window.table.item(0, 0).data(Qt.ItemDataRole.UserRole) == doc_id
+    row = [window.table.item(0, c).text() for c in range(window.table.columnCount())]
+    assert "CT CHEST WITH CONTRAST" in row  # the exam as ordered (OBR-4)
+    patient = row[COLUMNS.index("Patient (surrogate)")]
+    assert patient not in ("", "—") and "Whitaker" not in patient and "Eleanor" not in patient, row
     _shot(window, "1-worklist")
 
     # Keyboard: the worklist has focus; Enter opens the selected document.
@@ -94,18 +98,32 @@ def test_worklist_stream_flags_and_reidentify_as_a_clinician(qtbot, on_request_d
     assert "9.9 cm" in shown and "not in the report" in shown and "#ffe08a" in shown.lower()
     _shot(window, "4-flagged-number")
 
-    # Re-identification: the purpose is asked, the identity shown, the access recorded.
-    window.reidentify("TREATMENT")
+    # Re-identification: the purpose is asked (none pre-selected), the identity shown and labelled
+    # as such, the access recorded with a reason that keeps no name; hidden again on request (or
+    # after REID_SECONDS, or on leaving the document).
+    from appliance.client.window import PurposeDialog
+
+    dialog = PurposeDialog(window)
+    assert dialog.purpose.currentIndex() == -1 and not dialog.ok.isEnabled()
+    dialog.purpose.setCurrentIndex(0)
+    assert dialog.ok.isEnabled() and dialog.chosen()[0] == "TREATMENT"
+    dialog.close()
+    window.reidentify("TREATMENT", "family asked, Mrs Whitaker's daughter Quennell")
     assert "Whitaker" in window.report.toPlainText()
+    assert "IDENTIFIED" in window.report_label.text() and window.reid_timer.isActive()
     assert "recorded" in window.notice.text() and "user:" in window.notice.text()
     _shot(window, "5-reidentified")
+    window.hide_identity()
+    assert "Whitaker" not in window.report.toPlainText() and "IDENTIFIED" not in window.report_label.text()
     window.close()
     # Nothing with patient text was written to disk by the client.
     for f in (tmp_path / "home").rglob("*"):
         if f.is_file():
             assert b"Whitaker" not in f.read_bytes() and b"nodule" not in f.read_bytes(), f
     audit = [line for line in session.stub.ExportAudit(pb.ExportAuditRequest(), timeout=10)]
-    assert any('"reidentify' in a.json or "reidentif" in a.json for a in audit)
+    reid = [a.json for a in audit if "reidentif" in a.json]
+    assert reid and "reason=" in reid[-1] and "family asked" in reid[-1]
+    assert "Whitaker" not in reid[-1] and "Quennell" not in reid[-1], reid[-1]
 
 
 def test_no_identity_button_for_a_role_that_may_not(qtbot, state, tmp_path):
@@ -142,7 +160,7 @@ def test_a_critical_summary_is_marked_in_the_window():
     html = summary_html("CRITICAL: intracranial hemorrhage\nIMPRESSION:\n- Acute subdural hematoma.\n- No fracture.",
                         [], json.dumps(structured))
     assert html.index("CRITICAL:</b> intracranial hemorrhage") < html.index("Acute subdural hematoma")
-    assert "<li><b>Acute subdural hematoma.</b></li>" in html and "<li>No fracture.</li>" in html
+    assert "<li><b style='color:#b00020'>Acute subdural hematoma.</b></li>" in html and "<li>No fracture.</li>" in html
 
 
 def test_summary_rendering_marks_stale_and_flags():
@@ -230,3 +248,54 @@ def test_an_open_document_turns_stale_when_its_final_arrives(qtbot, on_request_d
     assert "replaced" in window.stale_banner.text()
     _shot(window, "8-stale-document")
     window._stop_stream()
+
+
+def test_the_worklist_puts_critical_findings_first_then_urgency_then_the_newest():
+    from appliance.client.session import Row
+
+    rows = [Row("a" * 32, "hl7:ORU^R01", "RIS", 1_000, "SUMMARIZED", "final", "CT HEAD", "CT", "routine", "X, Y"),
+            Row("b" * 32, "hl7:ORU^R01", "RIS", 3_000, "SUMMARIZED", "final", "CXR", "CR", "", "X, Y"),
+            Row("c" * 32, "hl7:ORU^R01", "RIS", 2_000, "SUMMARIZED", "final", "CT ABD", "CT", "stat", "X, Y"),
+            Row("d" * 32, "hl7:ORU^R01", "RIS", 500, "SUMMARIZED", "final", "CT HEAD", "CT", "routine", "X, Y",
+                critical=True)]
+    order = [r.id[0] for r in ClientWindow.ordered(rows)]
+    assert order == ["d", "c", "b", "a"]  # critical, then stat, then the newest (routine is no urgency)
+    assert ClientWindow.cells(rows[3])[0] == "CRITICAL"
+
+
+def test_summary_lines_link_to_their_source_critical_first_and_what_grounding_left_out():
+    from appliance.client.render import parse_source
+
+    structured = json.dumps({
+        "is_critical": True, "critical": [{"label": "pneumothorax"}],
+        "impression": ["Small left effusion.", "Large right pneumothorax."],
+        "lines": [{"text": "Small left effusion.", "spans": [[10, 30]], "critical": []},
+                  {"text": "Large right pneumothorax.", "spans": [[40, 66]], "critical": ["pneumothorax"]}],
+        "removed": {"number": 1}})
+    shown = summary_html("Small left effusion.\nLarge right pneumothorax.", [], structured)
+    assert shown.index("pneumothorax.") < shown.index("Small left effusion")  # the critical line leads
+    assert "href='src:40-66'" in shown and "href='src:10-30'" in shown
+    assert "Left out by the check against the report" in shown and "number: 1" in shown
+    assert parse_source("src:40-66,70-80") == [(40, 66), (70, 80)] and parse_source("http://x") == []
+
+
+def test_clicking_a_summary_line_marks_its_source_and_cancel_says_so(qtbot):
+    from appliance.client.render import cancelled_html
+
+    class Offline:
+        actor, roles, local, may_reidentify = "user:test", {"clinician"}, True, False
+
+        def worklist(self):
+            return []
+
+        def lost(self, e):
+            pass
+
+    window = ClientWindow(Offline(), poll_ms=60_000)
+    qtbot.addWidget(window)
+    window.report.setPlainText("FINDINGS: Small left effusion. Large right pneumothorax with shift.")
+    spans = window.show_source("src:10-30")
+    assert spans == [(10, 30)] and window.report.textCursor().selectedText() == "Small left effusion."
+    assert window.show_source("src:10-999") == []  # a span past the text is ignored, never a crash
+    window.summary.setHtml(cancelled_html())
+    assert "cancelled" in window.summary.toPlainText().lower() and "Writing" not in window.summary.toPlainText()

@@ -43,7 +43,9 @@ def _results(r: IntakeResult) -> list[pb.SubmitResult]:
 def document_pb(d: DocumentRow) -> pb.Document:
     return pb.Document(id=d.id, kind=d.kind, source=d.source, status=pb.DocumentStatus.Value(d.status),
                        deidentified_text=d.deid_text, received_unix_ms=d.received_ms, phi_spans_replaced=d.phi_spans,
-                       result_status=d.result_status, superseded_by=d.superseded_by or "")
+                       result_status=d.result_status, superseded_by=d.superseded_by or "", exam=d.exam,
+                       modality=d.modality, priority=d.priority, patient_surrogate=d.patient_surrogate,
+                       critical=bool(d.critical))
 
 
 log = logging.getLogger(__name__)
@@ -158,7 +160,7 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
         if not request.document_id:
             raise InvalidRequest("document_id is required")
         purpose = pb.Purpose.Name(request.purpose) if request.purpose else ""
-        r = reidentify(self._store, request.document_id, purpose, actor=actor())
+        r = reidentify(self._store, request.document_id, purpose, actor=actor(), reason=request.reason)
         return pb.ReidentifyResponse(document_id=r.document_id, text=r.text, summary=r.summary)
 
     def WhoAmI(self, request: pb.WhoAmIRequest, context: grpc.ServicerContext) -> pb.WhoAmIResponse:

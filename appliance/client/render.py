@@ -8,6 +8,8 @@ import json
 import re
 
 FLAG_STYLE = "background-color:#ffe08a;border-bottom:2px solid #c77700"
+FLAG_NOTE_STYLE = "color:#8a4b00;font-weight:bold"  # the reason beside the flagged words, at full size
+SOURCE_LINK = "color:inherit;text-decoration:none"
 CRITICAL_STYLE = "background:#b00020;color:#ffffff;padding:4px"
 STALE_BANNER = ("<p style='background:#f6d6d6;padding:4px'><b>Stale:</b> this summary belongs to a report "
                 "that has since been replaced (corrected or final result). Open the newer document.</p>")
@@ -32,7 +34,8 @@ def highlight(text: str, flags: list[str]) -> str:
         term, reason = _flag_terms(flag)
         if term and html.escape(term) in out:
             out = out.replace(html.escape(term), f"<span style='{FLAG_STYLE}' title='{html.escape(reason)}'>"
-                                                f"{html.escape(term)}</span> <sup>&#9888; {html.escape(reason)}</sup>", 1)
+                                                f"{html.escape(term)}</span> <span style='{FLAG_NOTE_STYLE}'>"
+                                                f"&#9888; {html.escape(reason)}</span>", 1)
     return out.replace("\n", "<br>")
 
 
@@ -49,19 +52,62 @@ def summary_html(text: str, flags: list[str], structured_json: str = "", stale: 
     if impression:
         lines = impression if isinstance(impression, list) else [str(impression)]
         marked = _critical_lines(structured)
-        parts.append("<h3>Impression</h3><ul>" + "".join(
-            f"<li><b>{highlight(str(x), flags)}</b></li>" if str(x) in marked else f"<li>{highlight(str(x), flags)}</li>"
-            for x in lines) + "</ul>")
+        sources = _sources(structured)
+        lines = [x for x in lines if str(x) in marked] + [x for x in lines if str(x) not in marked]  # critical first
+        parts.append("<h3>Impression</h3><p style='color:#555'>Click a line to see where the report says it."
+                     "</p><ul>" + "".join(
+            f"<li>{_linked(str(x), flags, sources, str(x) in marked)}</li>" for x in lines) + "</ul>")
         rest = [line for line in text.splitlines() if line.strip() and not any(str(x) in line for x in lines)
                 and line.strip().upper() != "IMPRESSION:" and not line.startswith("CRITICAL: ")]
         if rest:
             parts.append("<h4>Details</h4><p>" + highlight("\n".join(rest), flags) + "</p>")
     else:
         parts.append("<p>" + highlight(text, flags) + "</p>")
+    removed = structured.get("removed") if isinstance(structured, dict) else None
+    if isinstance(removed, dict) and removed:
+        n = sum(int(v) for v in removed.values() if isinstance(v, int))
+        kinds = ", ".join(f"{html.escape(str(k))}: {int(v)}" for k, v in sorted(removed.items()) if isinstance(v, int))
+        parts.append(f"<p style='color:#8a4b00'><b>Left out by the check against the report:</b> {n} "
+                     f"statement(s) the report does not support ({kinds}); read the report for those points.</p>")
     if flags:
         parts.append("<p><b>Checks against the report:</b></p><ul>" +
                      "".join(f"<li>{html.escape(f)}</li>" for f in flags) + "</ul>")
     return "".join(parts)
+
+
+def _sources(structured: dict) -> dict[str, list[tuple[int, int]]]:
+    """Each summary line's spans in the de-identified report, as the summary stored them."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    for ln in structured.get("lines") or []:
+        if isinstance(ln, dict) and ln.get("spans"):
+            try:
+                out[str(ln.get("text"))] = [(int(a), int(b)) for a, b in ln["spans"]]
+            except (TypeError, ValueError):
+                continue
+    return out
+
+
+def _linked(line: str, flags: list[str], sources: dict[str, list[tuple[int, int]]], critical: bool) -> str:
+    body = highlight(line, flags)
+    if critical:
+        body = f"<b style='color:#b00020'>{body}</b>"
+    spans = sources.get(line)
+    if not spans:
+        return body
+    href = "src:" + ",".join(f"{a}-{b}" for a, b in spans)
+    return f"<a href='{href}' style='{SOURCE_LINK}'>{body}</a>"
+
+
+def parse_source(href: str) -> list[tuple[int, int]]:
+    """The spans of a "src:12-40,88-120" link."""
+    if not href.startswith("src:"):
+        return []
+    out = []
+    for part in href[4:].split(","):
+        a, _, b = part.partition("-")
+        if a.isdigit() and b.isdigit() and int(a) < int(b):
+            out.append((int(a), int(b)))
+    return out
 
 
 def _critical_lines(structured: dict) -> set[str]:
@@ -71,3 +117,8 @@ def _critical_lines(structured: dict) -> set[str]:
 
 def streaming_html(partial: str) -> str:
     return "<p><i>Writing…</i></p><p>" + html.escape(partial).replace("\n", "<br>") + "</p>"
+
+
+def cancelled_html() -> str:
+    return ("<p><b>Summary cancelled.</b> Nothing more is being written for this document; "
+            "request it again with Ctrl+R.</p>")

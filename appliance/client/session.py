@@ -22,6 +22,11 @@ class Row:
     received_ms: int
     status: str
     result_status: str
+    exam: str = ""
+    modality: str = ""
+    priority: str = ""
+    patient: str = ""  # the surrogate name, as the de-identified report writes it
+    critical: bool = False
 
 
 # The daemon restarted or is not up yet: the channel (and, on the unix socket, its ticket) is
@@ -105,8 +110,8 @@ class Session:
 
     def worklist(self, limit: int = 200) -> list[Row]:
         docs = self.stub.ListDocuments(pb.ListDocumentsRequest(limit=limit), timeout=10).documents
-        return [Row(d.id, d.kind, d.source, d.received_unix_ms, pb.DocumentStatus.Name(d.status), d.result_status)
-                for d in docs]
+        return [Row(d.id, d.kind, d.source, d.received_unix_ms, pb.DocumentStatus.Name(d.status), d.result_status,
+                    d.exam, d.modality, d.priority, d.patient_surrogate, d.critical) for d in docs]
 
     def document(self, doc_id: str) -> pb.Document:
         return self.stub.GetDocument(pb.GetDocumentRequest(document_id=doc_id), timeout=10)
@@ -128,9 +133,9 @@ class Session:
     def cancel_summary(self, doc_id: str) -> None:
         self.stub.CancelSummary(pb.CancelSummaryRequest(document_id=doc_id), timeout=10)
 
-    def reidentify(self, doc_id: str, purpose: str) -> pb.ReidentifyResponse:
-        return self.stub.Reidentify(pb.ReidentifyRequest(document_id=doc_id, purpose=pb.Purpose.Value(purpose)),
-                                    timeout=30)
+    def reidentify(self, doc_id: str, purpose: str, reason: str = "") -> pb.ReidentifyResponse:
+        return self.stub.Reidentify(pb.ReidentifyRequest(document_id=doc_id, purpose=pb.Purpose.Value(purpose),
+                                                         reason=reason), timeout=30)
 
     def close(self) -> None:
         if self._channel is not None:

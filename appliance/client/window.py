@@ -9,16 +9,24 @@ from datetime import datetime
 
 import grpc
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal
-from PySide6.QtGui import QFont, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QLineEdit,
-                               QMainWindow, QMessageBox, QPushButton, QSplitter, QTableWidget, QTableWidgetItem,
-                               QTextBrowser, QVBoxLayout, QWidget)
+from PySide6.QtGui import QColor, QFont, QKeySequence, QShortcut, QTextCursor
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QHBoxLayout,
+                               QHeaderView, QLabel, QLineEdit, QMainWindow, QMessageBox, QPushButton, QSplitter,
+                               QTableWidget, QTableWidgetItem, QTextBrowser, QTextEdit, QVBoxLayout, QWidget)
 
-from .render import streaming_html, summary_html
+from .render import cancelled_html, parse_source, streaming_html, summary_html
 from .session import Row, Session
 
-COLUMNS = ("Received", "Kind", "Source", "Status", "Result", "Document")
-PURPOSES = ("TREATMENT", "QUALITY_REVIEW", "PATIENT_REQUEST")
+# A worklist a radiologist or a ward doctor reads: critical findings first (red), then the most
+# urgent orders, newest first within each; every column filters.
+_DEID_LABEL = "<b>Report</b> (de-identified)"
+COLUMNS = ("!", "Received", "Priority", "Exam", "Modality", "Patient (surrogate)", "Result", "Summary", "Source",
+           "Document")
+_URGENCY = {"stat": 0, "timing critical": 1, "asap": 2, "callback": 3, "pre-op": 4}
+# The purposes in a clinician's words; none is chosen for them (the choice is recorded).
+PURPOSES = {"TREATMENT": "Treating this patient", "QUALITY_REVIEW": "Quality review or audit",
+            "PATIENT_REQUEST": "The patient's own request for their record"}
+REID_SECONDS = 120  # identity shown this long, then hidden again (and on leaving the document)
 STATUS_WORDS = {"PARSED": "de-identifying", "RECEIVED": "waiting", "SUMMARIZING": "summarising",
                 "SUMMARIZED": "summarised", "FAILED": "failed", "SUPERSEDED": "superseded",
                 "DEID_FAILED": "set aside", "CANCELLED": "cancelled"}
@@ -33,6 +41,37 @@ def _why(e: grpc.RpcError) -> str:
     if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
         return "the appliance did not answer in time"
     return e.details() or e.code().name
+
+
+class PurposeDialog(QDialog):
+    """Why the identity is needed: a purpose the clinician must choose (none is pre-selected) and,
+    if they wish, a reason in their own words; both are recorded."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Show the patient's identity")
+        self.purpose = QComboBox()
+        self.purpose.setPlaceholderText("Choose a purpose…")
+        for code, words in PURPOSES.items():
+            self.purpose.addItem(words, code)
+        self.purpose.setCurrentIndex(-1)
+        self.reason = QLineEdit(placeholderText="Reason (optional; recorded without names)")
+        self.reason.setMaxLength(200)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.ok = buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.ok.setText("Show identity (recorded)")
+        self.ok.setEnabled(False)
+        self.purpose.currentIndexChanged.connect(lambda i: self.ok.setEnabled(i >= 0))
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form = QFormLayout(self)
+        form.addRow(QLabel("This access is recorded in the audit log under your name."))
+        form.addRow("Purpose", self.purpose)
+        form.addRow("Reason", self.reason)
+        form.addRow(buttons)
+
+    def chosen(self) -> tuple[str, str]:
+        return str(self.purpose.currentData() or ""), self.reason.text().strip()
 
 
 class Streamer(QObject):
@@ -69,6 +108,11 @@ class ClientWindow(QMainWindow):
         self._thread: QThread | None = None
         self._streamer: Streamer | None = None
         self.summary_repaints = 0
+        self.last_summary = None  # the summary shown, to show it again with its highlights
+        self.reid_timer = QTimer(self)
+        self.reid_timer.setSingleShot(True)
+        self.reid_timer.timeout.connect(self.hide_identity)
+        self.identified = False
         self.unavailable = False
         self.current_stale = False
         self.timer_ms = poll_ms
@@ -82,7 +126,8 @@ class ClientWindow(QMainWindow):
         self.stale_banner.setVisible(False)
         self.stale_banner.linkActivated.connect(lambda link: self.open_document(link.split(":", 1)[1]))
 
-        self.filter = QLineEdit(placeholderText="Filter: document, kind, source, status or date (YYYY-MM-DD)")
+        self.filter = QLineEdit(placeholderText="Filter: exam, modality, patient, priority, status, source, "
+                                                "date (YYYY-MM-DD) or \"critical\"")
         self.filter.textChanged.connect(self._fill)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -95,7 +140,8 @@ class ClientWindow(QMainWindow):
         self.table.itemActivated.connect(lambda _item: self.open_selected())  # Enter or double click
         left = QWidget()
         lv = QVBoxLayout(left)
-        lv.addWidget(QLabel("<b>Worklist</b> (newest first; ↑/↓ to move, Enter to open)"))
+        lv.addWidget(QLabel("<b>Worklist</b> (critical first, then stat, then newest; ↑/↓ to move, Enter to open, "
+                            "Ctrl+F to filter)"))
         lv.addWidget(self.banner)
         lv.addWidget(self.filter)
         lv.addWidget(self.table)
@@ -106,6 +152,8 @@ class ClientWindow(QMainWindow):
         self.summary = QTextBrowser()
         for view in (self.report, self.summary):
             view.setFont(QFont("DejaVu Sans", 11))
+        self.summary.setOpenLinks(False)  # a line's link shows its source in the report, not a page
+        self.summary.anchorClicked.connect(lambda url: self.show_source(url.toString()))
         self.request_btn = QPushButton("Request summary")
         self.request_btn.clicked.connect(self.request_summary)
         self.cancel_btn = QPushButton("Cancel summary")
@@ -122,7 +170,8 @@ class ClientWindow(QMainWindow):
         panes = QSplitter(Qt.Orientation.Horizontal)
         rep = QWidget()
         rv = QVBoxLayout(rep)
-        rv.addWidget(QLabel("<b>Report</b> (de-identified)"))
+        self.report_label = QLabel(_DEID_LABEL)
+        rv.addWidget(self.report_label)
         rv.addWidget(self.report)
         summ = QWidget()
         sv = QVBoxLayout(summ)
@@ -189,14 +238,25 @@ class ClientWindow(QMainWindow):
                 newer = ""
             self._show_stale(newer)
 
+    @staticmethod
+    def ordered(rows: list[Row]) -> list[Row]:
+        """Critical findings first, then by the order's urgency, newest first within each."""
+        return sorted(rows, key=lambda r: (not r.critical, _URGENCY.get(r.priority, 9), -r.received_ms))
+
+    @staticmethod
+    def cells(r: Row) -> tuple[str, ...]:
+        received = datetime.fromtimestamp(r.received_ms / 1000).strftime("%Y-%m-%d %H:%M")
+        status = STATUS_WORDS.get(r.status, r.status.lower())
+        exam = r.exam or r.kind.split(":", 1)[-1]
+        return ("CRITICAL" if r.critical else "", received, r.priority or "—", exam, r.modality or "—",
+                r.patient or "—", r.result_status or "—", status, r.source or "—", r.id[:12])
+
     def _fill(self) -> None:
         wanted = self.filter.text().strip().lower()
         selected = self.current
         self.table.setRowCount(0)
-        for r in self.rows:
-            received = datetime.fromtimestamp(r.received_ms / 1000).strftime("%Y-%m-%d %H:%M")
-            status = STATUS_WORDS.get(r.status, r.status.lower())
-            cells = (received, r.kind.split(":", 1)[-1], r.source, status, r.result_status or "—", r.id)
+        for r in self.ordered(self.rows):
+            cells = self.cells(r)
             if wanted and not any(wanted in c.lower() for c in cells):
                 continue
             n = self.table.rowCount()
@@ -204,6 +264,13 @@ class ClientWindow(QMainWindow):
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.ItemDataRole.UserRole, r.id)
+                if r.critical:
+                    item.setBackground(QColor("#f4b6b6"))
+                    if col == 0:
+                        item.setForeground(QColor("#8b0000"))
+                        bold = item.font()
+                        bold.setBold(True)
+                        item.setFont(bold)
                 self.table.setItem(n, col, item)
             if r.id == selected:
                 self.table.selectRow(n)
@@ -218,10 +285,12 @@ class ClientWindow(QMainWindow):
     # -- one document -----------------------------------------------------------------------
     def open_document(self, doc_id: str) -> None:
         self._stop_stream()
+        self._forget_identity()
         # Another patient's text never stays on screen: both panes are cleared before anything
         # is asked, and a failure says so in both.
         self.current = None
         self.current_stale = False
+        self.last_summary = None
         self.stale_banner.setVisible(False)
         self.report.clear()
         self.summary.clear()
@@ -292,6 +361,7 @@ class ClientWindow(QMainWindow):
         self.summary_repaints += 1
 
     def _on_final(self, s) -> None:
+        self.last_summary = s
         self.summary.setHtml(summary_html(s.text, list(s.grounding_flags), s.structured_json, s.stale))
         self.summary_repaints += 1
         if self.current:
@@ -310,33 +380,79 @@ class ClientWindow(QMainWindow):
     def cancel_summary(self) -> None:
         if self.current:
             self._stop_stream()
+            self.summary.setHtml(cancelled_html())  # not "Writing…" over a stopped summary
             try:
                 self.session.cancel_summary(self.current)
                 self.notice.setText("Summary request cancelled.")
             except grpc.RpcError as e:
                 self.notice.setText(e.details() or e.code().name)
 
-    def reidentify(self, purpose: str | None = None) -> None:
+    def show_source(self, href: str) -> list[tuple[int, int]]:
+        """Select and mark, in the report, the words a summary line rests on."""
+        spans = [(a, b) for a, b in parse_source(href) if b <= len(self.report.toPlainText())]
+        marks = []
+        for a, b in spans:
+            sel = QTextEdit.ExtraSelection()
+            sel.cursor = self.report.textCursor()
+            sel.cursor.setPosition(a)
+            sel.cursor.setPosition(b, QTextCursor.MoveMode.KeepAnchor)
+            sel.format.setBackground(QColor("#bfe3ff"))
+            marks.append(sel)
+        self.report.setExtraSelections(marks)
+        if marks:
+            self.report.setTextCursor(marks[0].cursor)
+            self.report.ensureCursorVisible()
+        return spans
+
+    def reidentify(self, purpose: str | None = None, reason: str = "") -> None:
         if not self.current:
             return
         if purpose is None:
-            purpose, ok = QInputDialog.getItem(self, "Purpose of this access",
-                                               "Why do you need the patient's identity? (recorded)", PURPOSES, 0,
-                                               False)
-            if not ok:
+            dialog = PurposeDialog(self)
+            if dialog.exec() != QDialog.DialogCode.Accepted:
+                return
+            purpose, reason = dialog.chosen()
+            if not purpose:
                 return
         try:
-            r = self.session.reidentify(self.current, purpose)
+            r = self.session.reidentify(self.current, purpose, reason)
         except grpc.RpcError as e:
             QMessageBox.warning(self, "Not allowed", e.details() or e.code().name)
             return
+        self.identified = True
         self.report.setPlainText(r.text)
+        self.report_label.setText(f"<b>Report</b> <span style='background:#ffd27a'>&nbsp;IDENTIFIED: real names "
+                                  f"and numbers (recorded; hidden again in {REID_SECONDS} s or on leaving)&nbsp;</span>")
         if r.summary:
-            self.summary.setPlainText(r.summary)
+            s = self.last_summary
+            # The same highlights as before, over the identified text (flags quote figures, not names).
+            self.summary.setHtml(summary_html(r.summary, list(s.grounding_flags) if s else [],
+                                              s.structured_json if s else "", bool(s and s.stale)))
         self.notice.setText(f"<b>Identity shown.</b> This access was recorded in the audit log as "
-                            f"{html.escape(self.session.actor)}, purpose {purpose.lower().replace('_', ' ')}.")
+                            f"{html.escape(self.session.actor)}, purpose: {html.escape(PURPOSES[purpose].lower())}.")
+        self.reid_timer.start(REID_SECONDS * 1000)
+
+    def hide_identity(self) -> None:
+        """The de-identified view again: after the timeout, or when the clinician asks."""
+        if not self.identified or not self.current:
+            return
+        self._forget_identity()
+        try:
+            doc = self.session.document(self.current)
+            self.report.setPlainText(doc.deidentified_text)
+        except grpc.RpcError:
+            self.report.clear()
+        if self.last_summary is not None:
+            self._on_final(self.last_summary)
+        self.notice.setText("Identity hidden again.")
+
+    def _forget_identity(self) -> None:
+        self.reid_timer.stop()
+        self.identified = False
+        self.report_label.setText(_DEID_LABEL)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         self.timer.stop()
+        self.reid_timer.stop()
         self._stop_stream()
         super().closeEvent(event)

@@ -134,6 +134,18 @@ def deidentify(text: str, known: KnownIdentifiers, secret: bytes) -> Deidentifie
     return Deidentified(text="".join(out), spans=tuple(spans), surrogates={**words, **positions})
 
 
+def surrogate_name(known: KnownIdentifiers, secret: bytes) -> str:
+    """The patient's name as the de-identified text writes it ("FAMILY, GIVEN" of surrogates):
+    the worklist shows who the report is about without showing who the patient is."""
+    name = next((n for n in known.patient_names if not n.is_empty()), None)
+    if name is None:
+        return ""
+    real = frozenset(w.lower() for n in (*known.patient_names, *known.other_names)
+                     for field in (n.family, n.given, n.middle) for w in field.split())
+    sur = Surrogates(secret, known.patient_key, avoid=real)
+    return ", ".join(sur.name(part) for part in (name.family, name.given) if part.strip())
+
+
 def position_key(start: int, end: int) -> str:
     """A surrogate-map key for the replacement at [start, end) of the de-identified text; the
     "@" cannot begin a surrogate, so the two kinds of entry never collide."""

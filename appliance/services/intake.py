@@ -14,7 +14,7 @@ from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 
-from ..deid import deidentify
+from ..deid import deidentify, surrogate_name
 from ..domain import Document, MessageHeader
 from ..errors import InvalidMessage
 from ..ingest.dicom.complete import part10_body
@@ -221,7 +221,8 @@ class IntakeService:
                           ) -> Prepared:
         common = dict(kind=doc.kind, source=doc.source, transport=transport, patient_ref=pref,
                       document_ref=doc.document_ref, raw=raw, message_key=key, known=doc.known,
-                      replaces_ref=doc.replaces_control_id, result_status=doc.result_status)
+                      replaces_ref=doc.replaces_control_id, result_status=doc.result_status,
+                      **self._worklist_columns(doc))
         if not deid_now:
             new = NewDocument(deid_text=None, phi_spans=0, surrogates={}, original_text=doc.text, **common)
             return Prepared(raw, transport, header, key=key, document=new, parsed=parsed, patient_ref=pref,
@@ -239,6 +240,13 @@ class IntakeService:
             return self.refuse(raw, err, transport, header)
         new = NewDocument(deid_text=deid.text, phi_spans=len(deid.spans), surrogates=deid.surrogates, **common)
         return Prepared(raw, transport, header, key=key, document=new, parsed=parsed, patient_ref=pref, acks=acks)
+
+    def _worklist_columns(self, doc: Document) -> dict[str, str]:
+        """What the worklist shows, with no identifier in it: the exam text de-identified like the
+        report (an order comment can name someone), the patient's surrogate name."""
+        exam = deidentify(doc.exam, doc.known, self._secret).text if doc.exam else ""
+        return {"exam": exam, "modality": doc.modality, "priority": doc.priority,
+                "patient_surrogate": surrogate_name(doc.known, self._secret)}
 
     def refuse(self, raw: bytes, e: InvalidMessage, transport: str, header: MessageHeader | None) -> Prepared:
         """A message (or bytes) that will be kept as a dead letter and answered with `e`."""

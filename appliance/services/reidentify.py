@@ -4,9 +4,13 @@ the patient's own names, numbers and dates. Every call is audited with its purpo
 entry names the document and the purpose, never what was revealed."""
 from __future__ import annotations
 
+import json
 import re
+import secrets
 from dataclasses import dataclass
 
+from ..deid import deidentify
+from ..domain import KnownIdentifiers
 from ..errors import InvalidRequest
 from ..store.db import Store
 
@@ -55,11 +59,23 @@ def restore(text: str, mapping: dict[str, str]) -> str:
     return rx.sub(lambda m: lookup.get(m.group().lower(), m.group()), text)
 
 
-def reidentify(store: Store, doc_id: str, purpose: str, actor: str) -> Reidentified:
+MAX_REASON = 200
+
+
+def reidentify(store: Store, doc_id: str, purpose: str, actor: str, reason: str = "") -> Reidentified:
     if purpose not in PURPOSES:
         raise InvalidRequest(f"purpose must be one of {', '.join(PURPOSES)}; it is recorded in the audit log")
+    if len(reason) > MAX_REASON:
+        raise InvalidRequest(f"reason is {len(reason)} characters; at most {MAX_REASON}")
     doc = store.get_document(doc_id)  # NotFound names the id
     mapping = store.surrogate_map(doc_id)
     summary = store.get_summary(doc_id)
-    store.audit(actor, "document.reidentified", doc_id, f"purpose={purpose}")
+    detail = f"purpose={purpose}"
+    if reason.strip():
+        # The audit log holds no identifier: a name or number typed into the reason is replaced
+        # (with the patient's own declared identifiers known) before it is written.
+        known = store.patient_known(doc.patient_ref) or KnownIdentifiers(patient_key=doc.patient_ref)
+        clean = " ".join(deidentify(reason.strip(), known, secrets.token_bytes(32)).text.split())
+        detail += f" reason={json.dumps(clean)}"
+    store.audit(actor, "document.reidentified", doc_id, detail)
     return Reidentified(doc_id, restore_document(doc.deid_text, mapping), restore(summary.text, mapping) if summary else "")

@@ -61,6 +61,11 @@ class DocumentRow:
     superseded_by: str | None
     received_ms: int
     result_status: str = ""
+    exam: str = ""
+    modality: str = ""
+    priority: str = ""
+    patient_surrogate: str = ""
+    critical: int = 0
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,12 @@ class NewDocument:
     replaces_ref: str = ""
     original_text: str = ""  # kept (encrypted) only while deid_text is None
     result_status: str = ""
+    # Worklist columns, de-identified before they are stored: the exam as ordered, modality,
+    # priority, and the patient's surrogate name (the one the report's text uses).
+    exam: str = ""
+    modality: str = ""
+    priority: str = ""
+    patient_surrogate: str = ""
 
 
 # A feed re-sends a patient's identifiers with every ADT update and result; the row is rewritten
@@ -324,13 +335,13 @@ class Store:
                         (doc.message_key, doc_id, doc.transport, doc.raw, ack, ts, doc.patient_ref))
         parsed_only = doc.deid_text is None
         cur.execute("INSERT INTO documents(id, kind, source, transport, status, patient_ref, deid_text, "
-                    "phi_spans, message_key, document_ref, received_ms, original_text, known_json, result_status) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "phi_spans, message_key, document_ref, received_ms, original_text, known_json, result_status, "
+                    "exam, modality, priority, patient_surrogate) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (doc_id, doc.kind, doc.source, doc.transport,
                      "PARSED" if parsed_only else ("CANCELLED" if doc.result_status == "cancelled" else "RECEIVED"),
                      doc.patient_ref, doc.deid_text or "", doc.phi_spans, doc.message_key, doc.document_ref, ts,
                      doc.original_text if parsed_only else None, known_to_json(doc.known) if parsed_only else None,
-                     doc.result_status))
+                     doc.result_status, doc.exam, doc.modality, doc.priority, doc.patient_surrogate))
         cur.executemany("INSERT OR IGNORE INTO surrogates(document_id, surrogate, original) VALUES (?,?,?)",
                         [(doc_id, s, o) for s, o in doc.surrogates.items()])
         self._merge_patient(cur, doc.patient_ref, doc.known)
@@ -424,18 +435,21 @@ class Store:
         return known_from_json(rows[0][0]) if rows else None
 
     # -- documents ------------------------------------------------------------------------
-    _DOC_COLS = ("id, kind, source, transport, status, patient_ref, deid_text, phi_spans, document_ref, "
-                 "superseded_by, received_ms, result_status")
+    # The critical flag is the summary's (critical findings read from the report), once written.
+    _DOC_COLS = ("d.id, d.kind, d.source, d.transport, d.status, d.patient_ref, d.deid_text, d.phi_spans, "
+                 "d.document_ref, d.superseded_by, d.received_ms, d.result_status, d.exam, d.modality, d.priority, "
+                 "d.patient_surrogate, coalesce(json_extract(s.structured, '$.is_critical'), 0)")
+    _DOC_FROM = "documents d LEFT JOIN summaries s ON s.document_id = d.id"
 
     def get_document(self, doc_id: str) -> DocumentRow:
-        rows = self._query(f"SELECT {self._DOC_COLS} FROM documents WHERE id=?", (doc_id,))
+        rows = self._query(f"SELECT {self._DOC_COLS} FROM {self._DOC_FROM} WHERE d.id=?", (doc_id,))
         if not rows:
             raise NotFound(f"document {doc_id} not found")
         return DocumentRow(*rows[0])
 
     def list_documents(self, limit: int = 50) -> list[DocumentRow]:
-        rows = self._query(f"SELECT {self._DOC_COLS} FROM documents ORDER BY received_ms DESC, rowid DESC LIMIT ?",
-                           (limit,))
+        rows = self._query(f"SELECT {self._DOC_COLS} FROM {self._DOC_FROM} ORDER BY d.received_ms DESC, d.rowid DESC "
+                           "LIMIT ?", (limit,))
         return [DocumentRow(*r) for r in rows]
 
     def count_documents(self) -> int:

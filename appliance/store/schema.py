@@ -122,4 +122,12 @@ MIGRATIONS: list[str] = [
     DROP INDEX documents_ref;
     CREATE INDEX documents_ref ON documents(patient_ref, document_ref, superseded_by);
     """,
+    # 9: worklist columns, de-identified at intake: the exam as ordered, modality, priority and the
+    #    patient's surrogate name.
+    """
+    ALTER TABLE documents ADD COLUMN exam TEXT NOT NULL DEFAULT '';
+    ALTER TABLE documents ADD COLUMN modality TEXT NOT NULL DEFAULT '';
+    ALTER TABLE documents ADD COLUMN priority TEXT NOT NULL DEFAULT '';
+    ALTER TABLE documents ADD COLUMN patient_surrogate TEXT NOT NULL DEFAULT '';
+    """,
 ]

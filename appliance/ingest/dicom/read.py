@@ -209,5 +209,13 @@ def parse_dicom(raw: bytes, *, source: str = "", transfer_syntax: str = "") -> P
         raise InvalidMessage(too_long(len(text)))
     doc = Document(kind=f"dicom:{SR_CLASSES[sop_class]}", source=source, text=text, known=known,
                    document_ref=str(ds.get("AccessionNumber", "") or "") or sop_instance,
-                   result_status=sr_status(ds))
+                   result_status=sr_status(ds), exam=study_description(ds))
     return ParsedDicom(doc, sop_class, sop_instance)
+
+
+def study_description(ds: Dataset) -> str:
+    """The worklist's exam: the study description, else the document's title (its concept name)."""
+    text = str(ds.get("StudyDescription", "") or "").strip()
+    if not text and ds.get("ConceptNameCodeSequence"):
+        text = str(ds.ConceptNameCodeSequence[0].get("CodeMeaning", "") or "").strip()
+    return text[:120]

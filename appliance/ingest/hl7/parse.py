@@ -107,8 +107,16 @@ def _document(header: MessageHeader, segments: list[Segment], known: KnownIdenti
         if header.message_type.startswith("MDM^T08") or header.message_type.startswith("MDM^T10"):
             replaces = unescape(component(txa.field(13), enc, 1), enc).strip() or doc_ref
     status = ""
+    obr = next((s for s in segments if s.name == "OBR"), None)
+    exam = modality = priority = ""
+    if obr is not None:
+        exam = (unescape(component(obr.field(4), enc, 2), enc) or unescape(component(obr.field(4), enc, 1), enc)).strip()
+        modality = unescape(component(obr.field(24), enc, 1), enc).strip().upper()[:8]
+        tq1 = next((s for s in segments if s.name == "TQ1"), None)
+        code = (component(tq1.field(9), enc, 1) if tq1 is not None else "") or component(obr.field(27), enc, 6) \
+            or obr.field(5)
+        priority = _PRIORITY.get(code.strip().upper()[:1], "")
     if txa is None:
-        obr = next((s for s in segments if s.name == "OBR"), None)
         if obr is not None:
             doc_ref = unescape(component(obr.field(3), enc, 1) or component(obr.field(2), enc, 1), enc)
             status = result_status(obr, [s for s in segments if s.name == "OBX"], enc)
@@ -117,7 +125,12 @@ def _document(header: MessageHeader, segments: list[Segment], known: KnownIdenti
             replaces = doc_ref.strip()
     return Document(kind=f"hl7:{header.message_type}", source=source or header.sending_app.split("^")[0],
                     text=text, known=known, header=header, replaces_control_id=replaces,
-                    document_ref=doc_ref.strip(), result_status=status)
+                    document_ref=doc_ref.strip(), result_status=status, exam=exam[:120], modality=modality,
+                    priority=priority)
+
+
+# HL7 table 0027 (TQ1-9, OBR-27.6, OBR-5): the order's priority as a ward says it.
+_PRIORITY = {"S": "stat", "A": "asap", "R": "routine", "P": "pre-op", "C": "callback", "T": "timing critical"}
 
 
 # HL7 table 0123 (OBR-25) and 0085 (OBX-11), read as what a clinician needs to know.
