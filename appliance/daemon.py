@@ -83,6 +83,11 @@ class Daemon:
         self._server: grpc.Server | None = None
         self._watchdog = sd.Watchdog(self._healthy)
 
+    def _pace(self) -> float:
+        """Seconds per summary written since start (0.0 before the first): the queue's estimate."""
+        w = self.worker
+        return w.generation_seconds / w.completed if w is not None and w.completed else 0.0
+
     def status(self) -> dict[str, object]:
         """What `appliancectl status` shows: counts, ages, addresses, never content."""
         cfg, store = self.cfg, self.store
@@ -204,7 +209,8 @@ class Daemon:
         self.retention = RetentionTask(self.store, cfg.retention)
         self.servicer.attach(self.store, self.intake, self.hub, self.worker.notify, self.worker.cancel,
                              cfg.model.max_requested, cfg.model.summarize_on_arrival, status=self.status,
-                             backups_dir=cfg.state_dir / "backups", max_followers=cfg.grpc.max_followers)
+                             backups_dir=cfg.state_dir / "backups", max_followers=cfg.grpc.max_followers,
+                             pace=self._pace)
         if cfg.mllp.enabled:
             # hl7apy's segment tables load in about 0.3 s: before the port opens, not on the
             # event loop while the first sender (and every other connection) waits for an ACK.

@@ -153,7 +153,7 @@ def daemon(model: Path, texts: list[str], threads: int) -> list[dict]:
                     if ev.HasField("token"):
                         first = first or time.perf_counter()
                         pieces += 1
-                    else:
+                    elif ev.HasField("final"):
                         final = ev.final
                 end = time.perf_counter()
                 n = final.tokens if final else pieces

@@ -53,7 +53,7 @@ def test_oru_in_streamed_summary_out_without_identifiers(daemon, report):
     for ev in stub.StreamSummary(pb.StreamSummaryRequest(document_id=doc_id), timeout=300):
         if ev.HasField("token"):
             arrivals.append((time.monotonic(), ev.token))
-        else:
+        elif ev.HasField("final"):
             final = ev.final
     assert final is not None and final.text.strip(), "no summary was stored"
     structured = json.loads(final.structured_json)

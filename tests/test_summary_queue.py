@@ -145,3 +145,24 @@ def test_a_full_queue_answers_resource_exhausted_over_grpc(state, tmp_path):
         assert stub.CancelSummary(pb.CancelSummaryRequest(document_id=doc), timeout=10).cancelled is False
     finally:
         stop_daemon(run)
+
+
+def test_a_follower_is_told_its_place_in_the_queue(store):
+    """The queue's order as the worker takes it: requested first, then the oldest; a document
+    being written is 0 ahead; a document without a job has no place."""
+    from appliance.domain import KnownIdentifiers
+    from appliance.store.db import NewDocument
+
+    ids = []
+    for i in range(3):
+        with store.transaction() as cur:
+            ids.append(store.insert_document(cur, NewDocument(
+                kind="hl7:ORU^R01", source="t", transport="grpc", patient_ref=f"p{i}", deid_text="Lungs clear.",
+                phi_spans=0, document_ref=f"R{i}", surrogates={}, raw=b"x", message_key=f"k{i}",
+                known=KnownIdentifiers(patient_key=f"p{i}")), "test", None))
+    assert [store.queue_position(d) for d in ids] == [0, 1, 2]
+    store.request_summary(ids[2], 32)  # a clinician asks for the newest: it jumps the queue
+    assert store.queue_position(ids[2]) == 0 and store.queue_position(ids[0]) == 1
+    running = store.claim_next_job()
+    assert running == ids[2] and store.queue_position(ids[2]) == 0 and store.queue_position(ids[0]) == 1
+    assert store.queue_position("0" * 32) is None

@@ -44,7 +44,7 @@ def document_pb(d: DocumentRow) -> pb.Document:
     return pb.Document(id=d.id, kind=d.kind, source=d.source, status=pb.DocumentStatus.Value(d.status),
                        deidentified_text=d.deid_text, received_unix_ms=d.received_ms, phi_spans_replaced=d.phi_spans,
                        result_status=d.result_status, superseded_by=d.superseded_by or "", exam=d.exam,
-                       modality=d.modality, priority=d.priority, patient_surrogate=d.patient_surrogate,
+                       modality=d.modality, priority=d.order_priority, patient_surrogate=d.patient_surrogate,
                        critical=bool(d.critical))
 
 
@@ -81,7 +81,9 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
 
     def attach(self, store: Store, intake: IntakeService, hub: SummaryHub, wake_worker,
                cancel_running=lambda doc_id: False, max_requested: int = 32, on_arrival: bool = True,
-               status=lambda: {}, backups_dir: Path | None = None, max_followers: int = 24) -> None:
+               status=lambda: {}, backups_dir: Path | None = None, max_followers: int = 24,
+               pace=lambda: 0.0) -> None:
+        self._pace = pace  # seconds per summary lately (0.0: not known yet), for the queue's estimate
         self._max_followers = max_followers
         self._followers = 0
         self._followers_lock = threading.Lock()
@@ -275,11 +277,18 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
             self._store.request_summary(doc_id, self._max_requested)  # a FAILED document is retried
             self._wake()
             context.add_callback(lambda: self._follower_gone(doc_id))
+            shown: int | None = -1
+            writing = False
             while context.is_active():
+                if not writing and (ahead := self._store.queue_position(doc_id)) != shown and ahead is not None:
+                    shown = ahead
+                    pace = self._pace()
+                    yield pb.SummaryEvent(queued=pb.QueuePosition(ahead=ahead, estimate_s=round((ahead + 1) * pace, 1)))
                 try:
                     ev = q.get(timeout=1.0)
                 except queue.Empty:
                     continue
+                writing = writing or isinstance(ev, TokenEvent)
                 if isinstance(ev, TokenEvent):
                     yield pb.SummaryEvent(token=ev.text)
                 elif isinstance(ev, FinalEvent):

@@ -376,6 +376,10 @@ def cmd_summary(args) -> int:
     if not args.follow:
         # Without --follow: print the stored summary, or say it is not ready.
         for ev in stub.StreamSummary(pb.StreamSummaryRequest(document_id=args.doc_id), timeout=5):
+            if ev.HasField("queued"):
+                print(f"appliancectl: no summary yet ({ev.queued.ahead} summaries ahead of it); --follow waits "
+                      "for it", file=sys.stderr)
+                return 1
             if ev.HasField("final"):
                 if ev.final.stale:
                     print("STALE: the report was superseded after this summary was written; open its "
@@ -387,6 +391,10 @@ def cmd_summary(args) -> int:
         return 1
     streamed = False
     for ev in stub.StreamSummary(pb.StreamSummaryRequest(document_id=args.doc_id), timeout=args.timeout):
+        if ev.HasField("queued"):
+            when = f", about {round(ev.queued.estimate_s)} s" if ev.queued.estimate_s > 0 else ""
+            print(f"-- waiting: {ev.queued.ahead} summaries ahead{when}", file=sys.stderr)
+            continue
         if ev.HasField("token"):
             sys.stdout.write(ev.token)
             sys.stdout.flush()

@@ -80,6 +80,7 @@ class Streamer(QObject):
     token = Signal(str)
     final = Signal(object)
     failed = Signal(str)
+    queued = Signal(int, float)
 
     def __init__(self, session: Session, doc_id: str) -> None:
         super().__init__()
@@ -93,6 +94,8 @@ class Streamer(QObject):
                     self.token.emit(event.token)
                 elif event.HasField("final"):
                     self.final.emit(event.final)
+                elif event.HasField("queued"):
+                    self.queued.emit(event.queued.ahead, event.queued.estimate_s)
         except grpc.RpcError as e:
             self.failed.emit(e.details() or e.code().name)
 
@@ -340,6 +343,7 @@ class ClientWindow(QMainWindow):
         streamer.moveToThread(thread)
         thread.started.connect(streamer.run)
         streamer.token.connect(self._on_token)
+        streamer.queued.connect(self._on_queued)
         streamer.final.connect(self._on_final)
         streamer.failed.connect(self._on_failed)
         streamer.final.connect(thread.quit)
@@ -354,6 +358,13 @@ class ClientWindow(QMainWindow):
             self._thread.quit()
             self._thread.wait(5000)
         self._thread = self._streamer = None
+
+    def _on_queued(self, ahead: int, estimate_s: float) -> None:
+        if self.partial:
+            return
+        where = "being written now" if ahead == 0 else f"{ahead} summar{'y' if ahead == 1 else 'ies'} ahead of it"
+        when = f"; about {round(estimate_s)} s" if estimate_s > 0 else ""
+        self.summary.setHtml(f"<p><i>Waiting for the summary: {where}{when}.</i></p>")
 
     def _on_token(self, piece: str) -> None:
         self.partial += piece
@@ -371,7 +382,8 @@ class ClientWindow(QMainWindow):
                 pass
 
     def _on_failed(self, why: str) -> None:
-        self.summary.setHtml(f"<p><b>No summary:</b> {html.escape(why)}</p>")
+        self.summary.setHtml(f"<p><b>No summary:</b> {html.escape(why)}. The report on the left is complete; "
+                             "request the summary again with Ctrl+R.</p>")
 
     def request_summary(self) -> None:
         if self.current:

@@ -245,7 +245,7 @@ class IntakeService:
         """What the worklist shows, with no identifier in it: the exam text de-identified like the
         report (an order comment can name someone), the patient's surrogate name."""
         exam = deidentify(doc.exam, doc.known, self._secret).text if doc.exam else ""
-        return {"exam": exam, "modality": doc.modality, "priority": doc.priority,
+        return {"exam": exam, "modality": doc.modality, "order_priority": doc.priority,
                 "patient_surrogate": surrogate_name(doc.known, self._secret)}
 
     def refuse(self, raw: bytes, e: InvalidMessage, transport: str, header: MessageHeader | None) -> Prepared:

@@ -63,7 +63,7 @@ class DocumentRow:
     result_status: str = ""
     exam: str = ""
     modality: str = ""
-    priority: str = ""
+    order_priority: str = ""
     patient_surrogate: str = ""
     critical: int = 0
 
@@ -112,7 +112,7 @@ class NewDocument:
     # priority, and the patient's surrogate name (the one the report's text uses).
     exam: str = ""
     modality: str = ""
-    priority: str = ""
+    order_priority: str = ""
     patient_surrogate: str = ""
 
 
@@ -336,12 +336,12 @@ class Store:
         parsed_only = doc.deid_text is None
         cur.execute("INSERT INTO documents(id, kind, source, transport, status, patient_ref, deid_text, "
                     "phi_spans, message_key, document_ref, received_ms, original_text, known_json, result_status, "
-                    "exam, modality, priority, patient_surrogate) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "exam, modality, order_priority, patient_surrogate) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (doc_id, doc.kind, doc.source, doc.transport,
                      "PARSED" if parsed_only else ("CANCELLED" if doc.result_status == "cancelled" else "RECEIVED"),
                      doc.patient_ref, doc.deid_text or "", doc.phi_spans, doc.message_key, doc.document_ref, ts,
                      doc.original_text if parsed_only else None, known_to_json(doc.known) if parsed_only else None,
-                     doc.result_status, doc.exam, doc.modality, doc.priority, doc.patient_surrogate))
+                     doc.result_status, doc.exam, doc.modality, doc.order_priority, doc.patient_surrogate))
         cur.executemany("INSERT OR IGNORE INTO surrogates(document_id, surrogate, original) VALUES (?,?,?)",
                         [(doc_id, s, o) for s, o in doc.surrogates.items()])
         self._merge_patient(cur, doc.patient_ref, doc.known)
@@ -437,7 +437,7 @@ class Store:
     # -- documents ------------------------------------------------------------------------
     # The critical flag is the summary's (critical findings read from the report), once written.
     _DOC_COLS = ("d.id, d.kind, d.source, d.transport, d.status, d.patient_ref, d.deid_text, d.phi_spans, "
-                 "d.document_ref, d.superseded_by, d.received_ms, d.result_status, d.exam, d.modality, d.priority, "
+                 "d.document_ref, d.superseded_by, d.received_ms, d.result_status, d.exam, d.modality, d.order_priority, "
                  "d.patient_surrogate, coalesce(json_extract(s.structured, '$.is_critical'), 0)")
     _DOC_FROM = "documents d LEFT JOIN summaries s ON s.document_id = d.id"
 
@@ -535,6 +535,22 @@ class Store:
                             (now_ms(), row[0]))
                 cur.execute("UPDATE documents SET status='SUMMARIZING' WHERE id=? AND status='RECEIVED'", (row[0],))
                 return row[0]
+
+    def queue_position(self, doc_id: str) -> int | None:
+        """Summaries to be written before this document's (0: its own is being written; None: no
+        job), by the queue's own order: requested first, then the oldest."""
+        rows = self._query("SELECT priority, enqueued_ms, state, rowid FROM jobs WHERE document_id=?", (doc_id,))
+        if not rows:
+            return None
+        priority, enqueued, state, rowid = rows[0]
+        if state == "RUNNING":
+            return 0
+        if state != "PENDING":
+            return None
+        # Ties in time go by insertion order, as the worker's index takes them.
+        return int(self._query("SELECT count(*) FROM jobs WHERE state='RUNNING' OR (state='PENDING' AND "
+                               "(priority > ? OR (priority = ? AND (enqueued_ms < ? OR (enqueued_ms = ? AND rowid < ?)))))",
+                               (priority, priority, enqueued, enqueued, rowid))[0][0])
 
     def document_status(self, doc_id: str) -> str:
         rows = self._query("SELECT status FROM documents WHERE id=?", (doc_id,))

@@ -127,7 +127,7 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE documents ADD COLUMN exam TEXT NOT NULL DEFAULT '';
     ALTER TABLE documents ADD COLUMN modality TEXT NOT NULL DEFAULT '';
-    ALTER TABLE documents ADD COLUMN priority TEXT NOT NULL DEFAULT '';
+    ALTER TABLE documents ADD COLUMN order_priority TEXT NOT NULL DEFAULT '';
     ALTER TABLE documents ADD COLUMN patient_surrogate TEXT NOT NULL DEFAULT '';
     """,
 ]
