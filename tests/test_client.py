@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -87,6 +88,9 @@ def test_worklist_stream_flags_and_reidentify_as_a_clinician(qtbot, on_request_d
     growing = [n for a, n in zip(lengths, lengths[1:]) if n > a]
     assert len(growing) >= 3, lengths  # the text grew across at least three repaints
     assert "Impression" in window.summary.toHtml()
+    links = re.findall(r'href="(src:[0-9,\-]+)"', window.summary.toHtml())
+    if links:  # each line of the summary shows where the report says it
+        assert window.show_source(links[0]) and window.report.textCursor().hasSelection()
     _shot(window, "3-summary")
     _shot(window, "3-summary-1920x1080", (1920, 1080))
 
@@ -282,20 +286,33 @@ def test_summary_lines_link_to_their_source_critical_first_and_what_grounding_le
 def test_clicking_a_summary_line_marks_its_source_and_cancel_says_so(qtbot):
     from appliance.client.render import cancelled_html
 
+    from appliance.client.session import Row
+
+    now = int(time.time() * 1000)
+
     class Offline:
         actor, roles, local, may_reidentify = "user:test", {"clinician"}, True, False
 
         def worklist(self):
-            return []
+            return [Row("1" * 32, "hl7:ORU^R01", "RIS", now - 60_000, "SUMMARIZED", "final", "CT HEAD WO CONTRAST",
+                        "CT", "stat", "HOLLIS, MARGUERITE", critical=True),
+                    Row("2" * 32, "hl7:ORU^R01", "RIS", now - 30_000, "RECEIVED", "preliminary", "XR CHEST 2 VIEWS",
+                        "CR", "routine", "DELACROIX, TOBIN"),
+                    Row("3" * 32, "dicom:Basic Text SR", "PACS1", now, "SUMMARIZING", "final", "MRI LUMBAR SPINE",
+                        "", "", "ABERNATHY, SOLVEIG")]
 
         def lost(self, e):
             pass
 
     window = ClientWindow(Offline(), poll_ms=60_000)
     qtbot.addWidget(window)
+    window.show()
+    assert window.table.item(0, 0).text() == "CRITICAL"  # critical first, though not the newest
+    _shot(window, "9-worklist-critical-first")
     window.report.setPlainText("FINDINGS: Small left effusion. Large right pneumothorax with shift.")
     spans = window.show_source("src:10-30")
     assert spans == [(10, 30)] and window.report.textCursor().selectedText() == "Small left effusion."
     assert window.show_source("src:10-999") == []  # a span past the text is ignored, never a crash
     window.summary.setHtml(cancelled_html())
     assert "cancelled" in window.summary.toPlainText().lower() and "Writing" not in window.summary.toPlainText()
+    _shot(window, "10-summary-cancelled")

@@ -194,7 +194,7 @@ class ClientWindow(QMainWindow):
         split.addWidget(left)
         split.addWidget(right)
         split.setStretchFactor(1, 2)
-        split.setSizes([560, 1000])
+        split.setSizes([720, 840])  # the worklist has ten columns
         self.setCentralWidget(split)
         QShortcut(QKeySequence("Ctrl+F"), self, activated=self.filter.setFocus)
         QShortcut(QKeySequence("Ctrl+R"), self, activated=self.request_summary)
