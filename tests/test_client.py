@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -316,3 +317,16 @@ def test_clicking_a_summary_line_marks_its_source_and_cancel_says_so(qtbot):
     window.summary.setHtml(cancelled_html())
     assert "cancelled" in window.summary.toPlainText().lower() and "Writing" not in window.summary.toPlainText()
     _shot(window, "10-summary-cancelled")
+
+
+def test_the_real_client_outlives_a_daemon_restart_over_many_documents():
+    """The installed program, not a widget: 60 documents, a 1 s refresh, the daemon restarted half
+    way; the client is alive at the end (exit code 0) and said it reconnected by itself.
+    (bench/client_soak.py runs it 10 minutes over 200 documents and reports memory and timing.)"""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from client_soak import run
+
+    figures = run(minutes=1.0, documents=60)
+    assert figures["client_exit_code"] == 0, figures
+    assert figures["recovery_s_after_restart"] is not None, figures
+    assert not any("Traceback" in line or "Fatal" in line for line in figures["client_stderr"]), figures

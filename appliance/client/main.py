@@ -16,9 +16,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="the appliance's config (its socket)")
     ap.add_argument("--socket", type=Path, help="the appliance's unix socket (instead of --config)")
     ap.add_argument("--tls-target", help="HOST:PORT of an appliance on another workstation (mutual TLS)")
-    ap.add_argument("--ca", type=Path)
-    ap.add_argument("--cert", type=Path)
-    ap.add_argument("--key", type=Path)
+    ap.add_argument("--ca", type=Path, help="the CA that signed the appliance's certificate (with --tls-target)")
+    ap.add_argument("--cert", type=Path, help="this workstation's client certificate (with --tls-target)")
+    ap.add_argument("--key", type=Path, help="its private key (with --tls-target)")
+    ap.add_argument("--refresh-seconds", type=float, default=2.0, help="how often the worklist refreshes (default %(default)s)")
+    ap.add_argument("--quit-after", type=float, default=0.0, help="close after this many seconds (soak tests; 0: never)")
     args = ap.parse_args(argv)
     from PySide6.QtWidgets import QApplication
 
@@ -42,9 +44,13 @@ def main(argv: list[str] | None = None) -> int:
                 ap.error(f"{args.config} has no grpc.unix_socket; pass --socket or --tls-target")
             sock = state_path(cfg.state_dir, cfg.grpc.unix_socket)
         session = Session.unix(sock)
-    window = ClientWindow(session)
+    window = ClientWindow(session, poll_ms=max(200, int(args.refresh_seconds * 1000)))
     window.resize(1366, 768)
     window.show()
+    if args.quit_after > 0:
+        from PySide6.QtCore import QTimer
+
+        QTimer.singleShot(int(args.quit_after * 1000), window.close)
     return app.exec()
 
 

@@ -4,6 +4,7 @@ those whose role allows it. Nothing is written to disk: no settings, caches or l
 from __future__ import annotations
 
 import html
+import sys
 import threading
 from datetime import datetime
 
@@ -212,6 +213,8 @@ class ClientWindow(QMainWindow):
             # The daemon is restarting or down: say so, grey the list, keep trying on the timer
             # (the session connects again, with a fresh ticket, on the next call).
             self.session.lost(e)
+            if not self.unavailable:
+                print("appliance-client: appliance unavailable; retrying", file=sys.stderr, flush=True)
             self.unavailable = True
             self.banner.setText(f"<b>Appliance unavailable</b>: {html.escape(_why(e))}. Retrying every "
                                 f"{max(1, round(self.timer_ms / 1000))} s; nothing to do here.")
@@ -219,6 +222,8 @@ class ClientWindow(QMainWindow):
             self.table.setEnabled(False)
             return
         if self.unavailable or not self.windowTitle().endswith(f"({self.session.actor})"):
+            if self.unavailable:
+                print("appliance-client: connection restored", file=sys.stderr, flush=True)
             self.unavailable = False
             self.banner.setVisible(False)
             self.table.setEnabled(True)
