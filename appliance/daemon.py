@@ -201,6 +201,7 @@ class Daemon:
         # Callbacks look the stages up when they fire, so construction order does not matter.
         self.intake = IntakeService(self.store, deid_secret, commit_queue=self.commits,
                                     on_document=lambda _id: (self.deid_stage.notify(), self.worker.notify()))
+        self.intake.warm()
         self.worker = SummaryWorker(self.store, self.engine, cfg.model, self.hub, busy=self.intake.busy,
                                     examples=site_examples(cfg.state_dir))
         self.deid_stage = DeidStage(self.store, deid_secret, on_ready=lambda _id: self.worker.notify(),

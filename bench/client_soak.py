@@ -64,6 +64,7 @@ def run(minutes: float, documents: int) -> dict:
         samples: list[tuple[float, float]] = []
         t0 = time.monotonic()
         restarted_at = None
+        stopped_at = None
         while client.poll() is None and time.monotonic() - t0 < seconds + 60:
             try:
                 samples.append((time.monotonic() - t0, proc.memory_info().rss / 2**20))
@@ -71,13 +72,15 @@ def run(minutes: float, documents: int) -> dict:
                 break
             if restarted_at is None and time.monotonic() - t0 > seconds / 2:
                 stop_daemon(daemon)
+                stopped_at = time.monotonic()
                 time.sleep(3)  # the client sees it gone
                 daemon = start_daemon(config, Path(tmp) / "d2.log")
-                restarted_at = time.monotonic()
+                restarted_at = time.monotonic()  # the daemon answers health checks again
             time.sleep(5)
         code = client.wait(120)
         stop_daemon(daemon)
-    restored = [t for t, line in events if "connection restored" in line and restarted_at and t >= restarted_at]
+    # The client may reconnect before start_daemon() has seen SERVING itself: then it took 0 s.
+    restored = [t for t, line in events if "connection restored" in line and stopped_at and t >= stopped_at]
     second = [(t, m) for t, m in samples if t >= seconds / 2 + 10]
     slope = 0.0
     if len(second) >= 2:
@@ -91,7 +94,8 @@ def run(minutes: float, documents: int) -> dict:
             "rss_end_mb": round(samples[-1][1], 1) if samples else None,
             "rss_peak_mb": round(max(m for _, m in samples), 1) if samples else None,
             "rss_slope_mb_per_min_second_half": round(slope, 2),
-            "recovery_s_after_restart": round(restored[0] - restarted_at, 2) if restored and restarted_at else None,
+            "recovery_s_after_restart": round(max(0.0, restored[0] - restarted_at), 2) if restored and restarted_at
+            else None,
             "client_stderr": [line for _, line in events][-5:]}
 
 

@@ -81,3 +81,27 @@ def test_a_batch_survives_lone_surrogates_nul_and_bad_utf8_and_resumes(tmp_path)
     assert "line 1: 1 invalid character" in r.stderr and "line 3: invalid UTF-8" in r.stderr
     r = run(CTL + ["deid", "--jsonl", str(src), "--out", str(out), "--resume"])
     assert "4 already there skipped" in r.stderr, r.stderr
+
+
+
+def test_every_command_answers_a_user_error_in_one_line_with_exit_code_2(daemon, tmp_path):
+    """Per command: a wrong id, a malformed reference, a missing argument, a directory for a file."""
+    ctl = CTL + ["--config", str(daemon.config)]
+    cases = {
+        "document": ctl + ["document", "0" * 32],
+        "summary": ctl + ["summary", "0" * 32],
+        "resubmit": ctl + ["resubmit", "0" * 32],
+        "erase": ctl + ["erase", "--patient", "no-colon-here", "--dry-run"],
+        "submit": ctl + ["submit", str(tmp_path / "missing.hl7")],
+        "validate": ctl + ["validate", str(tmp_path)],
+        "restore": ctl + ["restore", str(tmp_path / "none.db")],
+        "backup": ctl + ["backup"],
+        "init": CTL + ["init"],
+        "certs": ctl + ["certs", "init", "--dir", str(tmp_path / "pki"), "--client", "x:nobody"],
+        "unknown option": ctl + ["documents", "--colour"],
+    }
+    for name, args in cases.items():
+        r = run(args)
+        assert r.returncode == 2, (name, r.returncode, r.stdout, r.stderr)
+        assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0, (name, r.stderr)
+        assert r.stderr.startswith("appliancectl"), (name, r.stderr)

@@ -171,7 +171,7 @@ def test_status_check_erase_backup_restore_through_the_daemon(daemon, tmp_path):
     assert ctl("check").stdout.strip().endswith("ok")
     out = ctl("backup", "--name", "b1.db", "--key-out", str(tmp_path / "b1.key"))
     assert out.returncode == 0 and "checked" in out.stdout, out.stderr
-    erased = ctl("erase", "--patient", "GH:MRN4471902")
+    erased = ctl("erase", "--patient", "GH:MRN4471902", "--yes")
     assert "erased: 1 documents" in erased.stdout, erased.stdout + erased.stderr
     assert ctl("restore", str(tmp_path / "x"), "--key", "00").returncode != 0  # daemon running: refused
     stop_daemon(daemon)

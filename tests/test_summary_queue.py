@@ -166,3 +166,24 @@ def test_a_follower_is_told_its_place_in_the_queue(store):
     running = store.claim_next_job()
     assert running == ids[2] and store.queue_position(ids[2]) == 0 and store.queue_position(ids[0]) == 1
     assert store.queue_position("0" * 32) is None
+
+
+def test_a_correction_jumps_the_summary_queue(store):
+    """A result that replaces an earlier one (final after preliminary, a correction) is summarised
+    before routine arrivals: whoever read the old summary needs the new one first."""
+    from appliance.services.intake import IntakeService
+
+    intake = IntakeService(store, b"q" * 32)
+
+    def oru(cid: str, order: str, status: str) -> bytes:
+        return (f"MSH|^~\\&|RIS|GH|APPLIANCE|GH|20261207101500||ORU^R01^ORU_R01|{cid}|P|2.5.1\r"
+                f"PID|1||{order}^^^GH^MR||Quennell^Aurelie||19610203|F\rOBR|1|P{order}|F{order}|71020^CXR^CPT"
+                f"||||||||||||||||||{status}\rOBX|1|TX|18782-3^Study^LN||FINDINGS: Small left effusion.||||||{status}\r"
+                ).encode()
+
+    first = intake.submit(oru("Q-1", "900", "P"), transport="grpc")[0].document_id
+    for i in range(5):
+        intake.submit(oru(f"Q-R{i}", f"91{i}", "F"), transport="grpc")
+    final = intake.submit(oru("Q-2", "900", "F"), transport="grpc")[0].document_id
+    assert store.get_document(first).superseded_by == final
+    assert store.queue_position(final) == 0  # ahead of the five routine arrivals before it

@@ -3,6 +3,7 @@ de-identifier offline. Exit codes: 0 ok, 1 refused by the appliance, 2 usage or 
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
 import json
 import os
 import sys
@@ -513,10 +514,10 @@ def cmd_summarize(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="appliancectl", description=__doc__)
+    ap = _Parser(prog="appliancectl", description=__doc__)
     ap.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="TOML config (default %(default)s)")
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
     p = sub.add_parser("init", help="create a state directory: config, keys, pinned model")
     p.add_argument("--state-dir", type=Path, required=True, help="directory for the config, keys and database (created)")
@@ -657,10 +658,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"appliancectl: {e}", file=sys.stderr)
         return 2
     except grpc.RpcError as e:
+        if e.code() in _USER_ERRORS:  # the request named something wrong: one line, exit 2
+            print(f"appliancectl: {e.details() or e.code().name}", file=sys.stderr)
+            return 2
         print(f"appliancectl: {e.code().name}: {e.details()}", file=sys.stderr)
         if e.code() == grpc.StatusCode.UNAVAILABLE:
             print("appliancectl: is applianced running? (systemctl status appliance)", file=sys.stderr)
         return 1
+
+
+# What the daemon answers about the request itself (a wrong id, field or role), not about itself.
+_USER_ERRORS = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+                          grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.FAILED_PRECONDITION,
+                          grpc.StatusCode.ALREADY_EXISTS})
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (and exit code 2), pointing at --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 if __name__ == "__main__":

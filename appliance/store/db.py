@@ -38,6 +38,10 @@ CURRENT_VERSIONS = ("SELECT id FROM documents WHERE patient_ref=? AND document_r
 
 log = logging.getLogger(__name__)
 
+# Summary job priorities: a clinician's request 10, a correction or final that replaced an earlier
+# result 5 (whoever read the old summary needs the new one first), an arrival 0.
+REPLACEMENT_PRIORITY = 5
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -345,15 +349,18 @@ class Store:
         cur.executemany("INSERT OR IGNORE INTO surrogates(document_id, surrogate, original) VALUES (?,?,?)",
                         [(doc_id, s, o) for s, o in doc.surrogates.items()])
         self._merge_patient(cur, doc.patient_ref, doc.known)
+        replaced = False
         if doc.replaces_ref:
             for (old_id,) in cur.execute(CURRENT_VERSIONS, (doc.patient_ref, doc.replaces_ref,
                                                             doc.document_ref or doc.replaces_ref, doc_id)).fetchall():
                 cur.execute("UPDATE documents SET status='SUPERSEDED', superseded_by=? WHERE id=?", (doc_id, old_id))
                 cur.execute("DELETE FROM jobs WHERE document_id=?", (old_id,))
                 self._audit(cur, actor, "document.superseded", old_id, f"by={doc_id}")
+                replaced = True
         if not parsed_only and doc.result_status != "cancelled":  # a cancelled result is kept, not summarised
             cur.execute("INSERT INTO jobs(document_id, priority, state, enqueued_ms, updated_ms) VALUES (?,?,?,?,?)",
-                        (doc_id, doc.priority, "PENDING", ts, ts))
+                        (doc_id, max(doc.priority, REPLACEMENT_PRIORITY) if replaced else doc.priority, "PENDING",
+                         ts, ts))
         self._audit(cur, actor, "document.received", doc_id,
                     f"kind={doc.kind} transport={doc.transport} phi_spans={doc.phi_spans}")
         return doc_id
@@ -381,8 +388,9 @@ class Store:
                 if cur.rowcount == 1:
                     self._audit(cur, actor, "document.deidentified", doc_id, f"phi_spans={spans} cancelled")
                     continue
+                replaced = cur.execute("SELECT 1 FROM documents WHERE superseded_by=? LIMIT 1", (doc_id,)).fetchone()
                 cur.execute("INSERT OR IGNORE INTO jobs(document_id, priority, state, enqueued_ms, updated_ms) "
-                            "VALUES (?,?,?,?,?)", (doc_id, 0, "PENDING", ts, ts))
+                            "VALUES (?,?,?,?,?)", (doc_id, REPLACEMENT_PRIORITY if replaced else 0, "PENDING", ts, ts))
                 cur.execute("UPDATE jobs SET state='PENDING' WHERE document_id=? AND state='HELD'", (doc_id,))
                 self._audit(cur, actor, "document.deidentified", doc_id, f"phi_spans={spans}")
 
