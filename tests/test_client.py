@@ -89,6 +89,9 @@ def test_worklist_stream_flags_and_reidentify_as_a_clinician(qtbot, on_request_d
     growing = [n for a, n in zip(lengths, lengths[1:]) if n > a]
     assert len(growing) >= 3, lengths  # the text grew across at least three repaints
     assert "Impression" in window.summary.toHtml()
+    # The summary found a critical finding (a suspected new malignancy): the worklist row says so
+    # at its next refresh, through the daemon's list (the real summary, not a planted one).
+    qtbot.waitUntil(lambda: window.table.item(0, 0).text() == "CRITICAL", timeout=10_000)
     links = re.findall(r'href="(src:[0-9,\-]+)"', window.summary.toHtml())
     if links:  # each line of the summary shows where the report says it
         assert window.show_source(links[0]) and window.report.textCursor().hasSelection()

@@ -4,6 +4,7 @@ those whose role allows it. Nothing is written to disk: no settings, caches or l
 from __future__ import annotations
 
 import html
+import json
 import sys
 import threading
 from datetime import datetime
@@ -42,6 +43,16 @@ def _why(e: grpc.RpcError) -> str:
     if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
         return "the appliance did not answer in time"
     return e.details() or e.code().name
+
+
+def _critical_only(structured_json: str) -> str:
+    try:
+        structured = json.loads(structured_json) if structured_json else {}
+    except ValueError:
+        return ""
+    if not isinstance(structured, dict):
+        return ""
+    return json.dumps({k: structured[k] for k in ("is_critical", "critical") if k in structured})
 
 
 class PurposeDialog(QDialog):
@@ -195,7 +206,7 @@ class ClientWindow(QMainWindow):
         split.addWidget(left)
         split.addWidget(right)
         split.setStretchFactor(1, 2)
-        split.setSizes([720, 840])  # the worklist has ten columns
+        split.setSizes([600, 960])  # the worklist scrolls sideways; the report and summary need the room
         self.setCentralWidget(split)
         QShortcut(QKeySequence("Ctrl+F"), self, activated=self.filter.setFocus)
         QShortcut(QKeySequence("Ctrl+R"), self, activated=self.request_summary)
@@ -442,9 +453,10 @@ class ClientWindow(QMainWindow):
                                   f"and numbers (recorded; hidden again in {REID_SECONDS} s or on leaving)&nbsp;</span>")
         if r.summary:
             s = self.last_summary
-            # The same highlights as before, over the identified text (flags quote figures, not names).
+            # The identified text with the same highlights (flags quote figures, not names) and the
+            # critical banner; the structured lines are de-identified, so they are not reused here.
             self.summary.setHtml(summary_html(r.summary, list(s.grounding_flags) if s else [],
-                                              s.structured_json if s else "", bool(s and s.stale)))
+                                              _critical_only(s.structured_json) if s else "", bool(s and s.stale)))
         self.notice.setText(f"<b>Identity shown.</b> This access was recorded in the audit log as "
                             f"{html.escape(self.session.actor)}, purpose: {html.escape(PURPOSES[purpose].lower())}.")
         self.reid_timer.start(REID_SECONDS * 1000)
