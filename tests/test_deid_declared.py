@@ -194,3 +194,28 @@ def test_surrogate_names_are_drawn_from_the_whole_list_and_are_no_words():
     initials = {n[0] for n in pool}
     assert len(initials) >= 20  # not only A-C of an alphabetical list
     assert not {"White", "Young", "Mass", "Lung", "Bowel"} & set(_name_pool("last_names"))
+
+
+def test_the_worklist_exam_and_patient_carry_no_identifier_on_either_path(store):
+    """The exam as ordered can name someone (an order comment): it is de-identified with the
+    report's declared identifiers, at once over gRPC and with the report after the ACK over MLLP
+    (hidden until then); the patient column is the surrogate name the report uses."""
+    from appliance.services.deid_stage import DeidStage
+
+    intake = IntakeService(store, SECRET)
+
+    def msg(cid: str) -> bytes:
+        return (f"MSH|^~\\&|RIS|GH|APPLIANCE|GH|20261207101500||ORU^R01^ORU_R01|{cid}|P|2.5.1\r"
+                f"PID|1||{MRN}^^^GH^MR||Ferguson^Agnes||19480312|F\r"
+                "OBR|1|O1|A1|71020^XR CHEST for Agnes Ferguson per Dr Quennell^CPT\r"
+                "OBX|1|TX|18782-3^Study^LN||FINDINGS: Lungs clear.||||||F\r").encode()
+
+    now = intake.submit(msg("EX-1"), transport="grpc")[0]
+    row = store.get_document(now.document_id)
+    assert "XR CHEST" in row.exam and "Ferguson" not in row.exam and "Agnes" not in row.exam, row.exam
+    assert row.patient_surrogate and "Ferguson" not in row.patient_surrogate
+    later = intake.commit_many([intake.prepare(msg("EX-2").decode(), transport="mllp", deid_now=False)])[0]
+    assert store.get_document(later.document_id).exam == ""  # not shown before de-identification
+    DeidStage(store, SECRET, on_ready=lambda _id: None).drain()
+    exam = store.get_document(later.document_id).exam
+    assert "XR CHEST" in exam and "Ferguson" not in exam and "Quennell" not in exam, exam

@@ -43,11 +43,13 @@ class DeidStage:
         n = 0
         while batch := self._store.claim_parsed():
             results = []
-            for doc_id, patient_ref, text, known in batch:
+            for doc_id, patient_ref, text, known, exam in batch:
                 try:
                     stored = self._store.patient_known(patient_ref)
                     with time_budget(self._budget):
-                        d = deidentify(text, known.merged(stored) if stored else known, self._secret)
+                        full = known.merged(stored) if stored else known
+                        d = deidentify(text, full, self._secret)
+                        exam = deidentify(exam, full, self._secret).text if exam else ""
                 except Exception as e:  # noqa: BLE001 - one poison document must not stop the rest
                     # The exception's message may quote the report: only its type is kept.
                     reason = (f"de-identification took longer than its budget of {self._budget:g} s "
@@ -57,7 +59,7 @@ class DeidStage:
                     self._store.fail_deid(doc_id, reason, "deid-stage")
                     self.failed += 1
                     continue
-                results.append((doc_id, d.text, len(d.spans), d.surrogates))
+                results.append((doc_id, d.text, len(d.spans), d.surrogates, exam))
             self._store.complete_deid(results, "deid-stage")
             n += len(results)
             for doc_id, *_ in results:

@@ -222,7 +222,7 @@ class IntakeService:
         common = dict(kind=doc.kind, source=doc.source, transport=transport, patient_ref=pref,
                       document_ref=doc.document_ref, raw=raw, message_key=key, known=doc.known,
                       replaces_ref=doc.replaces_control_id, result_status=doc.result_status,
-                      **self._worklist_columns(doc))
+                      **self._worklist_columns(doc, deid_now))
         if not deid_now:
             new = NewDocument(deid_text=None, phi_spans=0, surrogates={}, original_text=doc.text, **common)
             return Prepared(raw, transport, header, key=key, document=new, parsed=parsed, patient_ref=pref,
@@ -248,10 +248,11 @@ class IntakeService:
         deidentify("Seen by Dr. Warmup on 01/02/2024, MRN 1234567.", known, self._secret)
         surrogate_name(known, self._secret)
 
-    def _worklist_columns(self, doc: Document) -> dict[str, str]:
+    def _worklist_columns(self, doc: Document, deid_now: bool) -> dict[str, str]:
         """What the worklist shows, with no identifier in it: the exam text de-identified like the
-        report (an order comment can name someone), the patient's surrogate name."""
-        exam = deidentify(doc.exam, doc.known, self._secret).text if doc.exam else ""
+        report (an order comment can name someone; off the ACK path, with the report, for MLLP),
+        the patient's surrogate name."""
+        exam = deidentify(doc.exam, doc.known, self._secret).text if doc.exam and deid_now else doc.exam
         return {"exam": exam, "modality": doc.modality, "order_priority": doc.priority,
                 "patient_surrogate": surrogate_name(doc.known, self._secret)}
 

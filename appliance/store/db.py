@@ -365,20 +365,21 @@ class Store:
                     f"kind={doc.kind} transport={doc.transport} phi_spans={doc.phi_spans}")
         return doc_id
 
-    def claim_parsed(self, limit: int = 64) -> list[tuple[str, str, str, KnownIdentifiers]]:
-        """Documents waiting for de-identification: (id, patient_ref, original text, declared ids)."""
-        rows = self._query("SELECT id, patient_ref, original_text, known_json FROM documents WHERE status='PARSED' "
-                           "ORDER BY received_ms LIMIT ?", (limit,))
-        return [(r[0], r[1], r[2] or "", known_from_json(r[3])) for r in rows]
+    def claim_parsed(self, limit: int = 64) -> list[tuple[str, str, str, KnownIdentifiers, str]]:
+        """Documents waiting for de-identification: (id, patient_ref, original text, declared ids,
+        the exam as ordered, not yet de-identified either)."""
+        rows = self._query("SELECT id, patient_ref, original_text, known_json, exam FROM documents "
+                           "WHERE status='PARSED' ORDER BY received_ms LIMIT ?", (limit,))
+        return [(r[0], r[1], r[2] or "", known_from_json(r[3]), r[4] or "") for r in rows]
 
-    def complete_deid(self, items: list[tuple[str, str, int, dict[str, str]]], actor: str) -> None:
-        """(doc id, de-identified text, spans, surrogate map) -> RECEIVED with a summary job;
-        the original text is dropped from the row (the raw message keeps it)."""
+    def complete_deid(self, items: list[tuple[str, str, int, dict[str, str], str]], actor: str) -> None:
+        """(doc id, de-identified text, spans, surrogate map, de-identified exam) -> RECEIVED with a
+        summary job; the original text is dropped from the row (the raw message keeps it)."""
         ts = now_ms()
         with self.transaction() as cur:
-            for doc_id, text, spans, surrogates in items:
+            for doc_id, text, spans, surrogates, exam in items:
                 cur.execute("UPDATE documents SET deid_text=?, phi_spans=?, original_text=NULL, known_json=NULL, "
-                            "status='RECEIVED' WHERE id=? AND status='PARSED'", (text, spans, doc_id))
+                            "exam=?, status='RECEIVED' WHERE id=? AND status='PARSED'", (text, spans, exam, doc_id))
                 if cur.rowcount != 1:
                     continue  # superseded meanwhile
                 cur.executemany("INSERT OR IGNORE INTO surrogates(document_id, surrogate, original) VALUES (?,?,?)",
@@ -444,8 +445,10 @@ class Store:
 
     # -- documents ------------------------------------------------------------------------
     # The critical flag is the summary's (critical findings read from the report), once written.
+    # A document still PARSED holds its exam as sent (de-identified with the text): not shown yet.
     _DOC_COLS = ("d.id, d.kind, d.source, d.transport, d.status, d.patient_ref, d.deid_text, d.phi_spans, "
-                 "d.document_ref, d.superseded_by, d.received_ms, d.result_status, d.exam, d.modality, d.order_priority, "
+                 "d.document_ref, d.superseded_by, d.received_ms, d.result_status, "
+                 "CASE WHEN d.status = 'PARSED' THEN '' ELSE d.exam END, d.modality, d.order_priority, "
                  "d.patient_surrogate, coalesce(json_extract(s.structured, '$.is_critical'), 0)")
     _DOC_FROM = "documents d LEFT JOIN summaries s ON s.document_id = d.id"
 
