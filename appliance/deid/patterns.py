@@ -192,7 +192,7 @@ _DASHED = re.compile(r"(?i)\b(?:on|since|until|dated) ((?:0?[1-9]|1[0-2])-(?:[12
 
 def _month_day_spans(text: str) -> list[Span]:
     out = [Span(m.start(), m.end(), "DATE") for m in _MONTH_YEAR.finditer(text)
-           if not _NOT_DATE_AFTER.match(text, m.end())]
+           if not _NOT_DATE_AFTER.match(text, m.end()) and not _fraction(text, m.start(), m.end())]
     out += [Span(m.start(1), m.end(1), "DATE") for m in _DASHED.finditer(text)
             if not _NOT_DATE_AFTER.match(text, m.end())]
     for m in _MONTH_DAY.finditer(text):
@@ -206,7 +206,7 @@ def _month_day_spans(text: str) -> list[Span]:
             continue
         if _VENT.search(text, max(0, m.start() - 14), m.start()) or _VENT_AFTER.match(text, m.end()):
             continue  # PS/PEEP pairs such as "CPAP 10/5", "5/5 IPS", "5/5, 40%"
-        if _NOT_DATE_AFTER.match(text, m.end()):
+        if _NOT_DATE_AFTER.match(text, m.end()) or _fraction(text, m.start(), m.end()):
             continue
         out.append(Span(m.start(), m.end(), "DATE"))
     return out
@@ -262,7 +262,7 @@ def pattern_spans(text: str) -> list[Span]:
         g = 1 if m.group(1) else 2
         out.append(Span(m.start(g), m.end(g), "DATE"))
     out.extend(_years_after_terms(text))
-    return [sp for sp in out if not (sp.label == "DATE" and (_vent_setting(text, sp) or _fraction(text, sp)))]
+    return [sp for sp in out if not (sp.label == "DATE" and _vent_setting(text, sp))]
 
 
 _PAIR = re.compile(r"\d{1,2}/\d{1,2}")
@@ -291,14 +291,13 @@ _COUNTED = re.compile(r"(?i)^\s*(?:\+\s*)?(?:bottles?|sets?|cultures?|cores?|nod
                       r"throughout|in all|all extremities)\b")
 
 
-def _fraction(text: str, sp: Span) -> bool:
-    if not _PAIR.fullmatch(text[sp.start:sp.end]):
-        return False
-    a, b = (int(x) for x in text[sp.start:sp.end].split("/"))
+def _fraction(text: str, start: int, end: int) -> bool:
+    """The number pair at [start, end) is a score or a count by its words, not a month and day."""
+    a, b = (int(x) for x in text[start:end].split("/"))
     if not (0 <= a <= b <= 12 or b == 10):
         return False
-    before = text[max(0, sp.start - 40):sp.start]
-    return bool(_SCORED.search(before) or _COUNTED.match(text[sp.end:sp.end + 24])) \
+    before = text[max(0, start - 40):start]
+    return bool(_SCORED.search(before) or _COUNTED.match(text[end:end + 24])) \
         and not _DATED.search(before[-16:]) and not re.search(r"(?i)\b(?:on|of|since|from|until|by)\s*$", before)
 
 
