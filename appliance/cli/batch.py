@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,3 +105,27 @@ class Tally:
         if self.refused:
             head += f"; {self.refused} line(s) refused, each named above and kept in --out as an \"error\" record"
         return head
+
+
+def run_batch(src: Path, out: Path, resume: bool, progress: str, handle: Callable[[Row], dict[str, object]],
+              ensure_ascii: bool = True) -> Tally:
+    """Every line of `src` answered in `out`: `handle(row)` for a good one, an error record (and a
+    line on stderr) for a refused one; with `resume`, ids `out` already holds are skipped."""
+    tally = Tally()
+    skip = done_ids(out) if resume else set()
+    with out.open("a" if resume else "w", encoding="utf-8") as fout:
+        for row in rows(src, progress=progress):
+            if isinstance(row, BadRow):
+                print(f"appliancectl: line {row.line}: {row.reason}", file=sys.stderr)
+                fout.write(json.dumps(error_record(row)) + "\n")
+                tally.refused += 1
+                continue
+            if row.id in skip:
+                tally.skipped += 1
+                continue
+            for w in row.warnings:
+                print(f"appliancectl: line {row.line}: {w}", file=sys.stderr)
+            fout.write(json.dumps(handle(row), ensure_ascii=ensure_ascii) + "\n")
+            fout.flush()
+            tally.done += 1
+    return tally

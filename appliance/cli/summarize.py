@@ -7,9 +7,7 @@ grounding, with the config's model settings, chronic-findings policy and the sit
 examples. The model is the config's pinned one, or --model FILE.gguf (checked, not pinned)."""
 from __future__ import annotations
 
-import json
 import secrets
-import sys
 import threading
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from ..domain import KnownIdentifiers
 from ..llm.engine import open_engine
 from ..llm.integrity import sha256_file, verify_model
 from ..llm.pipeline import summarise_document
-from .batch import BadRow, Tally, done_ids, error_record, rows
+from .batch import Row, Tally, run_batch
 
 
 def run_summarize_jsonl(src: Path, out: Path, cfg: ModelConfig, model: Path | None,
@@ -32,27 +30,13 @@ def run_summarize_jsonl(src: Path, out: Path, cfg: ModelConfig, model: Path | No
     engine = open_engine(cfg, sha)
     secret = secrets.token_bytes(32)
     cancel = threading.Event()
-    tally = Tally()
-    skip = done_ids(out) if resume else set()
+
+    def one(row: Row) -> dict[str, object]:
+        text = deidentify(row.text, KnownIdentifiers(patient_key=row.id), secret).text
+        r = summarise_document(engine, cfg, text, row.kind, cancel=cancel, examples=examples)
+        return {"id": row.id, "summary": r.structured, "text": r.text}
+
     try:
-        with out.open("a" if resume else "w", encoding="utf-8") as fout:
-            for row in rows(src, progress="summarising"):
-                if isinstance(row, BadRow):
-                    print(f"appliancectl: line {row.line}: {row.reason}", file=sys.stderr)
-                    fout.write(json.dumps(error_record(row)) + "\n")
-                    tally.refused += 1
-                    continue
-                if row.id in skip:
-                    tally.skipped += 1
-                    continue
-                for w in row.warnings:
-                    print(f"appliancectl: line {row.line}: {w}", file=sys.stderr)
-                text = deidentify(row.text, KnownIdentifiers(patient_key=row.id), secret).text
-                r = summarise_document(engine, cfg, text, row.kind, cancel=cancel, examples=examples)
-                fout.write(json.dumps({"id": row.id, "summary": r.structured, "text": r.text},
-                                      ensure_ascii=False) + "\n")
-                fout.flush()
-                tally.done += 1
+        return run_batch(src, out, resume, "summarising", one, ensure_ascii=False)
     finally:
         engine.close()
-    return tally
