@@ -220,6 +220,7 @@ def _install_audit_key(cfg, key: bytes) -> None:
     """The restored rows are keyed with the backup's audit key: it replaces this installation's
     (a file, or on package installs the encrypted credential), so `audit verify` passes."""
     from ..store.credentials import CRED_DIR, clear_keys, cred_path, encrypt
+    from ..store.keys import replace_private
 
     cred = cred_path(CRED_DIR, cfg.store.audit_key_file.name)
     if not cfg.store.audit_key_file.exists() and cred.exists():
@@ -228,13 +229,8 @@ def _install_audit_key(cfg, key: bytes) -> None:
             clear.write_text(key.hex() + "\n")
             encrypt(clear, cfg.store.audit_key_file.name, cred)
         return
-    path = cfg.store.audit_key_file
-    tmp = path.with_name(path.name + ".restoring")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(key.hex() + "\n")
-    os.replace(tmp, path)
-    _owned_like(cfg.state_dir, [path])
+    replace_private(cfg.store.audit_key_file, key.hex() + "\n")
+    _owned_like(cfg.state_dir, [cfg.store.audit_key_file])
 
 
 def _record_offline(cfg, action: str, object_id: str, detail: str) -> None:

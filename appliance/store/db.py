@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -23,7 +22,7 @@ import sqlcipher3
 from ..domain import KnownIdentifiers, PersonName
 from ..errors import QueueFull, NotFound, StoreKeyError
 from .faults import fault_reason
-from .keys import describe, read_key
+from .keys import describe, read_key, replace_private
 from .schema import MIGRATIONS
 
 
@@ -258,11 +257,7 @@ class Store:
         if not rows:
             return
         seq, h = rows[0]
-        tmp = self.head_file.with_name(self.head_file.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"seq": seq, "hash": h, "mac": self._head_mac(seq, h)}, f)
-        os.replace(tmp, self.head_file)
+        replace_private(self.head_file, json.dumps({"seq": seq, "hash": h, "mac": self._head_mac(seq, h)}))
         log.info("audit head anchored seq=%d hash=%s", seq, h[:16])
 
     def _check_head(self, rows: list[tuple]) -> None:

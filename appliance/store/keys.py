@@ -42,3 +42,13 @@ def write_new_key(path: Path) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_hex(32) + "\n")
+
+
+def replace_private(path: Path, text: str) -> None:
+    """`path` holds `text`, mode 0600 from its first byte, replaced in one rename: a crash leaves
+    the old content or the new, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
