@@ -23,8 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from appliance.cli.init import init_state, test_model_path  # noqa: E402
-from conftest import free_port, start_daemon, stop_daemon  # noqa: E402
+from conftest import intake_only_state, start_daemon, stop_daemon  # noqa: E402
 
 
 def oru(n: int) -> bytes:
@@ -41,9 +40,7 @@ def run(minutes: float, documents: int) -> dict:
     from appliance.v1 import appliance_pb2 as pb
 
     with tempfile.TemporaryDirectory() as tmp:
-        config = init_state(Path(tmp) / "state", grpc_port=free_port(), mllp_port=free_port(),
-                            dicom_port=free_port(), metrics_port=free_port(), model=test_model_path())
-        config.write_text(config.read_text().replace("[model]\n", "[model]\nsummarize_on_arrival = false\n", 1))
+        config = intake_only_state(Path(tmp) / "state")
         daemon = start_daemon(config, Path(tmp) / "d1.log")
         stub = daemon.stub()
         for n in range(documents):

@@ -23,9 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from appliance.cli.init import init_state, test_model_path  # noqa: E402
 from appliance.config import load_config  # noqa: E402
-from conftest import free_port, start_daemon, stop_daemon  # noqa: E402
+from conftest import intake_only_state, start_daemon, stop_daemon  # noqa: E402
 from mllp_client import MllpClient, msa, trickle  # noqa: E402
 
 
@@ -131,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     from pynetdicom import AE
 
     with tempfile.TemporaryDirectory() as tmp:
-        config = init_state(Path(tmp) / "state", grpc_port=free_port(), mllp_port=free_port(),
-                            dicom_port=free_port(), metrics_port=free_port(), model=test_model_path())
-        config.write_text(config.read_text().replace("[model]\n", "[model]\nsummarize_on_arrival = false\n", 1))
+        config = intake_only_state(Path(tmp) / "state")
         run = start_daemon(config, Path(tmp) / "d.log")
         cfg = load_config(config)
         stop = threading.Event()

@@ -65,6 +65,17 @@ def state(tmp_path: Path) -> Path:
                       dicom_port=free_port(), metrics_port=free_port(), model=test_model_path())
 
 
+def intake_only_state(directory: Path) -> Path:
+    """A real state directory (the smallest model) whose daemon writes no summary on arrival:
+    for runs about intake and clients, where the model would only take the CPU."""
+    from appliance.cli.init import init_state, test_model_path
+
+    config = init_state(directory, grpc_port=free_port(), mllp_port=free_port(), dicom_port=free_port(),
+                        metrics_port=free_port(), model=test_model_path())
+    config.write_text(config.read_text().replace("[model]\n", "[model]\nsummarize_on_arrival = false\n", 1))
+    return config
+
+
 @dataclass
 class Running:
     proc: subprocess.Popen
