@@ -60,6 +60,14 @@ class MllpConfig:
     # cannot hold 512 MB. A frame's messages beyond max_messages_per_frame are refused whole (AR).
     max_buffered_bytes: int = 64 * 1024 * 1024
     max_messages_per_frame: int = 1000
+    # Who may connect: the interface engines' addresses or networks. Empty: no one, loopback
+    # included (any local account reaches 127.0.0.1); a local test listener names "127.0.0.1".
+    allowed_peers: tuple[str, ...] = ()
+    # MLLP over TLS (PEM; relative paths under state_dir). With a client CA, a sender must also
+    # hold a certificate it signed: the only check that tells one local account from another.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,7 @@ class DicomConfig:
     port: int = 11112
     ae_title: str = "APPLIANCE"  # the Called AE Title a PACS must address
     calling_ae_titles: tuple[str, ...] = ()  # senders allowed to associate; empty: any
+    allowed_peers: tuple[str, ...] = ()  # PACS addresses or networks; empty: no one (see MllpConfig)
     max_pdu_bytes: int = 1024 * 1024
     max_dataset_bytes: int = 64 * 1024 * 1024
     max_associations: int = 16
@@ -87,6 +96,9 @@ class MetricsConfig:
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 9464
+    # The Prometheus server's address; empty: no one. Counts only, but how busy a ward's
+    # reporting is, is still the hospital's to share.
+    allowed_peers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -246,12 +258,31 @@ def _section(path: Path, name: str, raw: Any, cls: type, base: Path) -> Any:
     return cls(**values)
 
 
+def _check_port_clashes(cfg: Config) -> None:
+    """Two listeners on one port cannot both bind; under socket activation the second would be
+    handed the first's socket. A wildcard host ("0.0.0.0", "::", "") clashes with every host."""
+    seen: dict[int, tuple[str, str]] = {}
+    wild = ("", "0.0.0.0", "::")
+    for key, host, port, on in (("grpc.port", cfg.grpc.host, cfg.grpc.port, True),
+                                ("mllp.port", cfg.mllp.host, cfg.mllp.port, cfg.mllp.enabled),
+                                ("dicom.port", cfg.dicom.host, cfg.dicom.port, cfg.dicom.enabled),
+                                ("metrics.port", cfg.metrics.host, cfg.metrics.port, cfg.metrics.enabled)):
+        if not on or port == 0:
+            continue
+        if port in seen:
+            other_key, other_host = seen[port]
+            if host == other_host or host in wild or other_host in wild:
+                raise ConfigError(cfg.source, key, f"port {port} is also {other_key}: each listener needs its own port")
+        seen[port] = (key, host)
+
+
 def _validate(cfg: Config) -> None:
     p = cfg.source
     for key, port in (("grpc.port", cfg.grpc.port), ("mllp.port", cfg.mllp.port), ("dicom.port", cfg.dicom.port),
                       ("metrics.port", cfg.metrics.port)):
         if not 0 <= port <= 65535:
             raise ConfigError(p, key, f"must be 0..65535 (0 picks a free port), not {port}")
+    _check_port_clashes(cfg)
     sha = cfg.model.sha256.lower()
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
         raise ConfigError(p, "model.sha256", "must be the model file's 64-hex-digit SHA-256 "
@@ -273,6 +304,21 @@ def _validate(cfg: Config) -> None:
                        ("access.tcp_plaintext_roles", cfg.access.tcp_plaintext_roles)):
         if any(r not in _ROLES for r in roles):
             raise ConfigError(p, key, f"roles must be from {list(_ROLES)}, not {list(roles)}")
+    for key, values in (("mllp.allowed_peers", cfg.mllp.allowed_peers), ("dicom.allowed_peers", cfg.dicom.allowed_peers),
+                        ("metrics.allowed_peers", cfg.metrics.allowed_peers)):
+        for net in values:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ConfigError(p, key, f"{net!r} is not an address or network (e.g. \"10.20.0.15\", "
+                                  "\"10.20.0.0/24\", \"127.0.0.1\" for a local test sender)") from None
+    if bool(cfg.mllp.tls_cert_file) != bool(cfg.mllp.tls_key_file):
+        raise ConfigError(p, "mllp.tls_key_file" if cfg.mllp.tls_cert_file else "mllp.tls_cert_file",
+                          "MLLP TLS needs both mllp.tls_cert_file and mllp.tls_key_file")
+    for section, tls in (("mllp", cfg.mllp), ("dicom", cfg.dicom)):
+        if tls.tls_client_ca_file and not tls.tls_cert_file:
+            raise ConfigError(p, f"{section}.tls_client_ca_file", f"client certificates need the server's own "
+                              f"{section}.tls_cert_file and {section}.tls_key_file too")
     for net in cfg.egress.allowed:
         try:
             ipaddress.ip_network(net, strict=False)

@@ -45,6 +45,7 @@ from .services.status import Parts, collect
 from .store import Store, open_store
 from .store.lifecycle import check
 from .store.keys import read_key
+from .store.custody import describe as describe_custody, running_custody
 from .store.lock import StateLock
 from .v1 import appliance_pb2 as pb
 from .v1 import appliance_pb2_grpc as pb_grpc
@@ -81,6 +82,9 @@ class Daemon:
         self.retention: RetentionTask | None = None
         self.egress: egress.EgressGuard | None = None
         self._server: grpc.Server | None = None
+        self.tickets: TicketServer | None = None
+        self.access: AccessPolicy | None = None
+        self.servicer: ApplianceServicer | None = None
         self._watchdog = sd.Watchdog(self._healthy)
 
     def _pace(self) -> float:
@@ -100,6 +104,8 @@ class Daemon:
             else cfg.store.key_file
         rotated = store._query("SELECT max(ts_ms) FROM audit WHERE action='store.key_rotated'")[0][0]
         key_since = rotated / 1000 if rotated else (key_source.stat().st_mtime if key_source.exists() else None)
+        source = "systemd credential" if cred and key_source.parent == Path(cred) else "key file"
+        custody_word = running_custody(source)
         quant = re.search(r"(?i)(q\d(?:_[a-z0-9]+)*|f16|bf16|f32)", cfg.model.path.name)
         r = self.retention
         return {
@@ -118,11 +124,13 @@ class Daemon:
                           "last_run_unix": round(r.last_run_unix) if r and r.last_run_unix else None,
                           "last_purged": r.last.__dict__ if r and r.last else None},
             "store": {"path": str(cfg.store.path), "bytes": sum(f.stat().st_size for f in files if f.exists())},
-            "key": {"source": "systemd credential" if cred and key_source.parent == Path(cred) else "key file",
+            "key": {"source": source,
+                    "custody": custody_word, "custody_means": describe_custody(custody_word),
                     "age_days": round((time.time() - key_since) / 86400, 1) if key_since else None},
             "listeners": {"grpc": (f"{cfg.grpc.host}:{self.grpc_port}" if not self.activated else
-                                   f"appliance-grpc.socket, TLS ending at {self.tls_socket}" if self.tls_socket else
-                                   "off: under socket activation gRPC over TCP needs grpc.tls_cert_file"),
+                                   f"appliance-grpc.socket {cfg.grpc.host}:{cfg.grpc.port}, TLS ending at {self.tls_socket}"
+                                   if self.tls_socket else "off (TCP): under socket activation gRPC over TCP needs "
+                                   "grpc.tls_cert_file; local clients use the unix socket"),
                           "socket_activation": sorted(self.activated),
                           "unix_socket": str(self.unix_socket) if self.unix_socket else "",
                           "mllp": f"{cfg.mllp.host}:{self.mllp_port}" if self.mllp else "off",
@@ -216,7 +224,7 @@ class Daemon:
             # hl7apy's segment tables load in about 0.3 s: before the port opens, not on the
             # event loop while the first sender (and every other connection) waits for an ACK.
             known_segments()
-            self.mllp = MllpServer(cfg.mllp, self.intake, sock=self.activated.get("mllp"))
+            self.mllp = MllpServer(cfg.mllp, self.intake, sock=self.activated.get("mllp"), state_dir=cfg.state_dir)
             self.mllp_port = self.mllp.start()
         if cfg.dicom.enabled:
             self.dicom = DicomServer(cfg.dicom, self.intake, cfg.state_dir, sock=self.activated.get("dicom"))
@@ -251,48 +259,61 @@ class Daemon:
                                                      "dicom": self.dicom_port, "metrics": self.metrics_port}))
 
     def stop(self) -> None:
+        """Safe after a start that failed at any step: each part is stopped only if it exists, and
+        one part's failure to stop does not keep the others (the store's close above all) from it."""
         sd.notify("STOPPING=1")
-        self._watchdog.stop()
-        for name in ("", SERVICE_NAME):
-            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        if self.mllp is not None:
-            self.mllp.stop()
-        if self.dicom is not None:
-            self.dicom.stop()
-        if self.metrics is not None:
-            self.metrics.stop()
-        if self._server is not None:
-            self._server.stop(grace=5).wait()
-        for path in (self.unix_socket, self.tls_socket):
-            if path is not None:
-                path.unlink(missing_ok=True)
-        if self.tickets is not None:
-            self.tickets.stop()
-        if self.retention is not None:
-            self.retention.stop()
-        if self.commits is not None:
-            self.commits.stop()
-        if self.deid_stage is not None:
-            self.deid_stage.stop()
-        if self.worker is not None:
-            self.worker.stop()
-        if self.engine is not None:
-            self.engine.close()
-        if self.store is not None:
-            self.store.close()
-        self._lock.release()
-        log.info("stopped cleanly")
+        steps = [("watchdog", self._watchdog.stop),
+                 ("health", lambda: [self.health.set(n, health_pb2.HealthCheckResponse.NOT_SERVING)
+                                     for n in ("", SERVICE_NAME)]),
+                 ("mllp", self.mllp and self.mllp.stop), ("dicom", self.dicom and self.dicom.stop),
+                 ("metrics", self.metrics and self.metrics.stop),
+                 ("grpc", self._server and (lambda: self._server.stop(grace=5).wait())),
+                 ("sockets", lambda: [p.unlink(missing_ok=True) for p in (self.unix_socket, self.tls_socket) if p]),
+                 ("tickets", self.tickets and self.tickets.stop),
+                 ("retention", self.retention and self.retention.stop),
+                 ("commits", self.commits and self.commits.stop),
+                 ("deid", self.deid_stage and self.deid_stage.stop),
+                 ("worker", self.worker and self.worker.stop),
+                 ("engine", self.engine and self.engine.close),
+                 ("store", self.store and self.store.close),
+                 ("lock", self._lock.release)]
+        failed = []
+        for name, step in steps:
+            if not step:
+                continue
+            try:
+                step()
+            except Exception as e:  # keep stopping the rest; the type names the fault, never content
+                failed.append(f"{name} ({type(e).__name__})")
+        if failed:
+            log.warning("stopped; these parts failed to stop cleanly: %s", ", ".join(failed))
+        else:
+            log.info("stopped cleanly")
 
 
-def check_config(path: Path) -> int:
-    """What the package's postinst asks before it starts the service: is the file valid and is the
-    model the pinned one? Keys are not checked: they reach only the service, as credentials."""
+def check_config(path: Path, sockets: bool = True) -> int:
+    """What the package's postinst and IT ask before a start: is the file valid (ports included:
+    no two listeners on one), is the model the pinned one, and (`sockets`) do the ports systemd
+    holds match the file? Keys are not checked: they reach only the service, as credentials.
+    Exit 0 valid, 2 invalid, 3 valid but not in effect."""
+    from .cli.generator import stale
+
     try:
         cfg = load_config(path)
         verify_model(cfg.model.path, cfg.model.sha256)
     except (ApplianceError, OSError) as e:
         print(f"applianced: {path} is not valid: {e}", file=sys.stderr)
         return 2
+    for section, peers in (("mllp", cfg.mllp), ("dicom", cfg.dicom), ("metrics", cfg.metrics)):
+        if peers.enabled and not peers.allowed_peers:
+            print(f"applianced: note: {section}.allowed_peers is empty in {path}: the {section.upper()} port "
+                  "refuses every connection until it names a sender", file=sys.stderr)
+    behind = stale(cfg) if sockets else []
+    if behind:
+        print(f"applianced: {path} is valid, but the ports systemd holds are from an older version of it "
+              f"({', '.join(behind)} differ); put it in effect with `appliancectl apply-config` (as root)",
+              file=sys.stderr)
+        return 3
     print(f"{path}: valid; model {cfg.model.path} matches its pinned SHA-256")
     return 0
 
@@ -327,6 +348,12 @@ def main(argv: list[str] | None = None) -> int:
         if daemon is not None:
             daemon.stop()
         return 2
+    except Exception as e:  # not a fault the code foresaw: name its type (its text could hold anything)
+        print(f"applianced: cannot start: unexpected {type(e).__name__} while starting; run "
+              f"`applianced --check-config` and see the lines above", file=sys.stderr)
+        if daemon is not None:
+            daemon.stop()
+        return 1
     stop.wait()
     daemon.stop()
     return 0

@@ -33,7 +33,7 @@ from appliance.services.intake import IntakeService
 from appliance.store import open_store
 from appliance.store.keys import write_new_key
 d = Path(tempfile.mkdtemp()); write_new_key(d / "k")
-server = DicomServer(DicomConfig(port=0, idle_timeout_s=120), IntakeService(open_store(d / "a.db", d / "k"), b"s" * 32))
+server = DicomServer(DicomConfig(port=0, idle_timeout_s=120, allowed_peers=("127.0.0.1",)), IntakeService(open_store(d / "a.db", d / "k"), b"s" * 32))
 print(server.start(), flush=True)
 time.sleep(3600)
 '''

@@ -107,7 +107,8 @@ def test_dicom_reader_and_sr_walker_refuse_or_read_every_mutation(data):
 def mllp_server(store):
     from appliance.api.mllp import MllpServer
 
-    server = MllpServer(MllpConfig(port=0, max_frame_bytes=64 * 1024, idle_timeout_s=2, frame_timeout_s=2),
+    server = MllpServer(MllpConfig(port=0, max_frame_bytes=64 * 1024, idle_timeout_s=2, frame_timeout_s=2,
+                                   allowed_peers=("127.0.0.1",)),
                         IntakeService(store, SECRET))
     server.start()
     yield server

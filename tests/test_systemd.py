@@ -124,8 +124,13 @@ def test_daemon_serves_the_sockets_systemd_passes(state, tmp_path):
         with socket.create_connection(("127.0.0.1", cfg.dicom.port), timeout=10) as s:
             s.sendall(b"\x07\x00\x00\x00\x00\x04\x00\x00\x00\x00")  # A-RELEASE-RQ before any association
             assert s.recv(1)  # the DICOM listener answers (an A-ABORT): it is ours
-        # It bound none of its TCP ports itself, and has no gRPC TCP port without TLS.
-        status = json.loads((cfg.state_dir / "run" / "ports.json").read_text())
+        # It bound none of its TCP ports itself, and has no gRPC TCP port without TLS. (ports.json is
+        # written once every listener is up, a moment after the first ones answer.)
+        ports = cfg.state_dir / "run" / "ports.json"
+        deadline = time.monotonic() + 30
+        while not ports.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        status = json.loads(ports.read_text())
         assert status["grpc"] == 0
         out = (tmp_path / "daemon.log").read_text()
         assert "ready" in out and "Doe" not in out

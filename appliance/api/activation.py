@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..config import Config
 
-FIX = "run `systemctl daemon-reload && systemctl restart appliance.socket appliance.service`"
+FIX = "run `appliancectl apply-config` as root (it re-binds the sockets and starts the service)"
 
 
 def assign(cfg: Config, passed: list[socket.socket], config_file: Path | str) -> dict[str, socket.socket]:

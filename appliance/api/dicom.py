@@ -37,6 +37,7 @@ from ..ingest.dicom.encapsulated import ENCAPSULATED_CLASSES
 from ..ingest.dicom.read import SR_CLASSES
 from ..services.intake import IntakeService
 from .listener import TcpListener
+from .peers import PeerFilter, server_tls
 
 log = logging.getLogger(__name__)
 
@@ -201,28 +202,15 @@ def part10(dataset: bytes, sop_class: str, sop_instance: str, transfer_syntax: s
 
 
 def tls_context(cfg: DicomConfig, state_dir: Path | None) -> ssl.SSLContext | None:
-    if not cfg.tls_cert_file:
-        return None
-    base = state_dir or Path(".")
-    path = lambda v: Path(v) if Path(v).is_absolute() else base / v  # noqa: E731
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # the BCP 195 profile PACS products speak
-    try:
-        ctx.load_cert_chain(path(cfg.tls_cert_file), path(cfg.tls_key_file))
-        if cfg.tls_client_ca_file:
-            ctx.load_verify_locations(path(cfg.tls_client_ca_file))
-            ctx.verify_mode = ssl.CERT_REQUIRED
-    except (OSError, ssl.SSLError) as e:
-        raise OSError(f"DICOM TLS files not usable (config keys dicom.tls_cert_file, dicom.tls_key_file, "
-                      f"dicom.tls_client_ca_file): {e}") from None
-    return ctx
+    return server_tls(cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_client_ca_file, state_dir, "dicom")
 
 
 # -- the server -------------------------------------------------------------------------------
 class DicomServer(TcpListener):
     def __init__(self, cfg: DicomConfig, intake: IntakeService, state_dir: Path | None = None,
                  sock: socket.socket | None = None) -> None:
-        super().__init__("DICOM", cfg.host, cfg.port, "dicom.port", ssl=tls_context(cfg, state_dir), sock=sock)
+        super().__init__("DICOM", cfg.host, cfg.port, "dicom.port", ssl=tls_context(cfg, state_dir), sock=sock,
+                         peers=PeerFilter(cfg.allowed_peers, "dicom.allowed_peers"))
         self._cfg = cfg
         self.max_connections = cfg.max_associations
         self.max_per_peer = cfg.max_associations_per_peer

@@ -8,12 +8,15 @@ import socket
 import threading
 from collections import Counter
 
+from .peers import PeerFilter
+
 log = logging.getLogger(__name__)
 
 
 class TcpListener:
     def __init__(self, protocol: str, host: str, port: int, config_key: str, ssl: object = None,
-                 sock: socket.socket | None = None) -> None:
+                 sock: socket.socket | None = None, peers: PeerFilter | None = None) -> None:
+        self._peers_allowed = peers  # None: any address (tests of the framing alone)
         self._ssl = ssl  # an ssl.SSLContext: TLS on this port (DICOM's, PS3.15 Annex B)
         self._sock = sock  # a listening socket systemd passed (socket activation), else bind host:port
         self._protocol, self._host, self._port, self._config_key = protocol, host, port, config_key
@@ -31,7 +34,11 @@ class TcpListener:
 
     def start(self) -> int:
         self._thread.start()
-        self.port = asyncio.run_coroutine_threadsafe(self._bind(), self._loop).result(10)
+        try:
+            self.port = asyncio.run_coroutine_threadsafe(self._bind(), self._loop).result(10)
+        except BaseException:
+            self.stop()  # the loop's thread and its descriptors go with the failed bind
+            raise
         return self.port
 
     async def _bind(self) -> int:
@@ -55,6 +62,14 @@ class TcpListener:
         (the peer retries later); the share keeps one sender from taking every slot."""
         peername = writer.get_extra_info("peername")
         peer = str(peername[0]) if isinstance(peername, tuple) and peername else "local"
+        allowed = self._peers_allowed
+        if allowed is not None and not allowed.admits(peer):
+            allowed.refused += 1
+            self.refused_connections += 1
+            # An address is the sending system's, never a patient's: it may be logged.
+            log.warning("%s connection refused: %s is not in %s", self._protocol, peer, allowed.key)
+            writer.close()
+            return False
         if len(self._conns) >= self.max_connections:
             self.refused_connections += 1
             log.warning("%s connection refused: %d open, the limit (%s)", self._protocol, len(self._conns), key)
@@ -91,3 +106,5 @@ class TcpListener:
             asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(10)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
+        if not self._thread.is_alive() and not self._loop.is_closed():
+            self._loop.close()  # else its descriptors are closed at exit, noisily ("Exception ignored")

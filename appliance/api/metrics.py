@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from ..config import MetricsConfig
 from ..services.status import Metric
+from .peers import PeerFilter
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,19 @@ def render(metrics: list[Metric]) -> str:
     return "\n".join(out) + "\n"
 
 
-class _Server(ThreadingHTTPServer):
+class _Filtered(ThreadingHTTPServer):
+    """Closes a connection from an address not in metrics.allowed_peers before reading a byte."""
+    peers: PeerFilter
+
+    def verify_request(self, request, client_address) -> bool:  # type: ignore[no-untyped-def]
+        if self.peers.admits(str(client_address[0])):
+            return True
+        self.peers.refused += 1
+        log.warning("metrics connection refused: %s is not in %s", client_address[0], self.peers.key)
+        return False
+
+
+class _Server(_Filtered):
     """On a listening socket systemd passed (socket activation). TCPServer would open an AF_INET
     socket of its own first, which the unit forbids (RestrictAddressFamilies=AF_UNIX)."""
 
@@ -69,10 +82,11 @@ class MetricsServer:
                 pass
 
         try:
-            self._httpd = _Server(Handler, sock) if sock is not None else ThreadingHTTPServer((cfg.host, cfg.port), Handler)
+            self._httpd = _Server(Handler, sock) if sock is not None else _Filtered((cfg.host, cfg.port), Handler)
         except OSError as e:
             raise OSError(f"cannot bind metrics to {cfg.host}:{cfg.port} (config key metrics.port): "
                           f"{e.strerror}") from None
+        self._httpd.peers = PeerFilter(cfg.allowed_peers, "metrics.allowed_peers")
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics", daemon=True)

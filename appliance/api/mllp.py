@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from pathlib import Path
 
 from ..config import MllpConfig
 from ..errors import InvalidMessage
 from ..services.intake import IntakeService
 from .listener import TcpListener
+from .peers import PeerFilter, server_tls
 
 log = logging.getLogger(__name__)
 VT, FS, CR = b"\x0b", b"\x1c", b"\x0d"
@@ -29,8 +31,15 @@ def frame(payload: bytes) -> bytes:
 
 
 class MllpServer(TcpListener):
-    def __init__(self, cfg: MllpConfig, intake: IntakeService, sock: socket.socket | None = None) -> None:
-        super().__init__("MLLP", cfg.host, cfg.port, "mllp.port", sock=sock)
+    def __init__(self, cfg: MllpConfig, intake: IntakeService, sock: socket.socket | None = None,
+                 state_dir: Path | None = None) -> None:
+        # MLLP over TLS (the IHE ATNA secure node profile interface engines implement): with a
+        # client CA, only a sender holding a certificate it signed can submit, whoever else can
+        # reach the port (every local account reaches loopback).
+        tls = server_tls(cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_client_ca_file, state_dir, "mllp")
+        super().__init__("MLLP", cfg.host, cfg.port, "mllp.port", ssl=tls, sock=sock,
+                         peers=PeerFilter(cfg.allowed_peers, "mllp.allowed_peers"))
+        self.tls = tls is not None
         self._cfg = cfg
         self._intake = intake
         self.connections = 0
@@ -40,7 +49,9 @@ class MllpServer(TcpListener):
 
     def start(self) -> int:
         super().start()
-        log.info("MLLP listening on %s:%d", self._cfg.host, self.port)
+        log.info("MLLP listening on %s:%d (%s; peers: %s)", self._cfg.host, self.port,
+                 "TLS, client certificate required" if self._cfg.tls_client_ca_file else "TLS" if self.tls else "plain TCP",
+                 ", ".join(self._cfg.allowed_peers) or "none (mllp.allowed_peers is empty: every connection is refused)")
         return self.port
 
     async def _refuse(self, writer: asyncio.StreamWriter, raw: bytes, reason: str, ack_code: str = "AR") -> None:

@@ -35,6 +35,17 @@ def render_config(state_dir: Path, model: Path, digest: str, *, grpc_port: int =
              "# daemon. After changing one: systemctl daemon-reload && systemctl restart appliance.socket appliance\n"
              "# Who may reach the ports from the network: systemctl edit appliance.socket (IPAddressAllow=).\n"
              if installed else "")
+    if installed:  # no sender until IT names one: loopback is every local account's
+        mllp_peers = ('allowed_peers = []       # the interface engines, e.g. ["10.20.0.15", "10.20.1.0/24"]; empty: '
+                      'no one\n# MLLP over TLS, which a sender must then speak (client CA: only holders of a '
+                      'certificate it signed):\n# tls_cert_file = "/etc/appliance/tls/mllp.pem"\n'
+                      '# tls_key_file = "/etc/appliance/tls/mllp.key"\n# tls_client_ca_file = "/etc/appliance/tls/engines-ca.pem"')
+        dicom_peers = 'allowed_peers = []       # the PACS nodes, e.g. ["10.30.0.0/24"]; empty: no one'
+        metrics_peers = 'allowed_peers = []       # the Prometheus server, e.g. ["10.40.0.9"]; empty: no one'
+    else:  # a development box: senders on this machine, said so
+        mllp_peers = 'allowed_peers = ["127.0.0.1", "::1"]   # who may connect (addresses, networks); local test senders'
+        dicom_peers = 'allowed_peers = ["127.0.0.1", "::1"]'
+        metrics_peers = 'allowed_peers = ["127.0.0.1", "::1"]'
     return f"""# Appliance configuration. Relative paths are relative to state_dir.
 {ports}state_dir = "{state_dir}"
 
@@ -49,6 +60,7 @@ enabled = true
 host = "127.0.0.1"
 port = {mllp_port}
 max_frame_bytes = 16777216
+{mllp_peers}
 
 [dicom]
 enabled = true
@@ -57,11 +69,13 @@ port = {dicom_port}
 ae_title = "APPLIANCE"   # the Called AE Title the PACS must use
 calling_ae_titles = []   # AE titles allowed to send, e.g. ["PACS1"]; empty: any sender that reaches the port
 max_pdu_bytes = 1048576
+{dicom_peers}
 
 [metrics]
 enabled = true
 host = "127.0.0.1"       # Prometheus text format at http://HOST:PORT/metrics; counts only, no content
 port = {metrics_port}
+{metrics_peers}
 
 [store]
 path = "appliance.db"

@@ -15,6 +15,8 @@ import grpc
 from ..version import package_version
 from ..config import DEFAULT_CONFIG_PATH, load_config
 from ..errors import ApplianceError
+from .keys import add_parsers as add_escrow_parsers
+from .units import active_units, apply_config, installed_service, service_paused
 
 
 def _stub(args):
@@ -110,6 +112,7 @@ def cmd_status(args) -> int:
            if r["last_run_unix"] else "not yet"),
         f"store      {status['store']['path']} {status['store']['bytes'] / 1e6:.1f} MB; key from "
         f"{status['key']['source']}, {status['key']['age_days']} days old",
+        f"keys       {status['key'].get('custody', '?')}: {status['key'].get('custody_means', '')}",
         "listening  " + ", ".join(f"{k} {v}" for k, v in status["listeners"].items() if v),
         f"egress     in process: {status['egress_guard']['in_process']}; unit: {status['egress_guard']['unit']}",
     ]
@@ -198,14 +201,16 @@ def cmd_restore(args) -> int:
     key_hex = args.key_file.read_text().strip() if args.key_file else args.key
     if not key_hex:
         raise ApplianceError("give the backup's key: --key-file FILE or --key HEX")
-    with StateLock(cfg.state_dir, "restore"):  # refuses while the daemon runs
+    with service_paused(args.config), StateLock(cfg.state_dir, "restore"):  # the lock refuses while a daemon runs
         carried = carried_audit_key(args.backup, key_hex)
         n = restore(args.backup, key_hex, cfg.store.path, _db_key(cfg))
         if carried is not None:
             _install_audit_key(cfg, carried)
         _record_offline(cfg, "store.restore", args.backup.name, f"documents={n}")
+    running = installed_service(args.config) and "appliance.service" in active_units()
     print(f"restored {n} documents from {args.backup} into {cfg.store.path} (re-encrypted under this "
-          "installation's key" + ("; the audit chain's key came with it" if carried else "") + "); start the service")
+          "installation's key" + ("; the audit chain's key came with it" if carried else "") + ")"
+          + ("; the service is running on it" if running else "; start the service"))
     return 0
 
 
@@ -307,7 +312,7 @@ def cmd_rotate_key(args) -> int:
     cfg = load_config(args.config)
     cred_dir = args.credentials or (CRED_DIR if cred_path(CRED_DIR, "db.key").exists()
                                     and not cfg.store.key_file.exists() else None)
-    with StateLock(cfg.state_dir, "rotate-key"):
+    with service_paused(args.config), StateLock(cfg.state_dir, "rotate-key"):
         if cred_dir is None:
             kept = rotate_key(cfg.store.path, cfg.store.key_file, audit_key_file=cfg.store.audit_key_file)
             where = str(cfg.store.key_file)
@@ -317,7 +322,8 @@ def cmd_rotate_key(args) -> int:
             kept = _rotate_credential(cfg, Path(cred_dir))
             where = f"{cred_path(Path(cred_dir), 'db.key')} (encrypted with systemd-creds)"
     print(f"database re-encrypted under a new key: {kept} documents kept; new key in {where}. "
-          "Back up the new key now: without it the database cannot be read.")
+          "Escrow the new key now (without it a copy of the database cannot be read elsewhere): "
+          "appliancectl escrow export --recovery-cert RECOVERY.pub.pem --out FILE; older backups keep their own keys.")
     return 0
 
 
@@ -355,8 +361,20 @@ def _owned_like(state_dir: Path, paths: list[Path]) -> None:
     open them."""
     st = state_dir.stat()
     for p in paths:
-        if p.exists() and os.geteuid() == 0:
-            os.chown(p, st.st_uid, st.st_gid)
+        if p.exists():
+            if os.geteuid() == 0:
+                os.chown(p, st.st_uid, st.st_gid)
+            os.chmod(p, 0o600)
+
+
+def cmd_apply_config(args) -> int:
+    from ..daemon import check_config
+
+    if check_config(args.config, sockets=False) != 0:
+        return 2
+    for step in apply_config(args.config):
+        print(f"appliancectl: {step}")
+    return 0
 
 
 def _warn_unsupported(final) -> None:
@@ -581,6 +599,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the directory of the encrypted keys (NAME.cred); default /etc/appliance/credentials "
                         "when it holds db.key.cred and the config's key file does not exist (a package install)")
     p.set_defaults(fn=cmd_rotate_key)
+    add_escrow_parsers(sub)
+    p = sub.add_parser("apply-config", help="put a changed config in effect: new ports re-bound by systemd, the "
+                                            "service restarted (root, installed service)")
+    p.set_defaults(fn=cmd_apply_config)
     p = sub.add_parser("summary", help="print a document's summary")
     p.add_argument("doc_id", help="the document's id (appliancectl documents)")
     p.add_argument("--follow", action="store_true", help="stream each line of the summary as soon as it has passed grounding")

@@ -24,7 +24,9 @@ class StateLock:
         except BlockingIOError:
             os.close(fd)
             raise StoreKeyError(f"{self._path.parent.parent} is in use by another appliance process "
-                                f"({self._path} is locked); stop it first (systemctl stop appliance)") from None
+                                f"({self._path} is locked); stop it first: the service and the sockets that start it "
+                                "(systemctl stop appliance.socket appliance-grpc.socket appliance.service), or run "
+                                "the command as root, which does that and starts them again") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()} {self._holder}\n".encode())
         self._fd = fd
