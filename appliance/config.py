@@ -106,6 +106,9 @@ class StoreConfig:
     path: Path = Path("appliance.db")
     key_file: Path = Path("db.key")
     audit_key_file: Path = Path("audit.key")  # the audit chain's MAC key; a credential when installed
+    # Where `appliancectl backup` writes. The package sets /var/backups/appliance: outside the
+    # state directory, so removing or purging the package never takes the backups with it.
+    backup_dir: Path = Path("backups")
     # SQLCipher wipes the memory it frees and locks it against swap (cipher_memory_security).
     # Off by default: measured, it cuts commits about 6x (bench/store.py), and it covers only
     # SQLite's own buffers while report text also lives in Python's heap. The unit keeps the

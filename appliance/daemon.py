@@ -218,7 +218,7 @@ class Daemon:
         self.retention = RetentionTask(self.store, cfg.retention)
         self.servicer.attach(self.store, self.intake, self.hub, self.worker.notify, self.worker.cancel,
                              cfg.model.max_requested, cfg.model.summarize_on_arrival, status=self.status,
-                             backups_dir=cfg.state_dir / "backups", max_followers=cfg.grpc.max_followers,
+                             backups_dir=cfg.store.backup_dir, max_followers=cfg.grpc.max_followers,
                              pace=self._pace)
         if cfg.mllp.enabled:
             # hl7apy's segment tables load in about 0.3 s: before the port opens, not on the
@@ -238,13 +238,26 @@ class Daemon:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._write_runtime()
         info = self.engine.info
-        sd.notify(f"READY=1\nSTATUS=serving grpc={cfg.grpc.host}:{self.grpc_port} mllp={cfg.mllp.host}:"
-                  f"{self.mllp_port} dicom={cfg.dicom.host}:{self.dicom_port} device={info.device} "
-                  f"({info.device_reason})")
+        where = self._addresses()
+        sd.notify(f"READY=1\nSTATUS=serving {where} device={info.device} ({info.device_reason})")
         self._watchdog.start()
-        log.info("ready grpc=%s:%d mllp=%s:%d dicom=%s:%d device=%s model=%s", cfg.grpc.host, self.grpc_port,
-                 cfg.mllp.host, self.mllp_port, cfg.dicom.host, self.dicom_port, self.engine.info.device,
-                 self.engine.info.name)
+        log.info("ready %s device=%s model=%s", where, self.engine.info.device, self.engine.info.name)
+
+    def _addresses(self) -> str:
+        """Where each listener is, as an operator would connect: under socket activation gRPC
+        over TCP is appliance-grpc.socket's (or off) and local clients use the unix socket."""
+        cfg = self.cfg
+        if not self.activated:
+            grpc_at = f"{cfg.grpc.host}:{self.grpc_port}"
+        elif self.tls_socket:
+            grpc_at = f"{cfg.grpc.host}:{cfg.grpc.port}(tls,socket)"
+        else:
+            grpc_at = f"unix:{self.unix_socket}" if self.unix_socket else "off"
+        parts = [f"grpc={grpc_at}"]
+        for name, server, host, port in (("mllp", self.mllp, cfg.mllp.host, self.mllp_port),
+                                         ("dicom", self.dicom, cfg.dicom.host, self.dicom_port)):
+            parts.append(f"{name}={host}:{port}" if server else f"{name}=off")
+        return " ".join(parts)
 
     def _collect(self):
         return collect(Parts(started=self._started, intake=self.intake, worker=self.worker,
@@ -318,14 +331,21 @@ def check_config(path: Path, sockets: bool = True) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="applianced", description="Run the appliance daemon in the foreground.")
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="applianced", description="Run the appliance daemon in the foreground: HL7 v2 "
+                                 "(MLLP) and DICOM intake, de-identification, local LLM summaries, gRPC. Under "
+                                 "systemd it is appliance.service; see appliancectl(8) for the administrator's tool.")
     ap.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="TOML config file")
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--check-config", action="store_true",
-                    help="check the config file and the pinned model, then exit (0: valid)")
-    args = ap.parse_args(argv)
+                    help="check the config file, the pinned model and the ports systemd holds, then exit "
+                         "(0: valid; 2: invalid; 3: valid but not in effect: run appliancectl apply-config)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     # Every file the daemon makes (the database, its WAL and shared memory, backups, exports) is
     # the service user's alone, whatever umask it was started under; sockets set their own mode.
     os.umask(0o077)

@@ -35,6 +35,35 @@ client = MllpClient(port, timeout=240)
 print((client.request(msg.encode()) or b"").decode().replace("\\r", "\\n"))
 """
 
+# Asks for a DICOM association (Verification) and prints the answer's PDU type: 2 accepted,
+# 3 rejected, "closed" when the connection was closed unanswered (a peer not allowed).
+DICOM_ASSOC = """import socket, sys
+from dicom_client import associate_rq, read_pdu
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=120)
+s.sendall(associate_rq("APPLIANCE", "PACS1"))
+try:
+    print(read_pdu(s)[0])
+except (ConnectionError, OSError):
+    print("closed")
+"""
+
+# Connects to a port every 20 ms until the file STOP exists, then prints the counts as JSON: a
+# refused connection is a port that was closed at that moment.
+PROBE = """import json, os, socket, sys, time
+port, stop = int(sys.argv[1]), sys.argv[2]
+counts = {"accepted": 0, "refused": 0, "other": 0}
+while not os.path.exists(stop):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        counts["accepted"] += 1
+    except ConnectionRefusedError:
+        counts["refused"] += 1
+    except OSError:
+        counts["other"] += 1
+    time.sleep(0.02)
+print(json.dumps(counts))
+"""
+
 
 def _missing() -> str | None:
     if os.geteuid() != 0:
@@ -146,6 +175,16 @@ def test_deb_installs_and_runs_under_real_systemd(debs: list[Path], rootfs: Path
         # No build tree, test or corpus in the package.
         listing = box.sh("dpkg -L appliance").stdout
         assert "/tests/" not in listing and "corpora" not in listing and "/build/" not in listing
+        for page in ("/usr/share/man/man8/applianced.8.gz", "/usr/share/man/man8/appliancectl.8.gz"):
+            assert page in listing, listing[-2000:]
+        assert "escrow" in box.sh("zcat /usr/share/man/man8/appliancectl.8.gz").stdout  # from argparse itself
+        assert box.sh("stat -c %U:%a /var/backups/appliance").stdout.strip() == "appliance:700"
+
+        for name, text in (("mllp.py", MLLP_SEND), ("dicom_assoc.py", DICOM_ASSOC), ("probe.py", PROBE)):
+            (rootfs / "root" / name).write_text(text)
+        for name in ("mllp_client.py", "dicom_client.py"):
+            shutil.copy(Path(__file__).parent / name, rootfs / "root" / name)
+        py = "/opt/appliance/venv/bin/python3"
 
         # What IT does: point the one config file at the installed model, check it, start.
         box.sh("""f=$(ls /usr/share/appliance/models/*.gguf); sha=$(cut -d' ' -f1 "$f.sha256")
@@ -157,7 +196,7 @@ applianced --check-config""")
         assert r.returncode == 0, box.sh("journalctl -u appliance --no-pager -o cat | tail -40").stdout
         status = box.sh("systemctl show appliance -p ActiveState -p SubState -p StatusText").stdout
         assert "ActiveState=active" in status and "SubState=running" in status, status
-        assert "device=cpu" in status
+        assert "device=cpu" in status and "grpc=unix:/run/appliance/appliance.sock" in status, status
 
         # The sample report over the unix socket, its summary streamed from the model.
         sample = "/opt/appliance/venv/lib/python3.11/site-packages/appliance/samples/oru_r01_ct_chest.hl7"
@@ -167,15 +206,33 @@ applianced --check-config""")
         assert "IMPRESSION" in summary and "nodule" in summary.lower(), summary
         assert box.sh("stat -c %G:%a /run/appliance/appliance.sock").stdout.strip() == "appliance:660"
 
-        # HL7 over MLLP on the port systemd holds (socket activation: the daemon has no network of
-        # its own), the address written from the config file by appliance-generator.
+        # The installed config names no sender: a local account reaches loopback, so loopback is
+        # not trusted. MLLP and DICOM from 127.0.0.1 are closed unanswered, and the journal says why.
         assert box.sh("systemctl is-active appliance.socket").stdout.strip() == "active"
         listen = box.sh("cat /run/systemd/generator/appliance.socket.d/50-listen.conf").stdout
         assert "ListenStream=127.0.0.1:2575" in listen, listen
-        (rootfs / "root" / "mllp.py").write_text(MLLP_SEND)
-        shutil.copy(Path(__file__).parent / "mllp_client.py", rootfs / "root" / "mllp_client.py")
-        ack = box.sh("/opt/appliance/venv/bin/python3 /root/mllp.py 2575 PKG-1", timeout=120).stdout
+        ack = box.sh(f"{py} /root/mllp.py 2575 PKG-0", timeout=120).stdout
+        assert "MSA|" not in ack, ack
+        assert box.sh(f"{py} /root/dicom_assoc.py 11112", timeout=120).stdout.strip() == "closed"
+        journal = box.sh("journalctl -u appliance --no-pager -o cat").stdout
+        assert "MLLP connection refused: 127.0.0.1 is not in mllp.allowed_peers" in journal
+        assert "DICOM connection refused: 127.0.0.1 is not in dicom.allowed_peers" in journal
+
+        # A port change and the senders named, applied as the README says: check-config says the
+        # ports systemd holds are older than the file (3), apply-config puts it in effect.
+        box.sh("""sed -i '/^\\[mllp\\]/,/^\\[/ { s/^port = 2575/port = 2576/; s/^allowed_peers = \\[\\]/allowed_peers = ["127.0.0.1"]/ }' \
+  /etc/appliance/appliance.toml
+sed -i '/^\\[dicom\\]/,/^\\[/ s/^allowed_peers = \\[\\]/allowed_peers = ["127.0.0.1"]/' /etc/appliance/appliance.toml""")
+        r = box.sh("applianced --check-config", check=False)
+        assert r.returncode == 3 and "apply-config" in r.stderr, r.stdout + r.stderr
+        r = box.sh("appliancectl apply-config 2>&1", timeout=600)
+        assert box.sh("systemctl is-active appliance").stdout.strip() == "active", r.stdout
+        assert box.sh("applianced --check-config", check=False).returncode == 0
+        ack = box.sh(f"{py} /root/mllp.py 2576 PKG-1", timeout=120).stdout
         assert "MSA|AA|PKG-1" in ack, ack
+        assert box.sh(f"{py} /root/dicom_assoc.py 11112", timeout=120).stdout.strip() == "2"  # A-ASSOCIATE-AC
+        assert "refused" in box.sh(f"{py} -c 'import socket; socket.create_connection((\"127.0.0.1\", 2575), 5)' 2>&1",
+                                   check=False).stdout.lower()
         assert box.sh("systemctl show appliance -p NRestarts").stdout.strip() == "NRestarts=0"
 
         # Two minutes up: no restart, no seccomp kill, the watchdog fed.
@@ -191,27 +248,62 @@ applianced --check-config""")
         # Killed, the daemon is restarted by systemd; a message sent meanwhile waits in the socket's
         # queue (the port never closes) and is acknowledged by the new daemon.
         box.sh("systemctl kill -s KILL appliance")
-        ack = box.sh("/opt/appliance/venv/bin/python3 /root/mllp.py 2575 PKG-2", timeout=300).stdout
+        ack = box.sh(f"{py} /root/mllp.py 2576 PKG-2", timeout=300).stdout
         assert "MSA|AA|PKG-2" in ack, ack
         assert box.sh("systemctl show appliance -p NRestarts").stdout.strip() == "NRestarts=1"
 
-        # An upgrade (here: the same version again) restarts the service and keeps the data.
+        # Who holds the keys: no TPM2 in this container, so systemd-creds sealed them with the host key.
+        status = box.sh("appliancectl status").stdout
+        assert re.search(r"^keys +host: encrypted with the host key", status, re.M), status
+        assert "127.0.0.1:0" not in status, status
+
+        # A backup, run as root: written by the service, outside its state directory, its own.
+        r = box.sh("appliancectl backup --key-out /root/b1.key")
+        backup = re.search(r"(/var/backups/appliance/\S+\.db)", r.stdout).group(1)
+        assert box.sh(f"stat -c %U:%a {backup}").stdout.strip() == "appliance:600"
+
+        # An upgrade to a newer version (the package repacked with a higher Version:) while a
+        # prober connects every 20 ms: systemd holds the ports, only the daemon restarts, and not
+        # one connection is refused. The data stays.
         before = box.sh("appliancectl documents").stdout
-        box.sh("cd /root/debs && DEBIAN_FRONTEND=noninteractive apt-get install -y --reinstall ./appliance_*.deb 2>&1")
+        box.sh("cd /root && rm -rf up && dpkg-deb -R debs/appliance_*.deb up && "
+               "sed -i 's/^Version: \\(.*\\)$/Version: \\1+up1/' up/DEBIAN/control && dpkg-deb -b up appliance_up.deb >/dev/null")
+        box.sh(f"rm -f /root/stop; nohup {py} /root/probe.py 2576 /root/stop > /root/probe.json 2>&1 &")
+        time.sleep(1)
+        r = box.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y /root/appliance_up.deb 2>&1", timeout=600)
+        ack = box.sh(f"{py} /root/mllp.py 2576 PKG-UP", timeout=300).stdout  # the new daemon answers
+        box.sh("touch /root/stop; sleep 1")
+        probe = box.sh("cat /root/probe.json").stdout
+        print(f"connections during the upgrade: {probe.strip()}")
+        counts = __import__("json").loads(probe)
+        assert counts["refused"] == 0 and counts["accepted"] > 50, (probe, r.stdout[-2000:])
+        assert "MSA|AA|PKG-UP" in ack, ack
+        assert "+up1" in box.sh("dpkg-query -W -f '${Version}' appliance").stdout
         assert box.sh("systemctl is-active appliance").stdout.strip() == "active"
         assert doc in box.sh("appliancectl documents").stdout and before.count("\n") >= 1
 
-        # Key rotation on the package's encrypted credentials: the sockets stopped too (a connection
-        # would start the daemon), the data kept, the credential replaced, the daemon back on it.
+        # Key rotation as root while the service runs: rotate-key stops the sockets and the service
+        # (a connection would start the daemon), re-encrypts, replaces the credential, starts them.
         cred_before = box.sh("sha256sum /etc/appliance/credentials/db.key.cred").stdout.split()[0]
-        r = box.sh("systemctl stop appliance.socket appliance && appliancectl rotate-key 2>&1 && "
-                   "systemctl start appliance", timeout=300)
-        assert "documents kept" in r.stdout, r.stdout
+        r = box.sh("appliancectl rotate-key 2>&1", timeout=300)
+        assert "documents kept" in r.stdout and "escrow export" in r.stdout, r.stdout
+        assert box.sh("systemctl is-active appliance.socket appliance").stdout.split() == ["active", "active"]
         assert box.sh("sha256sum /etc/appliance/credentials/db.key.cred").stdout.split()[0] != cred_before
         assert box.sh("ls /etc/appliance/credentials").stdout.split() == ["audit.key.cred", "db.key.cred",
                                                                           "deid.key.cred"]
-        assert box.sh("stat -c %U /var/lib/appliance/appliance.db").stdout.strip() == "appliance"
+        for f in ("appliance.db", "appliance.db.audit-head"):
+            assert box.sh(f"stat -c %U:%a /var/lib/appliance/{f}").stdout.strip() == "appliance:600", f
         assert doc in box.sh("appliancectl documents").stdout
+
+        # Restore as root while the service runs: the units stopped and started again around it,
+        # the files the service's own (once they were root's, and the daemon crash-looped).
+        r = box.sh(f"appliancectl restore {backup} --key-file /root/b1.key 2>&1", timeout=300)
+        assert "the service is running on it" in r.stdout, r.stdout
+        assert box.sh("systemctl is-active appliance.socket appliance").stdout.split() == ["active", "active"]
+        for f in ("appliance.db", "appliance.db.audit-head"):
+            assert box.sh(f"stat -c %U:%a /var/lib/appliance/{f}").stdout.strip() == "appliance:600", f
+        assert doc in box.sh("appliancectl documents").stdout
+        assert "audit chain intact" in box.sh("appliancectl audit verify").stdout
 
         # The installed unit's hardening, as systemd scores it.
         sec = box.sh("systemd-analyze security appliance.service --no-pager").stdout
@@ -220,14 +312,29 @@ applianced --check-config""")
         assert score <= 1.0, sec
         assert box.sh("systemctl is-active appliance.socket appliance").stdout.split() == ["active", "active"]
 
-        # remove keeps the encrypted database and its keys; purge deletes them.
+        # No failed start anywhere in this boot wrote an "uncaught" line or a traceback.
+        journal = box.sh("journalctl -u appliance --no-pager -o cat").stdout
+        assert "uncaught" not in journal.lower() and "Traceback" not in journal, journal[-2000:]
+
+        # remove keeps everything. purge asks first (debconf, priority high), and unanswered (as
+        # here, noninteractive) keeps the database, its keys and the backups; no link dangles.
         r = box.sh("DEBIAN_FRONTEND=noninteractive apt-get remove -y appliance 2>&1")
         assert "kept" in r.stdout
         assert box.sh("test -s /var/lib/appliance/appliance.db && ls /etc/appliance/credentials").stdout.split()
         assert box.sh("systemctl is-active appliance", check=False).stdout.strip() != "active"
         r = box.sh("DEBIAN_FRONTEND=noninteractive apt-get purge -y appliance 2>&1")
-        assert "purge deletes" in r.stdout
+        assert "purge kept the encrypted database" in r.stdout and "purge kept the backups" in r.stdout, r.stdout
+        box.sh(f"test -s /var/lib/appliance/appliance.db && ls /etc/appliance/credentials/db.key.cred && test -s {backup}")
+        dangling = box.sh("find /etc/systemd/system -xtype l -name 'appliance*'").stdout.strip()
+        assert not dangling, dangling
+        # Said yes (preseeded, as an unattended decommissioning would): the database and keys go,
+        # the backups stay unless the second question is answered yes too.
+        box.sh("cd /root/debs && DEBIAN_FRONTEND=noninteractive apt-get install -y ./appliance_*.deb 2>&1", timeout=600)
+        box.sh("echo 'appliance appliance/purge-data boolean true' | debconf-set-selections")
+        r = box.sh("DEBIAN_FRONTEND=noninteractive apt-get purge -y appliance 2>&1")
+        assert "deleting the encrypted database" in r.stdout, r.stdout
         assert box.sh("test -e /var/lib/appliance || test -e /etc/appliance/credentials", check=False).returncode != 0
+        box.sh(f"test -s {backup}")
     finally:
         box.stop()
 

@@ -207,7 +207,7 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
         self._local_only(context, "backup")
         name = request.name or time.strftime("appliance-%Y%m%dT%H%M%SZ.db", time.gmtime())
         if "/" in name or name.startswith("."):
-            raise InvalidRequest("name must be a plain file name; backups are written under STATE_DIR/backups/")
+            raise InvalidRequest("name must be a plain file name; backups are written under store.backup_dir")
         assert self._backups is not None
         out = self._backups / name
         key = backup(self._store, out, actor=actor() or "backup")

@@ -35,6 +35,7 @@ def render_config(state_dir: Path, model: Path, digest: str, *, grpc_port: int =
              "# daemon. After changing one: systemctl daemon-reload && systemctl restart appliance.socket appliance\n"
              "# Who may reach the ports from the network: systemctl edit appliance.socket (IPAddressAllow=).\n"
              if installed else "")
+    backup_dir = "/var/backups/appliance" if installed else "backups"
     if installed:  # no sender until IT names one: loopback is every local account's
         mllp_peers = ('allowed_peers = []       # the interface engines, e.g. ["10.20.0.15", "10.20.1.0/24"]; empty: '
                       'no one\n# MLLP over TLS, which a sender must then speak (client CA: only holders of a '
@@ -81,6 +82,7 @@ port = {metrics_port}
 path = "appliance.db"
 key_file = "db.key"      # 64 hex digits, mode 0600; or a systemd credential of the same name
 audit_key_file = "audit.key"  # the audit chain's MAC key, apart from the database key
+backup_dir = "{backup_dir}"  # `appliancectl backup` writes here; keep it off the state directory's disk if you can
 
 [model]
 path = "{model}"

@@ -562,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="erase without asking (scripts); without it, confirm at the prompt")
     p.set_defaults(fn=cmd_erase)
     p = sub.add_parser("backup", help="write an encrypted, checked backup while the daemon runs")
-    p.add_argument("--name", help="file name under STATE_DIR/backups/ (default: a timestamp)")
+    p.add_argument("--name", help="file name under store.backup_dir (default: a timestamp)")
     p.add_argument("--key-out", type=Path, help="write the backup's key to this new 0600 file, not the screen")
     p.add_argument("--print-key", action="store_true", help="print the backup's key on the screen instead (once)")
     p.set_defaults(fn=cmd_backup)

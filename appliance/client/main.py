@@ -10,7 +10,7 @@ from ..version import package_version
 from ..config import DEFAULT_CONFIG_PATH
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="appliance-client", description=__doc__)
     ap.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="the appliance's config (its socket)")
@@ -21,6 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--key", type=Path, help="its private key (with --tls-target)")
     ap.add_argument("--refresh-seconds", type=float, default=2.0, help="how often the worklist refreshes (default %(default)s)")
     ap.add_argument("--quit-after", type=float, default=0.0, help="close after this many seconds (soak tests; 0: never)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
     from PySide6.QtWidgets import QApplication
 

