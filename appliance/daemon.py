@@ -95,7 +95,8 @@ class Daemon:
     def status(self) -> dict[str, object]:
         """What `appliancectl status` shows: counts, ages, addresses, never content."""
         cfg, store = self.cfg, self.store
-        assert store is not None and self.engine is not None
+        if store is None or self.engine is None:
+            raise RuntimeError("status asked before the store and the model are open")
         info = self.engine.info
         oldest = store._query("SELECT min(enqueued_ms) FROM jobs WHERE state='PENDING'")[0][0]
         files = [cfg.store.path, Path(str(cfg.store.path) + "-wal")]
@@ -111,7 +112,8 @@ class Daemon:
         return {
             "version": __version__,
             "uptime_s": round(time.monotonic() - self._started),
-            "model": {"file": str(cfg.model.path), "sha256": cfg.model.sha256, "quantisation": quant.group(1) if quant else "",
+            "model": {"file": str(cfg.model.path), "sha256": cfg.model.sha256,
+                      "quantisation": quant.group(1) if quant else "",
                       "device": info.device, "device_reason": info.device_reason, "gpu_layers": info.gpu_layers,
                       "threads": cfg.model.n_threads},
             "queue": {"jobs_by_state": store.gauges()["jobs"],
@@ -128,7 +130,8 @@ class Daemon:
                     "custody": custody_word, "custody_means": describe_custody(custody_word),
                     "age_days": round((time.time() - key_since) / 86400, 1) if key_since else None},
             "listeners": {"grpc": (f"{cfg.grpc.host}:{self.grpc_port}" if not self.activated else
-                                   f"appliance-grpc.socket {cfg.grpc.host}:{cfg.grpc.port}, TLS ending at {self.tls_socket}"
+                                   f"appliance-grpc.socket {cfg.grpc.host}:{cfg.grpc.port}, "
+                                   f"TLS ending at {self.tls_socket}"
                                    if self.tls_socket else "off (TCP): under socket activation gRPC over TCP needs "
                                    "grpc.tls_cert_file; local clients use the unix socket"),
                           "socket_activation": sorted(self.activated),
@@ -296,7 +299,8 @@ class Daemon:
                 continue
             try:
                 step()
-            except Exception as e:  # keep stopping the rest; the type names the fault, never content
+            # keep stopping the rest; the type names the fault, never content
+            except Exception as e:  # noqa: BLE001
                 failed.append(f"{name} ({type(e).__name__})")
         if failed:
             log.warning("stopped; these parts failed to stop cleanly: %s", ", ".join(failed))
@@ -368,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         if daemon is not None:
             daemon.stop()
         return 2
-    except Exception as e:  # not a fault the code foresaw: name its type (its text could hold anything)
+    # not a fault the code foresaw: name its type (its text could hold anything)
+    except Exception as e:  # noqa: BLE001
         print(f"applianced: cannot start: unexpected {type(e).__name__} while starting; run "
               f"`applianced --check-config` and see the lines above", file=sys.stderr)
         if daemon is not None:

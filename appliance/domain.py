@@ -33,7 +33,7 @@ class KnownIdentifiers:
     emails: tuple[str, ...] = ()
     birth_date: str = ""  # YYYYMMDD[...] as in PID-7
 
-    def merged(self, other: "KnownIdentifiers") -> "KnownIdentifiers":
+    def merged(self, other: KnownIdentifiers) -> KnownIdentifiers:
         def u(a: tuple, b: tuple) -> tuple:
             return tuple(dict.fromkeys((*a, *b)))
 

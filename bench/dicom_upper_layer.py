@@ -71,7 +71,7 @@ def abuse(port: int) -> dict[str, str]:
             try:
                 kind, _ = read_pdu(s)
                 out[name] = "A-ABORT at once" if kind == 0x07 else f"PDU 0x{kind:02x}"
-            except socket.timeout:
+            except TimeoutError:
                 out[name] = f"held open (no answer in {time.monotonic() - t:.0f} s)"
             except (ConnectionError, OSError):
                 out[name] = "closed without A-ABORT"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sys
 
-import hl7
 from hl7.mllp import start_hl7_server
 
 

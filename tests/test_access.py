@@ -59,7 +59,7 @@ def tls_daemon(state: Path, tmp_path: Path):
     rogue = make_ca(tmp_path / "rogue", "Rogue CA")
     issue(tmp_path / "rogue", "client-x", "dr-house", rogue.cert, rogue.key)  # same CN, wrong CA
     issue(pki, "client-expired", "dr-house", pki / "ca.pem", pki / "ca.key",
-          not_before=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30), days=1)
+          not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=30), days=1)
     run = start_daemon(state, tmp_path / "d.log")
     yield run, pki, tmp_path / "rogue"
     stop_daemon(run)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from appliance.config import load_config
 from appliance.ingest.hl7.er7 import decode_message
 from appliance.ingest.hl7.parse import parse
 from appliance.v1 import appliance_pb2 as pb
-from conftest import DATA, SAMPLE, start_daemon, stop_daemon
+from conftest import DATA, SAMPLE, stop_daemon
 
 ORU = DATA / "hl7corpus" / "nextgen-connect" / "donkey_large.hl7"
 

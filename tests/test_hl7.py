@@ -143,9 +143,9 @@ def test_batch_gets_one_result_per_message(intake):
 
 
 def test_adt_updates_identifiers_that_later_reports_are_scrubbed_with(intake, store):
-    adt = ("MSH|^~\\&|HIS|GH|APPLIANCE|GH|20260101||ADT^A08^ADT_A01|ADT-1|P|2.5\r"
-           "PID|1||MRN4471902^^^GH^MR||Whitaker^Eleanor||19580312|F|||||||||||||||||||||\r"
-           "NK1|1|Whitaker^Rosalind^^^^^L|DAU^Daughter\r").encode()
+    adt = (b"MSH|^~\\&|HIS|GH|APPLIANCE|GH|20260101||ADT^A08^ADT_A01|ADT-1|P|2.5\r"
+           b"PID|1||MRN4471902^^^GH^MR||Whitaker^Eleanor||19580312|F|||||||||||||||||||||\r"
+           b"NK1|1|Whitaker^Rosalind^^^^^L|DAU^Daughter\r")
     assert intake.submit(adt, transport="t")[0].outcome == "UPDATED"
     report = SAMPLE.read_bytes().replace(b"persistent cough", b"persistent cough, daughter Rosalind present")
     r = intake.submit(report, transport="t")[0]
@@ -156,10 +156,10 @@ def test_adt_updates_identifiers_that_later_reports_are_scrubbed_with(intake, st
 def test_adt_a40_merge_moves_documents_to_the_surviving_patient(intake, store):
     r = intake.submit(SAMPLE.read_bytes(), transport="t")[0]
     old_ref = store.get_document(r.document_id).patient_ref
-    merge = ("MSH|^~\\&|HIS|GH|APPLIANCE|GH|20260101||ADT^A40^ADT_A39|MRG-1|P|2.5\r"
-             "EVN|A40|20260101\r"
-             "PID|1||NEW123^^^GH^MR||Whitaker^Eleanor||19580312|F\r"
-             "MRG|MRN4471902^^^GH^MR\r").encode()
+    merge = (b"MSH|^~\\&|HIS|GH|APPLIANCE|GH|20260101||ADT^A40^ADT_A39|MRG-1|P|2.5\r"
+             b"EVN|A40|20260101\r"
+             b"PID|1||NEW123^^^GH^MR||Whitaker^Eleanor||19580312|F\r"
+             b"MRG|MRN4471902^^^GH^MR\r")
     assert intake.submit(merge, transport="t")[0].outcome == "UPDATED"
     new_ref = intake.patient_ref("GH|NEW123")
     assert store.get_document(r.document_id).patient_ref == new_ref != old_ref

@@ -45,7 +45,7 @@ def test_check_config_says_when_the_ports_systemd_holds_are_older_than_the_file(
     generated = tmp_path / "generator"
     assert generator.main([str(generated), str(generated), str(generated), str(state)]) == 0
     dropin = (generated / "appliance.socket.d" / generator.DROPIN).read_text()
-    assert "IPAddressAllow=\nIPAddressAllow=127.0.0.1 ::1\n" in dropin  # the kernel's filter: the same peers
+    assert "IPAddressAllow=\nIPAddressAllow=127.0.0.0/8 ::1\n" in dropin  # the kernel's filter: the same peers
     monkeypatch.setattr(generator, "GENERATED", generated)
     monkeypatch.setattr(generator.stale, "__defaults__", (generated,))
     assert check_config(state) == 0

@@ -101,8 +101,8 @@ def test_erasure_removes_one_patient_everywhere_and_audits_counts_only(keyed_sto
     intake = IntakeService(store, SECRET)
     for i in range(3):
         intake.submit(oru(f"E-{i}", "MRN-ERASE1", "Eraseworth", f"zebraerase{i}"), transport="grpc")
-    adt = ("MSH|^~\\&|ADT|GH|APPLIANCE|GH|20261201||ADT^A08|E-ADT|P|2.5.1\r"
-           "PID|1||MRN-ERASE1^^^GH^MR||Eraseworth^Winifred||19480101|F|||1 Hidden Lane^^Bath\r").encode()
+    adt = (b"MSH|^~\\&|ADT|GH|APPLIANCE|GH|20261201||ADT^A08|E-ADT|P|2.5.1\r"
+           b"PID|1||MRN-ERASE1^^^GH^MR||Eraseworth^Winifred||19480101|F|||1 Hidden Lane^^Bath\r")
     assert intake.submit(adt, transport="mllp")[0].outcome == "UPDATED"
     intake.submit(oru("K-1", "MRN-KEEP1", "Keepington", "zebrakeep"), transport="grpc")
     counts = erase_patient(store, intake.patient_ref("GH|MRN-ERASE1"), actor="test")

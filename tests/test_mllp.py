@@ -202,10 +202,10 @@ def test_oversized_frame_is_refused_and_closed(state, tmp_path):
 
 
 def _adt(i: int) -> bytes:
-    return ("MSH|^~\\&|CRASHTEST|FAC|APPLIANCE|FAC|20260101120000||ADT^A08^ADT_A01|CT{:06d}|P|2.5\r"
+    return (f"MSH|^~\\&|CRASHTEST|FAC|APPLIANCE|FAC|20260101120000||ADT^A08^ADT_A01|CT{i:06d}|P|2.5\r"
             "EVN|A08|20260101120000\r"
-            "PID|1||{:07d}^^^HOSP^MR||Testperson^Pat||19700101|F\r"
-            "PV1|1|I\r").format(i, 1000000 + i % 997).encode()
+            f"PID|1||{1000000 + i % 997:07d}^^^HOSP^MR||Testperson^Pat||19700101|F\r"
+            "PV1|1|I\r").encode()
 
 
 def _stream(port: int, messages: list[bytes], start: int, acked: set[int], kill=None) -> int:

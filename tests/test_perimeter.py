@@ -84,7 +84,7 @@ def test_the_daemon_admits_by_address_and_by_certificate_on_every_port(state, tm
     for section in ("dicom", "metrics"):
         head = f"[{section}]\n"
         body = text.split(head, 1)[1]
-        text = text.replace(head + body, head + body.replace('allowed_peers = ["127.0.0.1", "::1"]',
+        text = text.replace(head + body, head + body.replace('allowed_peers = ["127.0.0.0/8", "::1"]',
                                                              'allowed_peers = ["10.255.255.1"]', 1), 1)
     state.write_text(text)
     cfg = load_config(state)
@@ -129,7 +129,7 @@ def test_allowed_peers_must_be_addresses_and_ports_may_not_clash(state):
 
     text = state.read_text()
     bad = state.parent / "bad.toml"
-    bad.write_text(text.replace('allowed_peers = ["127.0.0.1", "::1"]', 'allowed_peers = ["his-engine"]', 1))
+    bad.write_text(text.replace('allowed_peers = ["127.0.0.0/8", "::1"]', 'allowed_peers = ["his-engine"]', 1))
     with pytest.raises(ConfigError, match=r"mllp\.allowed_peers.*'his-engine' is not an address"):
         load_config(bad)
     cfg = load_config(state)

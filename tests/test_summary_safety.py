@@ -238,9 +238,9 @@ def test_no_worked_example_phrase_reaches_a_stored_summary(store):
         def close(self):
             pass
 
-    msg = ("MSH|^~\\&|RIS|GH|APPLIANCE|GH|20261120143000||ORU^R01^ORU_R01|EX-1|P|2.5.1\r"
-           "PID|1||7100^^^GH^MR||Doe^Pat||19600101|F\rOBR|1|ORD1|ACC1|71020^CHEST XRAY^CPT\r"
-           "OBX|1|TX|18782-3^Study^LN||FINDINGS: Small right pleural effusion. Heart size normal.||||||F\r").encode()
+    msg = (b"MSH|^~\\&|RIS|GH|APPLIANCE|GH|20261120143000||ORU^R01^ORU_R01|EX-1|P|2.5.1\r"
+           b"PID|1||7100^^^GH^MR||Doe^Pat||19600101|F\rOBR|1|ORD1|ACC1|71020^CHEST XRAY^CPT\r"
+           b"OBX|1|TX|18782-3^Study^LN||FINDINGS: Small right pleural effusion. Heart size normal.||||||F\r")
     doc = IntakeService(store, b"k" * 32).submit(msg, transport="t")[0].document_id
     hub = SummaryHub()
     q = hub.subscribe(doc)

@@ -19,10 +19,12 @@ unencrypted temporary files. So the two services needed are spoken directly, wit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
@@ -205,6 +207,20 @@ def tls_context(cfg: DicomConfig, state_dir: Path | None) -> ssl.SSLContext | No
     return server_tls(cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_client_ca_file, state_dir, "dicom")
 
 
+def _pdvs(payload: bytes, assoc: Association) -> Iterator[tuple[int, int, bytes]]:
+    """The PDV items of a P-DATA-TF: (presentation context, message control header, fragment)."""
+    pos = 0
+    while pos + 6 <= len(payload):
+        length, pc_id, header = struct.unpack_from(">IBB", payload, pos)
+        if length < 2 or pos + 4 + length > len(payload):
+            raise ProtocolError("malformed PDV item")
+        fragment = payload[pos + 6:pos + 4 + length]
+        pos += 4 + length
+        if pc_id not in assoc.contexts:
+            raise ProtocolError(f"PDV on presentation context {pc_id}, which was not accepted")
+        yield pc_id, header, fragment
+
+
 # -- the server -------------------------------------------------------------------------------
 class DicomServer(TcpListener):
     def __init__(self, cfg: DicomConfig, intake: IntakeService, state_dir: Path | None = None,
@@ -228,7 +244,7 @@ class DicomServer(TcpListener):
         wait = self._cfg.artim_timeout_s if first else self._cfg.idle_timeout_s
         try:
             return await asyncio.wait_for(self._read_pdu_now(reader), wait)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.timed_out += 1
             raise ProtocolError(f"no complete PDU within {wait} s "
                                 f"({'dicom.artim_timeout_s' if first else 'dicom.idle_timeout_s'})") from None
@@ -255,7 +271,8 @@ class DicomServer(TcpListener):
             ended = f"aborted: {e}"
             log.warning("DICOM association aborted: %s", e)
             writer.write(abort())
-        except Exception as e:  # one association's fault never stops the listener
+        # one association's fault never stops the listener
+        except Exception as e:  # noqa: BLE001
             ended = f"error: {type(e).__name__}"
             log.error("DICOM association error: %s", type(e).__name__)
             writer.write(abort())
@@ -263,10 +280,8 @@ class DicomServer(TcpListener):
             if unfinished:
                 await self._keep_unfinished(bytes(unfinished), ended)
             self._release(writer)
-            try:
+            with contextlib.suppress(ConnectionResetError, BrokenPipeError):
                 await writer.drain()
-            except (ConnectionResetError, BrokenPipeError):
-                pass
             writer.close()
 
     async def _keep_unfinished(self, dataset: bytes, ended: str) -> None:
@@ -280,7 +295,8 @@ class DicomServer(TcpListener):
             result = await asyncio.wrap_future(self._intake.commit_async(prepared))
             log.warning("DICOM dataset unfinished at association end: %d bytes kept as dead letter %s",
                         len(dataset), result.dead_letter_id)
-        except Exception as e:  # the listener outlives a store fault
+        # the listener outlives a store fault
+        except Exception as e:  # noqa: BLE001
             log.error("DICOM unfinished dataset not kept: %s", type(e).__name__)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dataset: bytearray) -> None:
@@ -303,15 +319,7 @@ class DicomServer(TcpListener):
                 return
             if kind != 0x04:
                 raise ProtocolError(f"unexpected PDU type 0x{kind:02x} during an association")
-            pos = 0
-            while pos + 6 <= len(payload):
-                length, pc_id, header = struct.unpack_from(">IBB", payload, pos)
-                if length < 2 or pos + 4 + length > len(payload):
-                    raise ProtocolError("malformed PDV item")
-                fragment = payload[pos + 6:pos + 4 + length]
-                pos += 4 + length
-                if pc_id not in assoc.contexts:
-                    raise ProtocolError(f"PDV on presentation context {pc_id}, which was not accepted")
+            for pc_id, header, fragment in _pdvs(payload, assoc):
                 if header & 1:  # command
                     command += fragment
                     if len(command) > _MAX_COMMAND:

@@ -68,7 +68,8 @@ class MetricsServer:
                     return
                 try:
                     body = render(collect_()).encode()
-                except Exception as e:  # a scrape must never take the daemon down
+                # a scrape must never take the daemon down
+                except Exception as e:  # noqa: BLE001
                     log.error("metrics collection failed: %s", type(e).__name__)
                     self.send_error(500, "metrics collection failed; see the daemon log")
                     return

@@ -7,6 +7,7 @@ closed; other connections carry on."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 from pathlib import Path
@@ -50,8 +51,10 @@ class MllpServer(TcpListener):
     def start(self) -> int:
         super().start()
         log.info("MLLP listening on %s:%d (%s; peers: %s)", self._cfg.host, self.port,
-                 "TLS, client certificate required" if self._cfg.tls_client_ca_file else "TLS" if self.tls else "plain TCP",
-                 ", ".join(self._cfg.allowed_peers) or "none (mllp.allowed_peers is empty: every connection is refused)")
+                 "TLS, client certificate required" if self._cfg.tls_client_ca_file
+                 else "TLS" if self.tls else "plain TCP",
+                 ", ".join(self._cfg.allowed_peers)
+                 or "none (mllp.allowed_peers is empty: every connection is refused)")
         return self.port
 
     async def _refuse(self, writer: asyncio.StreamWriter, raw: bytes, reason: str, ack_code: str = "AR") -> None:
@@ -65,6 +68,41 @@ class MllpServer(TcpListener):
         await writer.drain()
         # A framing reason is the appliance's own words (sizes, bytes seen), never the message's.
         log.warning("MLLP connection closed: %s (dead letter %s)", reason.split(";")[0], result.dead_letter_id)
+
+    async def _read(self, reader: asyncio.StreamReader, wait: float, in_frame: bool) -> bytes:
+        """The next bytes, or b"" when the peer closed or `wait` passed (counted and logged)."""
+        try:
+            async with asyncio.timeout(wait):  # cheaper than wait_for: no task per read
+                return await reader.read(1 << 16)
+        except TimeoutError:
+            self.timed_out += 1
+            log.info("MLLP connection closed: %s (%s)", "frame unfinished" if in_frame else "idle",
+                     f"mllp.frame_timeout_s = {self._cfg.frame_timeout_s}" if in_frame
+                     else f"mllp.idle_timeout_s = {self._cfg.idle_timeout_s}")
+            return b""
+
+    async def _deliver(self, writer: asyncio.StreamWriter, payload: bytes) -> bool:
+        """One whole frame: committed, then acknowledged (each message of a batch in order).
+        False when the frame was refused and the connection is to close."""
+        messages = payload.count(b"\rMSH") + payload.count(b"\nMSH") + payload.startswith(b"MSH")
+        if messages > self._cfg.max_messages_per_frame:
+            await self._refuse(writer, payload, f"MLLP frame holds {messages} messages; at most "
+                               f"mllp.max_messages_per_frame ({self._cfg.max_messages_per_frame}): "
+                               "send one message per frame")
+            return False
+        if len(payload) > _ON_LOOP_BYTES or messages > 1:
+            # A large message or a batch is parsed and de-identified off the event loop, so one
+            # sender's 100,000 segments do not hold every other sender's ACK.
+            futures = await asyncio.get_running_loop().run_in_executor(None, functools.partial(
+                self._intake.submit_async, payload, transport="mllp", deid_now=False))
+        else:
+            futures = self._intake.submit_async(payload, transport="mllp", deid_now=False)
+        for fut in futures:
+            result = await asyncio.wrap_future(fut)
+            for ack in result.acks:
+                writer.write(frame(ack))
+        await writer.drain()
+        return True
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
@@ -81,19 +119,8 @@ class MllpServer(TcpListener):
             while True:
                 # Silent between frames: idle. Inside a frame the whole frame has frame_timeout_s,
                 # however the bytes trickle in (a byte a second once kept a slot for ever).
-                if buf:
-                    wait = max(0.0, frame_deadline - loop.time())
-                else:
-                    wait = float(self._cfg.idle_timeout_s)
-                try:
-                    async with asyncio.timeout(wait):  # cheaper than wait_for: no task per read
-                        data = await reader.read(1 << 16)
-                except TimeoutError:
-                    self.timed_out += 1
-                    log.info("MLLP connection closed: %s (%s)", "frame unfinished" if buf else "idle",
-                             f"mllp.frame_timeout_s = {self._cfg.frame_timeout_s}" if buf
-                             else f"mllp.idle_timeout_s = {self._cfg.idle_timeout_s}")
-                    break
+                wait = max(0.0, frame_deadline - loop.time()) if buf else float(self._cfg.idle_timeout_s)
+                data = await self._read(reader, wait, in_frame=bool(buf))
                 if not data:
                     break
                 if not buf:
@@ -135,27 +162,12 @@ class MllpServer(TcpListener):
                     self.buffered -= held - len(buf)
                     held = len(buf)
                     frame_deadline = loop.time() + self._cfg.frame_timeout_s  # the next frame's own time
-                    messages = payload.count(b"\rMSH") + payload.count(b"\nMSH") + payload.startswith(b"MSH")
-                    if messages > self._cfg.max_messages_per_frame:
-                        await self._refuse(writer, payload, f"MLLP frame holds {messages} messages; at most "
-                                           f"mllp.max_messages_per_frame ({self._cfg.max_messages_per_frame}): "
-                                           "send one message per frame")
+                    if not await self._deliver(writer, payload):
                         return
-                    if len(payload) > _ON_LOOP_BYTES or messages > 1:
-                        # A large message or a batch is parsed and de-identified off the event loop,
-                        # so one sender's 100,000 segments do not hold every other sender's ACK.
-                        futures = await loop.run_in_executor(None, lambda: self._intake.submit_async(
-                            payload, transport="mllp", deid_now=False))
-                    else:
-                        futures = self._intake.submit_async(payload, transport="mllp", deid_now=False)
-                    for fut in futures:
-                        result = await asyncio.wrap_future(fut)
-                        for ack in result.acks:
-                            writer.write(frame(ack))
-                    await writer.drain()
         except (ConnectionResetError, BrokenPipeError):
             pass
-        except Exception as e:  # one connection's fault never stops the listener
+        # one connection's fault never stops the listener
+        except Exception as e:  # noqa: BLE001
             log.error("MLLP connection error: %s", type(e).__name__)
         finally:
             self.buffered -= held

@@ -130,7 +130,8 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
 
     def ListDocuments(self, request, context):
         self._check()
-        return pb.ListDocumentsResponse(documents=[document_pb(d) for d in self._store.list_documents(_limit(request.limit))])
+        docs = self._store.list_documents(_limit(request.limit))
+        return pb.ListDocumentsResponse(documents=[document_pb(d) for d in docs])
 
     def ListDeadLetters(self, request, context):
         self._check()
@@ -208,7 +209,8 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
         name = request.name or time.strftime("appliance-%Y%m%dT%H%M%SZ.db", time.gmtime())
         if "/" in name or name.startswith("."):
             raise InvalidRequest("name must be a plain file name; backups are written under store.backup_dir")
-        assert self._backups is not None
+        if self._backups is None:
+            raise RuntimeError("backups_dir was not given to attach()")
         out = self._backups / name
         key = backup(self._store, out, actor=actor() or "backup")
         return pb.BackupResponse(path=str(out), key_hex=key, documents=self._store.count_documents())

@@ -128,5 +128,5 @@ def client_channel(cfg: GrpcConfig, port: int | None = None, state_dir: Path | N
         sock = state_path(state_dir, cfg.unix_socket)
         if sock.exists():
             return ticketed(grpc.insecure_channel(f"unix:{sock}", options=opts), sock)
-    host = cfg.host if cfg.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    host = cfg.host if cfg.host not in ("0.0.0.0", "::", "") else "127.0.0.1"  # noqa: S104 (a test, not a bind)
     return grpc.insecure_channel(f"{host}:{port or cfg.port}", options=opts)

@@ -35,7 +35,7 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
 def make_ca(out: Path, cn: str = "Appliance local CA", days: int = 3650) -> Issued:
     out.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn)).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(days=days))
@@ -53,7 +53,7 @@ def issue(out: Path, stem: str, cn: str, ca_cert: Path, ca_key: Path, *, server:
     ca = x509.load_pem_x509_certificate(ca_cert.read_bytes())
     signer = serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
     key = ec.generate_private_key(ec.SECP256R1())
-    start = not_before or (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5))
+    start = not_before or (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
     sans: list[x509.GeneralName] = []
     for n in names:
         try:

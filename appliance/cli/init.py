@@ -19,7 +19,9 @@ def test_model_path() -> Path | None:
     """The smallest installed model: for tests that need a real model and speed."""
     return models.path_of(models.TEST)
 
-INSTALLED_ACCESS = 'unix_groups = { "appliance-clinicians" = ["clinician"], "appliance-integration" = ["integration"], "appliance-admins" = ["admin"] }\ntcp_plaintext_roles = []   # TCP needs TLS with a client certificate mapped in tls_subjects'
+INSTALLED_ACCESS = ('unix_groups = { "appliance-clinicians" = ["clinician"], '
+                    '"appliance-integration" = ["integration"], "appliance-admins" = ["admin"] }\n'
+                    'tcp_plaintext_roles = []   # TCP needs TLS with a client certificate mapped in tls_subjects')
 DEV_ACCESS = 'tcp_plaintext_roles = ["integration", "clinician"]   # development on loopback only; [] in production'
 
 
@@ -40,13 +42,15 @@ def render_config(state_dir: Path, model: Path, digest: str, *, grpc_port: int =
         mllp_peers = ('allowed_peers = []       # the interface engines, e.g. ["10.20.0.15", "10.20.1.0/24"]; empty: '
                       'no one\n# MLLP over TLS, which a sender must then speak (client CA: only holders of a '
                       'certificate it signed):\n# tls_cert_file = "/etc/appliance/tls/mllp.pem"\n'
-                      '# tls_key_file = "/etc/appliance/tls/mllp.key"\n# tls_client_ca_file = "/etc/appliance/tls/engines-ca.pem"')
+                      '# tls_key_file = "/etc/appliance/tls/mllp.key"\n'
+                      '# tls_client_ca_file = "/etc/appliance/tls/engines-ca.pem"')
         dicom_peers = 'allowed_peers = []       # the PACS nodes, e.g. ["10.30.0.0/24"]; empty: no one'
         metrics_peers = 'allowed_peers = []       # the Prometheus server, e.g. ["10.40.0.9"]; empty: no one'
     else:  # a development box: senders on this machine, said so
-        mllp_peers = 'allowed_peers = ["127.0.0.1", "::1"]   # who may connect (addresses, networks); local test senders'
-        dicom_peers = 'allowed_peers = ["127.0.0.1", "::1"]'
-        metrics_peers = 'allowed_peers = ["127.0.0.1", "::1"]'
+        mllp_peers = ('allowed_peers = ["127.0.0.0/8", "::1"]   '
+                      '# who may connect (addresses, networks); local test senders')
+        dicom_peers = 'allowed_peers = ["127.0.0.0/8", "::1"]'
+        metrics_peers = 'allowed_peers = ["127.0.0.0/8", "::1"]'
     return f"""# Appliance configuration. Relative paths are relative to state_dir.
 {ports}state_dir = "{state_dir}"
 

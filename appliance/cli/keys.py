@@ -74,8 +74,9 @@ def cmd_escrow_recover(args: argparse.Namespace) -> int:
             try:
                 open_store(cfg.store.path, probe["db.key"], probe.get("audit.key")).close()
             except StoreKeyError:
-                raise ApplianceError(f"the escrowed database key does not open {cfg.store.path}: copy the old "
-                                     "machine's database (and its .audit-head) there first, or use its own escrow") from None
+                raise ApplianceError(f"the escrowed database key does not open {cfg.store.path}: copy the "
+                                     "old machine's database (and its .audit-head) there first, or use its own "
+                                     "escrow") from None
             finally:
                 for path in probe.values():
                     path.unlink(missing_ok=True)

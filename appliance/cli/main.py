@@ -3,11 +3,12 @@ de-identifier offline. Exit codes: 0 ok, 1 refused by the appliance, 2 usage or 
 from __future__ import annotations
 
 import argparse
+import contextlib
 from typing import NoReturn
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import grpc
@@ -108,7 +109,7 @@ def cmd_status(args) -> int:
         f"documents  {status['documents_by_status'] or 'none'}",
         f"dead letters open: {status['dead_letters_open']}",
         f"retention  {r['days']} days (audit {r['audit_days']}); last run "
-        + (datetime.fromtimestamp(r["last_run_unix"], timezone.utc).isoformat(timespec="seconds")
+        + (datetime.fromtimestamp(r["last_run_unix"], UTC).isoformat(timespec="seconds")
            if r["last_run_unix"] else "not yet"),
         f"store      {status['store']['path']} {status['store']['bytes'] / 1e6:.1f} MB; key from "
         f"{status['key']['source']}, {status['key']['age_days']} days old",
@@ -179,14 +180,16 @@ def cmd_check(args) -> int:
 def _db_key(cfg) -> bytes:
     """This installation's database key: the key file, or (package installs) the encrypted
     systemd credential, which root can decrypt."""
+    import shutil
     import subprocess
 
     from ..store.keys import read_key
 
     cred = Path("/etc/appliance/credentials") / (cfg.store.key_file.name + ".cred")
     if not cfg.store.key_file.exists() and cred.exists():
-        out = subprocess.run(["systemd-creds", "decrypt", f"--name={cfg.store.key_file.name}", str(cred), "-"],
-                             capture_output=True, text=True, check=False)
+        tool = shutil.which("systemd-creds") or "/usr/bin/systemd-creds"
+        argv = [tool, "decrypt", f"--name={cfg.store.key_file.name}", str(cred), "-"]
+        out = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603 (our own arguments)
         if out.returncode != 0:
             raise ApplianceError(f"cannot decrypt {cred} (run as root): {out.stderr.strip()}")
         return bytes.fromhex(out.stdout.strip())
@@ -287,18 +290,16 @@ def cmd_audit_export(args) -> int:
     from ..v1 import appliance_pb2 as pb
 
     try:
-        since = int(datetime.fromisoformat(args.since).replace(tzinfo=timezone.utc).timestamp() * 1000) if args.since else 0
+        since = int(datetime.fromisoformat(args.since).replace(tzinfo=UTC).timestamp() * 1000) if args.since else 0
     except ValueError:
-        raise UsageError(f"--since {args.since!r} is not an ISO date or time (e.g. 2026-12-01 or 2026-12-01T08:00)") from None
-    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
+        raise UsageError(f"--since {args.since!r} is not an ISO date or time "
+                         "(e.g. 2026-12-01 or 2026-12-01T08:00)") from None
     n = 0
-    try:
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(open(args.out, "w", encoding="utf-8")) if args.out else sys.stdout
         for row in _stub(args).ExportAudit(pb.ExportAuditRequest(since_unix_ms=since), timeout=3600):
             out.write(row.json + "\n")
             n += 1
-    finally:
-        if args.out:
-            out.close()
     print(f"{n} audit rows", file=sys.stderr)
     return 0
 
@@ -431,7 +432,7 @@ def cmd_documents(args) -> int:
 
     docs = _stub(args).ListDocuments(pb.ListDocumentsRequest(limit=args.limit), timeout=30).documents
     rows = [{"id": d.id, "kind": d.kind, "source": d.source, "status": _status_name(d.status),
-             "received": datetime.fromtimestamp(d.received_unix_ms / 1000, timezone.utc).isoformat(timespec="seconds")}
+             "received": datetime.fromtimestamp(d.received_unix_ms / 1000, UTC).isoformat(timespec="seconds")}
             for d in docs]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -455,7 +456,7 @@ def cmd_deadletters(args) -> int:
     from ..v1 import appliance_pb2 as pb
 
     rows = [{"id": r.id, "transport": r.transport, "size_bytes": r.size_bytes, "reason": r.reason,
-             "received": datetime.fromtimestamp(r.received_unix_ms / 1000, timezone.utc).isoformat(timespec="seconds")}
+             "received": datetime.fromtimestamp(r.received_unix_ms / 1000, UTC).isoformat(timespec="seconds")}
             for r in _stub(args).ListDeadLetters(pb.ListDeadLettersRequest(limit=args.limit), timeout=30).dead_letters]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -534,12 +535,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
     p = sub.add_parser("init", help="create a state directory: config, keys, pinned model")
-    p.add_argument("--state-dir", type=Path, required=True, help="directory for the config, keys and database (created)")
-    p.add_argument("--grpc-port", type=int, default=50051, help="gRPC TCP port (default %(default)s; 0 picks a free one)")
+    p.add_argument("--state-dir", type=Path, required=True,
+                   help="directory for the config, keys and database (created)")
+    p.add_argument("--grpc-port", type=int, default=50051,
+                   help="gRPC TCP port (default %(default)s; 0 picks a free one)")
     p.add_argument("--mllp-port", type=int, default=2575, help="HL7 MLLP port (default %(default)s)")
     p.add_argument("--dicom-port", type=int, default=11112, help="DICOM C-STORE port (default %(default)s)")
     p.add_argument("--metrics-port", type=int, default=9464, help="Prometheus /metrics port (default %(default)s)")
-    p.add_argument("--model", type=Path, help="GGUF file (default: the installed default model, see appliance.llm.models)")
+    p.add_argument("--model", type=Path,
+                   help="GGUF file (default: the installed default model, see appliance.llm.models)")
     p.add_argument("--n-gpu-layers", type=int, default=-1,
                    help="layers offloaded to the GPU (-1: all; 0: CPU only; default %(default)s)")
     p.add_argument("--force", action="store_true", help="overwrite an existing config (keys are kept)")
@@ -559,7 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("erase", help="erase one patient: documents, summaries, messages, identifiers")
     p.add_argument("--patient", required=True, help="ISSUER:ID as in PID-3, e.g. GH:MRN4471902")
     p.add_argument("--dry-run", action="store_true", help="count what would be erased; erase nothing")
-    p.add_argument("--yes", action="store_true", help="erase without asking (scripts); without it, confirm at the prompt")
+    p.add_argument("--yes", action="store_true",
+                   help="erase without asking (scripts); without it, confirm at the prompt")
     p.set_defaults(fn=cmd_erase)
     p = sub.add_parser("backup", help="write an encrypted, checked backup while the daemon runs")
     p.add_argument("--name", help="file name under store.backup_dir (default: a timestamp)")
@@ -605,7 +610,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_apply_config)
     p = sub.add_parser("summary", help="print a document's summary")
     p.add_argument("doc_id", help="the document's id (appliancectl documents)")
-    p.add_argument("--follow", action="store_true", help="stream each line of the summary as soon as it has passed grounding")
+    p.add_argument("--follow", action="store_true",
+                   help="stream each line of the summary as soon as it has passed grounding")
     p.add_argument("--timeout", type=float, default=600, help="seconds to wait with --follow (default %(default)s)")
     p.set_defaults(fn=cmd_summary)
 
@@ -634,7 +640,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("deid", help="de-identify a JSONL corpus offline (no daemon)")
     p.add_argument("--jsonl", type=Path, required=True, help='input, lines {"id", "text"}')
-    p.add_argument("--out", type=Path, required=True, help='output, lines {"id", "deidentified", "spans"} or {"id", "error"}')
+    p.add_argument("--out", type=Path, required=True,
+                   help='output, lines {"id", "deidentified", "spans"} or {"id", "error"}')
     p.add_argument("--secret-file", type=Path, help="surrogate secret (default: a fresh random one)")
     p.add_argument("--resume", action="store_true", help="keep --out and skip the ids it already holds")
     p.set_defaults(fn=cmd_deid)

@@ -26,7 +26,8 @@ def under_systemd() -> bool:
 
 
 def _systemctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(["systemctl", *args], capture_output=True, text=True, timeout=900)
+    tool = shutil.which("systemctl") or "/bin/systemctl"
+    r = subprocess.run([tool, *args], capture_output=True, text=True, timeout=900)  # noqa: S603 (fixed verbs, unit names)
     if check and r.returncode != 0:
         raise ApplianceError(f"systemctl {' '.join(args)} failed: {r.stderr.strip()[-300:]}; "
                              "see journalctl -u appliance")

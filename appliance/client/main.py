@@ -19,8 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--ca", type=Path, help="the CA that signed the appliance's certificate (with --tls-target)")
     ap.add_argument("--cert", type=Path, help="this workstation's client certificate (with --tls-target)")
     ap.add_argument("--key", type=Path, help="its private key (with --tls-target)")
-    ap.add_argument("--refresh-seconds", type=float, default=2.0, help="how often the worklist refreshes (default %(default)s)")
-    ap.add_argument("--quit-after", type=float, default=0.0, help="close after this many seconds (soak tests; 0: never)")
+    ap.add_argument("--refresh-seconds", type=float, default=2.0,
+                    help="how often the worklist refreshes (default %(default)s)")
+    ap.add_argument("--quit-after", type=float, default=0.0,
+                    help="close after this many seconds (soak tests; 0: never)")
     return ap
 
 

@@ -2,6 +2,7 @@
 (identity from the kernel, via the ticket socket) or TCP with mutual TLS. No Qt here."""
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -59,10 +60,8 @@ class Session:
         self._stub: pb_grpc.ApplianceStub | None = None
         self.actor, self.roles, self.local = "", frozenset[str](), False
         self._lock = threading.Lock()
-        try:
+        with contextlib.suppress(grpc.RpcError):
             self.stub  # noqa: B018 (connects now when it can, to know the person's roles)
-        except grpc.RpcError:
-            pass
 
     @property
     def stub(self) -> pb_grpc.ApplianceStub:
@@ -96,11 +95,11 @@ class Session:
                 self._channel = self._stub = None
 
     @classmethod
-    def unix(cls, socket_path: Path) -> "Session":
+    def unix(cls, socket_path: Path) -> Session:
         return cls(lambda: ticketed(grpc.insecure_channel(f"unix:{socket_path}"), socket_path))
 
     @classmethod
-    def tls(cls, target: str, ca: Path, cert: Path, key: Path) -> "Session":
+    def tls(cls, target: str, ca: Path, cert: Path, key: Path) -> Session:
         creds = grpc.ssl_channel_credentials(ca.read_bytes(), key.read_bytes(), cert.read_bytes())
         return cls(lambda: grpc.secure_channel(target, creds))
 

@@ -3,6 +3,7 @@ summary (streaming in line by line, each line once grounded), summary request an
 those whose role allows it. Nothing is written to disk: no settings, caches or logs with text."""
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import sys
@@ -392,10 +393,8 @@ class ClientWindow(QMainWindow):
         self.summary.setHtml(summary_html(s.text, list(s.grounding_flags), s.structured_json, s.stale))
         self.summary_repaints += 1
         if self.current:
-            try:
+            with contextlib.suppress(grpc.RpcError):
                 self._title(self.current)  # its status moved on (summarised)
-            except grpc.RpcError:
-                pass
 
     def _on_failed(self, why: str) -> None:
         self.summary.setHtml(f"<p><b>No summary:</b> {html.escape(why)}. The report on the left is complete; "
@@ -450,7 +449,8 @@ class ClientWindow(QMainWindow):
         self.identified = True
         self.report.setPlainText(r.text)
         self.report_label.setText(f"<b>Report</b> <span style='background:#ffd27a'>&nbsp;IDENTIFIED: real names "
-                                  f"and numbers (recorded; hidden again in {REID_SECONDS} s or on leaving)&nbsp;</span>")
+                                  f"and numbers (recorded; hidden again in {REID_SECONDS} s or on leaving)"
+                                  "&nbsp;</span>")
         if r.summary:
             s = self.last_summary
             # The identified text with the same highlights (flags quote figures, not names) and the

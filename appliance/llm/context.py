@@ -24,7 +24,8 @@ from dataclasses import dataclass
 # to the left over at most one word.
 _TRIGGERS: list[tuple[str, str, str]] = [
     ("negated", "fwd", r"no|not|without|w/o|negative for|free of|clear of|absence of|absent|no evidence of|"
-                       r"no (?:radiographic |sonographic |ct |mr |imaging )?(?:evidence|sign|signs|findings?) (?:of|to suggest|for)|"
+                       r"no (?:radiographic |sonographic |ct |mr |imaging )?(?:evidence|sign|signs|findings?) (?:of|"
+                       r"to suggest|for)|"
                        r"rules? out|ruled out|denies|denied|deny|never|nor|neither|resolution of|no longer|"
                        r"(?:could|may|might|can) obscure|unremarkable for|fails? to (?:demonstrate|reveal)|"
                        r"(?:is |are |was |were )?negative (?:for|of)|excluded"),
@@ -34,7 +35,8 @@ _TRIGGERS: list[tuple[str, str, str]] = [
                        r"(?:is|was|were|are) negative|unlikely|absent|excluded"),
     ("historical", "fwd", r"history of|hx of|h/o|(?:past|prior|previous|remote) (?:history of|episode of|episodes of)|"
                           r"previously (?:treated|diagnosed|had)|known history of|in the past"),
-    ("hypothetical", "fwd", r"if|should (?:he|she|they|the patient) (?:develop|have|experience)|return (?:to (?:the )?ed )?(?:if|for)|"
+    ("hypothetical", "fwd", r"if|should (?:he|she|they|the patient) (?:develop|have|experience)|"
+        r"return (?:to (?:the )?ed )?(?:if|for)|"
                             r"to (?:rule out|exclude|evaluate for|assess for)|r/o|rule out|evaluate for|evaluation for|"
                             r"assess(?:ment)? for|screen(?:ing)? for|risk of|risk for|precautions|in case of|"
                             r"signs of|symptoms of|concern(?:ed)? that .{0,20} (?:may|might) develop|prophylaxis|"
@@ -44,16 +46,20 @@ _TRIGGERS: list[tuple[str, str, str]] = [
     # ("thrombus, high embolic risk" asserts the thrombus).
     ("hypothetical", "adj", r"prophylaxis|precautions|screening|protocol|work-?up"),
     ("family", "fwd", r"family history|fhx|family hx|(?:first|second)[- ]degree relatives?|relatives? (?:with|had|has)|"
-                      r"family members? (?:with|had|has)|(?:his|her|the patient's) (?:mother|father|sister|brother|son|daughter|"
-                      r"aunt|uncle|grandmother|grandfather|parent|sibling)|(?:mother|father|sister|brother|sibling)s? (?:had|has|with|died)"),
-    ("resolved", "bwd", r"(?:has |have |had )?(?:now |since |completely |fully )?resolved|no longer (?:seen|present|visible)|"
+                      r"family members? (?:with|had|has)|(?:his|her|the patient's) (?:mother|father|sister|brother|"
+                      r"son|daughter|"
+                      r"aunt|uncle|grandmother|grandfather|parent|sibling)|(?:mother|father|sister|brother|"
+                      r"sibling)s? (?:had|has|with|died)"),
+    ("resolved", "bwd", r"(?:has |have |had )?(?:now |since |completely |fully )?resolved|no longer (?:seen|present|"
+        r"visible)|"
                         r"(?:has|have) cleared"),
     ("resolved", "fwd", r"resolved|resolution of|resolving"),
 ]
 # Phrases that contain a trigger and are not one.
 _PSEUDO = re.compile(r"(?i)\b(?:no (?:change|significant change|interval change|increase|decrease) (?:in|of)|not only|"
                      r"gram[- ]negative|no further|not certain whether|not rule out|cannot be (?:excluded|ruled out)|"
-                     r"can ?not be excluded|without (?:difficulty|complication)|not (?:been )?(?:yet )?(?:formed|performed)|"
+                     r"can ?not be excluded|without (?:difficulty|complication)|not (?:been )?(?:yet )?(?:formed|"
+                     r"performed)|"
                      r"nothing by mouth|if any|whether or not)\b")
 _TERMINATE = re.compile(r"(?i)[;:]|\b(?:but|however|although|though|yet|which|aside from|apart from|except|"
                         r"otherwise|nevertheless|still|now|presents?|presented|presenting|complains?|today|currently)\b")

@@ -21,33 +21,44 @@ from .outline import Section, outline
 CLASSES: dict[str, tuple[str, str]] = {
     "hemorrhage": ("intracranial hemorrhage",
                    r"(?:epidural|extradural|subdural|subarachnoid|intraparenchymal|intracerebral|intracranial|"
-                   r"intraventricular|parenchymal|cerebellar|brainstem|pontine)\s+(?:\w+\s+){0,2}(?:hemorrhage|haemorrhage|hematoma|"
-                   r"haematoma|hemorrhages|bleed)|\b(?:sdh|sah|edh|ich|ivh)\b|hemorrhagic (?:transformation|conversion|stroke)"),
+                   r"intraventricular|parenchymal|cerebellar|brainstem|pontine)\s+(?:\w+\s+){0,2}(?:hemorrhage|"
+                   r"haemorrhage|hematoma|"
+                   r"haematoma|hemorrhages|bleed)|\b(?:sdh|sah|edh|ich|ivh)\b|hemorrhagic (?:transformation|"
+                   r"conversion|stroke)"),
     "occlusion": ("vessel occlusion / acute infarct",
-                  r"(?:large[- ]vessel|basilar|vertebral|carotid|ica|m1|m2|mca|aca|pca|middle cerebral|anterior cerebral|"
+                  r"(?:large[- ]vessel|basilar|vertebral|carotid|ica|m1|m2|mca|aca|pca|middle cerebral|"
+                  r"anterior cerebral|"
                   r"posterior cerebral|internal carotid|artery|arterial)\s+(?:\w+\s+){0,3}occlu\w+|"
                   r"occlu\w+ (?:of|in) (?:the )?(?:\w+\s+){0,4}(?:artery|m1|m2|mca|ica|basilar)|\blvo\b|"
-                  r"(?:acute|evolving|subacute)\s+(?:\w+\s+){0,3}(?:infarct\w*|stroke)|restricted diffusion|stroke alert|"
+                  r"(?:acute|evolving|subacute)\s+(?:\w+\s+){0,3}(?:infarct\w*|stroke)|restricted diffusion|"
+                  r"stroke alert|"
                   r"code stroke|venous sinus thrombosis|sinus thrombosis|dural venous"),
     "mass_effect": ("midline shift / herniation",
                     r"midline shift|(?:subfalcine|uncal|transtentorial|tonsillar|cerebral) herniation|herniation of the"
                     r"|effacement of the (?:basal )?cisterns"),
     "pulmonary_embolism": ("pulmonary embolism",
-                           r"pulmonary (?:arterial )?embol\w*|saddle embol\w*|\bpe\b|(?:lobar|segmental|subsegmental)\s+(?:\w+\s+)?"
-                           r"(?:embol\w*|filling defects?)|right heart strain|high probability (?:for |of )?(?:pulmonary )?embol\w*"),
+                           r"pulmonary (?:arterial )?embol\w*|saddle embol\w*|\bpe\b|(?:lobar|segmental|"
+                           r"subsegmental)\s+(?:\w+\s+)?"
+                           r"(?:embol\w*|filling defects?)|right heart strain|high probability (?:for |"
+                           r"of )?(?:pulmonary )?embol\w*"),
     "aortic": ("aortic dissection / rupture",
-               r"(?:aortic )?dissection|intramural hematoma|(?:ruptured|rupturing|leaking)\s+(?:[\w.]+\s+){0,6}aneurysm|"
-               r"aneurysm\w*\s+(?:\w+\s+){0,2}(?:rupture|with rupture)|contained rupture|aortic rupture|aortic transection"),
+               r"(?:aortic )?dissection|intramural hematoma|(?:ruptured|rupturing|"
+               r"leaking)\s+(?:[\w.]+\s+){0,6}aneurysm|"
+               r"aneurysm\w*\s+(?:\w+\s+){0,2}(?:rupture|with rupture)|contained rupture|aortic rupture|"
+               r"aortic transection"),
     "pneumothorax": ("pneumothorax", r"tension pneumothorax|pneumothorax|pneumothoraces"),
     "free_air": ("free air / perforation",
-                 r"pneumoperitoneum|free (?:intraperitoneal )?air|perforat\w+|anastomotic leak|extraluminal (?:air|contrast|gas)"),
+                 r"pneumoperitoneum|free (?:intraperitoneal )?air|perforat\w+|anastomotic leak|extraluminal (?:air|"
+                 r"contrast|gas)"),
     "bowel": ("bowel obstruction / ischemia",
               r"(?:small[- ]bowel|large[- ]bowel|bowel|colonic)\s+obstruction|closed[- ]loop|\bsbo\b|volvulus|"
-              r"(?:bowel|mesenteric|intestinal)\s+ischemi\w*|pneumatosis|portal venous gas|mesenteric (?:arterial )?(?:embol\w*|thromb\w*)"),
+              r"(?:bowel|mesenteric|intestinal)\s+ischemi\w*|pneumatosis|portal venous gas|"
+              r"mesenteric (?:arterial )?(?:embol\w*|thromb\w*)"),
     "appendicitis": ("appendicitis", r"appendicitis"),
     "cholecystitis": ("cholecystitis", r"cholecystitis"),
     "torsion": ("torsion", r"torsion|torsed"),
-    "ectopic": ("ectopic pregnancy", r"ectopic|tubal pregnancy|absen\w* (?:of )?(?:chorionic )?villi|no chorionic villi"),
+    "ectopic": ("ectopic pregnancy",
+                r"ectopic|tubal pregnancy|absen\w* (?:of )?(?:chorionic )?villi|no chorionic villi"),
     "cord": ("spinal cord compression / cauda equina",
              r"cord compression|compression of the (?:spinal )?cord|cauda equina|(?:spinal )?epidural abscess|"
              r"compress\w* (?:of |on )?(?:the )?(?:thecal sac|spinal cord|conus)"),
@@ -56,33 +67,42 @@ CLASSES: dict[str, tuple[str, str]] = {
                    r"myeloma|glioblastoma|blasts\b|auer rods|adenocarcinoma|mesothelioma"),
     "fracture": ("acute fracture",
                  r"(?:femoral neck|intertrochanteric|subtrochanteric|hip|pelvic|acetabular|vertebral|spine|spinal|"
-                 r"burst|compression|odontoid|cervical|thoracic|lumbar|skull|temporal bone|unstable)\s+(?:\w+\s+){0,2}fractures?|"
+                 r"burst|compression|odontoid|cervical|thoracic|lumbar|skull|temporal bone|"
+                 r"unstable)\s+(?:\w+\s+){0,2}fractures?|"
                  r"fractures? (?:of|through|involving) (?:the )?(?:\w+\s+){0,3}(?:femoral neck|femur|hip|vertebra\w*|"
                  r"spine|odontoid|dens|skull|pelvis|acetabulum|[ctl]\d+)"),
     "cardiac": ("STEMI / ischemia / heart block / arrhythmia",
                 r"st[- ]?(?:segment )?elevation|\bstemi\b|\bnstemi\b|myocardial infarction|complete heart block|"
                 r"third[- ]degree (?:av |atrioventricular )?block|high[- ]grade av block|mobitz (?:ii|type ii|2)|"
-                r"ventricular (?:tachycardia|fibrillation)|\bvt\b|\bvf\b|torsades|qtc? (?:interval )?(?:of )?(?:prolong\w*)|"
-                r"prolonged qtc?|tamponade|(?:lv|left ventricular|intracardiac|apical) thromb\w*|acute coronary syndrome|"
+                r"ventricular (?:tachycardia|fibrillation)|\bvt\b|\bvf\b|torsades|"
+                r"qtc? (?:interval )?(?:of )?(?:prolong\w*)|"
+                r"prolonged qtc?|tamponade|(?:lv|left ventricular|intracardiac|apical) thromb\w*|"
+                r"acute coronary syndrome|"
                 r"wellens|de winter|new lbbb"),
     "device": ("malpositioned tube or line",
-               r"(?:tube|catheter|line|cannula)\b[^.;]{0,80}\b(?:(?:mainstem |main stem |lobar |segmental )?bronch(?:us|i|ial)|"
+               r"(?:tube|catheter|line|cannula)\b[^.;]{0,80}\b(?:(?:mainstem |main stem |lobar |"
+               r"segmental )?bronch(?:us|i|ial)|"
                r"malposition\w*|misplace\w*|coiled in the (?:esophagus|pharynx))|malposition\w*|misplaced"),
     "critical_lab": ("critical laboratory value",
                      r"critical(?:ly)? (?:high|low|value|result)|panic value|critical call"),
     "sepsis": ("sepsis / shock",
-               r"septic shock|\bsepsis\b|\bseptic\b|(?:cardiogenic|hemorrhagic|hypovolemic|distributive)\s+shock|\bshock\b|"
-               r"bacteremia|positive blood cultures?|blood cultures?\b[^.;]{0,80}\bpositive|gram[- ](?:negative|positive) "
+               r"septic shock|\bsepsis\b|\bseptic\b|(?:cardiogenic|hemorrhagic|hypovolemic|distributive)\s+shock|"
+               r"\bshock\b|"
+               r"bacteremia|positive blood cultures?|blood cultures?\b[^.;]{0,80}\bpositive|gram[- ](?:negative|"
+               r"positive) "
                r"(?:rods|cocci|bacilli|bacteremia)|necrotizing fasciitis|angioedema|"
                r"airway (?:compromise|obstruction)|ketoacidosis|\bdka\b|"
-               r"respiratory failure|cardiac arrest|code blue|anaphyla\w+|status epilepticus|mucormycosis|invasive fungal|"
+               r"respiratory failure|cardiac arrest|code blue|anaphyla\w+|status epilepticus|mucormycosis|"
+               r"invasive fungal|"
                r"giant cell arteritis|neutropenic fever|febrile neutropenia"),
     "bleeding": ("active bleeding",
-                 r"(?:upper |lower )?(?:gi|gastrointestinal|variceal|postpartum|retroperitoneal) (?:bleed\w*|hemorrhage)|"
+                 r"(?:upper |lower )?(?:gi|gastrointestinal|variceal|postpartum|retroperitoneal) (?:bleed\w*|"
+                 r"hemorrhage)|"
                  r"massive transfusion|active (?:extravasation|bleeding)|hemoperitoneum|hemorrhagic shock|"
                  r"hemoglobin (?:drop|fell)"),
     "vascular": ("acute vascular finding",
-                 r"(?:deep (?:vein|venous) )?thrombosis|\bdvt\b|occlusive thromb\w*|acute (?:limb )?ischemi\w*|limb ischemi\w*|"
+                 r"(?:deep (?:vein|venous) )?thrombosis|\bdvt\b|occlusive thromb\w*|acute (?:limb )?ischemi\w*|"
+                 r"limb ischemi\w*|"
                  r"placental abruption|abruption|arterial occlusion|compartment syndrome"),
 }
 _RX = {k: re.compile(rf"(?i)(?<![\w-])(?:{v})", re.I) for k, (_label, v) in CLASSES.items()}
@@ -90,8 +110,10 @@ _RX = {k: re.compile(rf"(?i)(?<![\w-])(?:{v})", re.I) for k, (_label, v) in CLAS
 _OLD = re.compile(r"(?i)\b(?:old|healed|remote|chronic|stable|unchanged|prior|known|previously|again seen)\b")
 _AGE_MATTERS = frozenset({"fracture", "malignancy", "aortic", "occlusion"})
 # "Critical result discussed with ...", "read back", "notified": a communication, not a finding.
-COMMUNICATED = re.compile(r"(?i)\b(?:critical (?:result|value|finding|ecg|call)s?|called (?:to|in)|discussed with|communicated|"
-                          r"conveyed|notified|paged|read[- ]back|telephoned|by (?:tele)?phone|phoned|cath lab activated)\b")
+COMMUNICATED = re.compile(r"(?i)\b(?:critical (?:result|value|finding|ecg|call)s?|called (?:to|in)|discussed with|"
+    r"communicated|"
+                          r"conveyed|notified|paged|read[- ]back|telephoned|by (?:tele)?phone|phoned|"
+                          r"cath lab activated)\b")
 @dataclass(frozen=True)
 class Critical:
     cls: str

@@ -19,14 +19,17 @@ FAMILY = {"radiology": "radiology", "pathology": "radiology", "ecg": "radiology"
 _CUES: list[tuple[str, str]] = [
     ("discharge", r"discharge summary|hospital course|discharge diagnos\w+|discharged?:|date of discharge|"
                   r"medication changes|discharge medications|admission date|admitted:"),
-    ("consult", r"\bconsult(?:ation)?\b|reason for consult\w*|thank you for (?:this|the) (?:consult|referral)|consulting service"),
-    ("nursing", r"nursing (?:note|assessment|progress)|\brn\b note|shift (?:note|assessment)|nurse's note|charge nurse"),
+    ("consult", r"\bconsult(?:ation)?\b|reason for consult\w*|thank you for (?:this|the) (?:consult|referral)|"
+        r"consulting service"),
+    ("nursing", r"nursing (?:note|assessment|progress)|\brn\b note|shift (?:note|assessment)|nurse's note|"
+                r"charge nurse"),
     ("progress", r"progress note|\bsoap\b|subjective:|objective:|(?:office|clinic|wellness|follow-up|annual) visit|"
                  r"clinic note|^\s*[soap]:|hospital day|\bhd ?#?\d|overnight|icu (?:day|note)|"
                  r"\bpod ?#?\d|post-?op(?:erative)? day|daily note|interval history|rounds"),
     ("pathology", r"pathology|specimen|gross(?: description)?:|microscopic|biopsy|cytology|resection|excision|"
                   r"final diagnosis|margins?|curettage|immunohisto\w+|frozen section|histolog\w+"),
-    ("ecg", r"\becg\b|\bekg\b|electrocardiogra\w+|12[- ]lead|ventricular rate|\bqrs\b|\bqtc?\b|pr interval|sinus rhythm"),
+    ("ecg", r"\becg\b|\bekg\b|electrocardiogra\w+|12[- ]lead|ventricular rate|\bqrs\b|\bqtc?\b|pr interval|"
+            r"sinus rhythm"),
     ("echo", r"echocardiogra\w+|\btte\b|\btee\b|ejection fraction|\blvef\b|\bwall motion|valve|pericardial effusion|"
              r"\blv (?:size|function)|diastolic function"),
     ("lab-narrative", r"critical value|laboratory|\blab(?:oratory)? (?:report|result)|smear|blood culture|\bcbc\b|"

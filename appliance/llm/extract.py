@@ -149,7 +149,8 @@ _INTRODUCES = re.compile(r"(?i)^(?:(?:this|a|an|the)\s+)?\d{1,3}\s*(?:-?\s*(?:ye
 _IDENTITY_LINE = re.compile(r"(?i)\b(?:mrn|dob|d\.o\.b|date of birth|medical record|acct|account (?:no|number)|"
                             r"patient name|name)\b\s*[:#|]|\b(?:mrn|dob)\b")
 # A conclusion written in prose, without a heading.
-_PROSE_CONCLUSION = re.compile(r"(?i)^(?:my |our |the )?(?:overall |final )?(?:impression|assessment|conclusion|diagnosis|"
+_PROSE_CONCLUSION = re.compile(r"(?i)^(?:my |our |the )?(?:overall |final )?"
+                               r"(?:impression|assessment|conclusion|diagnosis|"
                                r"interpretation)\s+(?:is|was|are)\b|^in (?:summary|conclusion)\b|^(?:overall|summary),")
 
 

@@ -22,7 +22,8 @@ FINDING_TERMS: dict[str, str] = {
     "nodule": r"nodul\w*|mass(?:es)?\b|lesions?",
     "granuloma": r"granulom\w*",
     "fracture": r"fractures?|(?:wedg\w*|compression) (?:\w+ ){0,2}deformit\w*",
-    "emphysema": r"emphysema\w*|hyperinflat\w*|hyperexpan\w*|\bcopd\b|flatten\w* of (?:the )?(?:\w+ )?(?:hemi)?diaphragms?",
+    "emphysema": r"emphysema\w*|hyperinflat\w*|hyperexpan\w*|\bcopd\b|"
+        r"flatten\w* of (?:the )?(?:\w+ )?(?:hemi)?diaphragms?",
     "degenerative": r"degenerative|spondylos\w*|osteophyt\w*|arthritic",
     "scoliosis": r"scolios\w*|kyphos\w*",
     "hernia": r"hernia",
@@ -30,7 +31,8 @@ FINDING_TERMS: dict[str, str] = {
     "device": r"pacemaker|catheter|\btubes?\b|port-?a-?cath|\bpicc\b|stents?|\bleads?\b",
     "postsurgical": r"sternotomy|post-?operative|post-?surgical|surgical clips?|\bclips\b|cabg",
     "calcification": r"calcifi\w*",
-    "lymphadenopathy": r"lymphadenopathy|(?:lymph )?nodes? (?:is |are )?enlarged|enlarged (?:\w+ ){0,3}(?:lymph )?nodes?|adenopathy",
+    "lymphadenopathy": r"lymphadenopathy|(?:lymph )?nodes? (?:is |are )?enlarged|"
+        r"enlarged (?:\w+ ){0,3}(?:lymph )?nodes?|adenopathy",
 }
 # Findings stated indirectly: the words that make them a finding come after the organ, so a
 # negation is looked for before the named group `cue` ("the heart is not enlarged"), and words
@@ -51,8 +53,10 @@ INDIRECT: dict[str, tuple[str, ...]] = {
     "pneumothorax": (r"(?P<cue>pleural air)\b",),
     "opacity": (r"(?P<cue>densit(?:y|ies))\b",),
     "atelectasis": (r"(?P<cue>collaps\w*)",),
-    "interstitial": (r"(?P<cue>(?:increased|prominent|accentuated|coarse\w*) (?:[\w-]+ ){0,3}interstitial (?:markings?|opacit\w*))",
-                     rf"\binterstitial (?:markings?|opacit\w*){_GAP}(?P<cue>{_DEGREE}(?:increased|prominent|accentuated|coarse\w*))"),
+    "interstitial": (r"(?P<cue>(?:increased|prominent|accentuated|"
+        r"coarse\w*) (?:[\w-]+ ){0,3}interstitial (?:markings?|opacit\w*))",
+                     rf"\binterstitial (?:markings?|opacit\w*){_GAP}"
+                     rf"(?P<cue>{_DEGREE}(?:increased|prominent|accentuated|coarse\w*))"),
 }
 _INDIRECT = [(k, re.compile(v, re.I)) for k, vs in INDIRECT.items() for v in vs]
 # A finding an otherwise acute kind of which the report calls old, healed or unchanged is reported
@@ -82,12 +86,15 @@ _NORMAL_AFTER = re.compile(rf"\w*(?:\s+(?!and\b|with\b|but\b|while\b)[\w-]+){{0,
 # fat, overlying leads, a radiopaque or subcutaneous fragment): measured on
 # the Open-i train split, 18 of 24 such studies have no opacity, nodule or consolidation in the
 # radiologist's impression.
-_EXPLAINED_AWAY = re.compile(r"\b(?:(?:due|secondary|related|attributable) to (?:the )?(?:\w+ )?(?:overly\w*|overlapp\w*|"
+_EXPLAINED_AWAY = re.compile(r"\b(?:(?:due|secondary|related|attributable) to (?:the )?(?:\w+ )?(?:overly\w*|"
+    r"overlapp\w*|"
                              r"superimpos\w*|soft tissues?|epicardial fat|breast|nipple|skin ?folds?|rotation|"
                              r"positioning|technique|artifact)|(?:represents?|reflects?|likely|probably) (?:a |an )?"
                              r"(?:skin ?fold|artifact|summation|overlap\w*|superimpos\w*|confluence|nipple shadow|"
-                             r"(?:\w+ ){0,2}(?:pleural|pericardial|epicardial) fat|overlying (?:\w+ )?(?:telemetry|leads?|wires?|"
-                             r"clothing)|(?:projectile|bullet|metallic) fragments?)|\bradiopaque\b|\bsubcutaneous\b)", re.I)
+                             r"(?:\w+ ){0,2}(?:pleural|pericardial|epicardial) fat|overlying (?:\w+ )?(?:telemetry|"
+                             r"leads?|wires?|"
+                             r"clothing)|(?:projectile|bullet|metallic) fragments?)|\bradiopaque\b|\bsubcutaneous\b)",
+                             re.I)
 EXPLAINABLE = frozenset({"opacity", "nodule", "consolidation"})
 # A sentence ends at . ! ? before white space (not inside "2.1" or "Dr.Smith"), or at a line end.
 # Not after a title or a Latin abbreviation ("Dr. Okafor", "e.g. a cyst"): a name must not
@@ -95,7 +102,8 @@ EXPLAINABLE = frozenset({"opacity", "nodule", "consolidation"})
 _BOUNDARY = re.compile(r"(?<=[.!?])(?<!\bDr\.)(?<!\bMr\.)(?<!\bMs\.)(?<!\bMrs\.)(?<!\bSt\.)(?<!\bvs\.)"
                        r"(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\bNo\.)(?<!\bapprox\.)(?<!\bProf\.)\s+|\s*\n\s*")
 SIDES = re.compile(r"\b(left|right|bilateral(?:ly)?|both)\b", re.I)
-MEASURE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?:\s*(?:x|by)\s*\d+(?:\.\d+)?)*\s*(mm|cm|m|ml|cc|%|mmhg|mg|g|kg)\b", re.I)
+MEASURE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?:\s*(?:x|by)\s*\d+(?:\.\d+)?)*\s*"
+                     r"(mm|cm|m|ml|cc|%|mmhg|mg|g|kg)\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -179,8 +187,8 @@ def read(text: str) -> list[Finding]:
 # What a radiologist calls a finding the report states indirectly: the impression's register.
 # Not a blunted costophrenic angle: measured on the Open-i train split, radiologists call it an
 # effusion in half the impressions, so it is kept in the report's own words.
-_NAMES = {"cardiomegaly": "cardiomegaly", "edema": "pulmonary vascular congestion", "fracture": "possible fracture", "pneumothorax": "pneumothorax",
-          "atelectasis": "atelectasis"}
+_NAMES = {"cardiomegaly": "cardiomegaly", "edema": "pulmonary vascular congestion", "fracture": "possible fracture",
+          "pneumothorax": "pneumothorax", "atelectasis": "atelectasis"}
 _DEGREES = re.compile(r"\b(mild|moderate|marked|severe|slight|small|large|tiny|trace|minimal|massive)", re.I)
 _STABLE = re.compile(r"\b(?:stable|unchanged|again|persistent|remains|continued|redemonstrat\w*)\b", re.I)
 
@@ -218,16 +226,19 @@ def negated(text: str) -> set[str]:
 # Words that end a finding's noun phrase on the left ("there are", "lungs show") and the
 # nouns a finding adjective takes after it ("degenerative changes", "hyperexpanded lungs").
 _LEFT_STOP = frozenset("there is are was were be been of with and or but by has have shows show demonstrates again "
-                       "also noted seen which that than to as from on in at for a an the this these appear appears seem seems".split())
+                       "also noted seen which that than to as from on in at for a an the this these appear appears "
+                       "seem seems".split())
 _HEADS = frozenset("changes change disease lungs lung markings deformity deformities clips clip granuloma granulomas "
-                   "nodule nodules infection sequela sequelae line lines catheter catheters tube tubes formation formations lead leads generator wires".split())
+                   "nodule nodules infection sequela sequelae line lines catheter catheters tube tubes formation "
+                   "formations lead leads generator wires".split())
 
 
 _PREDICATE = re.compile(r"(?i)\b(?P<subject>[a-z]+)\s+(?:is|are|appears?|remains?)\s+(?:overall\s+)?"
                         r"(?P<degree>(?:(?:mildly|moderately|markedly|severely|slightly|minimally)\s+)?)$")
 # Terms that do not name a finding alone ("Leads." says less than the sentence).
 _NOT_ALONE = frozenset("lead leads tube tubes clip clips lesion lesions mass masses".split())
-_CONCLUDES = re.compile(r"(?i)\b(?:consistent with|compatible with|in keeping with|suggest\w*|represent\w*|likely|probabl\w*|"
+_CONCLUDES = re.compile(r"(?i)\b(?:consistent with|compatible with|in keeping with|suggest\w*|represent\w*|likely|"
+    r"probabl\w*|"
                         r"diagnostic of|indicat\w*)\s+(?:\w+\s+){0,2}$")
 
 

@@ -26,7 +26,8 @@ _ROLES: dict[str, tuple[str, ...]] = {
                  "gross", "gross description", "measurements", "report", "smear", "cbc", "exam", "physical exam",
                  "examination", "objective", "o", "labs", "imaging", "data", "vitals", "doppler", "echo findings"),
     "question": ("clinical history", "history", "indication", "indications", "reason for exam", "reason for study",
-                 "reason for referral", "reason for consult", "reason for consultation", "clinical", "clinical information",
+                 "reason for referral", "reason for consult", "reason for consultation", "clinical",
+                 "clinical information",
                  "clinical indication", "hpi", "history of present illness", "chief complaint", "cc", "subjective", "s",
                  "past medical history", "pmh", "family history", "fhx", "social history", "allergies",
                  "admission diagnosis", "admitting diagnosis", "reason for admission", "presentation"),
@@ -96,11 +97,10 @@ def outline(doc: str) -> list[Section]:
         role = _role(name)
         line_end = doc.find("\n", m.end())
         rest = doc[m.end():line_end if line_end >= 0 else len(doc)]
-        if role == "other":
-            # An unknown name is a heading only when written as one: capitals or few words,
-            # not followed on its line by a measured value.
-            if len(name.split()) > 4 or re.match(r"\s*[<>]?-?\d", rest) or not name[0].isupper():
-                continue
+        # An unknown name is a heading only when written as one: capitals or few words, not
+        # followed on its line by a measured value.
+        if role == "other" and (len(name.split()) > 4 or re.match(r"\s*[<>]?-?\d", rest) or not name[0].isupper()):
+            continue
         heads.append((m.start(), m.end(), name, role))
     for m in _BARE.finditer(doc):
         role = _role(m.group("name"))

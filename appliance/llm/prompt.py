@@ -83,7 +83,7 @@ _FUNCTION = frozenset("a an the of in on at to with and or is are was were be th
 
 def _grams(text: str, n: int = 3) -> set[tuple[str, ...]]:
     words = _WORD.findall(text.lower())
-    return {g for g in zip(*(words[i:] for i in range(n))) if sum(w not in _FUNCTION for w in g) >= 2}
+    return {g for g in zip(*(words[i:] for i in range(n)), strict=False) if sum(w not in _FUNCTION for w in g) >= 2}
 
 
 def example_grams(extra: tuple[tuple[list[str], str], ...] = ()) -> set[tuple[str, ...]]:

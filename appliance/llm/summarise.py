@@ -49,7 +49,8 @@ NOTHING_TO_SAY = "No summary: the report states no conclusion or finding that co
 # (minimal, small, subsegmental, ...): 76% and 86%, against 58% and 42% otherwise).
 PAIRS_WITH_NO_ACUTE = frozenset({"cardiomegaly", "hernia", "fracture"})
 PAIRS_WITH_NO_ACUTE_WHEN_MINOR = frozenset({"atelectasis", "nodule"})
-_MINOR = re.compile(r"(?i)\b(?:minimal|mild|small|subsegmental|trace|tiny|slight|minor|linear|platelike|discoid|streaky)\b")
+_MINOR = re.compile(r"(?i)\b(?:minimal|mild|small|subsegmental|trace|tiny|slight|minor|linear|platelike|discoid|"
+                    r"streaky)\b")
 NO_ACUTE_LUNG = "No acute pulmonary abnormality."
 _CHEST = re.compile(r"(?i)\b(?:lung|lungs|pleural|cardiac|heart|mediastin\w*|chest|thora\w*|pneumothorax)\b")
 _FOLLOW = re.compile(r"(?i)\b(?:recommend\w*|follow[- ]?up|correlat\w*|further evaluation|repeat imaging|"

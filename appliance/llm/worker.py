@@ -140,7 +140,8 @@ class SummaryWorker:
             self.current = doc_id
             try:
                 self._summarise(doc_id)
-            except Exception as e:  # one bad job must not stop the worker
+            # one bad job must not stop the worker
+            except Exception as e:  # noqa: BLE001
                 self.failed += 1
                 log.error("summary job %s failed: %s", doc_id, type(e).__name__)
                 self._store.fail_job(doc_id, f"error={type(e).__name__}", "worker")

@@ -27,7 +27,7 @@ class CommitQueue:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, service: "IntakeService", item: "Prepared") -> Future:
+    def submit(self, service: IntakeService, item: Prepared) -> Future:
         if self._stopping:
             raise RuntimeError("intake is shutting down")
         f: Future = Future()
@@ -58,12 +58,13 @@ class CommitQueue:
             service = batch[0][0]
             try:
                 results = service.commit_many([item for _s, item, _f in batch])
-            except Exception as e:  # the transaction itself failed: every waiter hears it
+            # the transaction itself failed: every waiter hears it
+            except Exception as e:  # noqa: BLE001
                 log.error("group commit of %d messages failed: %s", len(batch), type(e).__name__)
                 for _s, _i, f in batch:
                     f.set_exception(e)
                 continue
             self.batches += 1
             self.committed += len(batch)
-            for (_s, _i, f), r in zip(batch, results):
+            for (_s, _i, f), r in zip(batch, results, strict=True):
                 f.set_result(r)

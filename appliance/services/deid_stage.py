@@ -72,7 +72,8 @@ class DeidStage:
             yield_to_intake(self._busy, self._stop)
             try:
                 n = self.drain()
-            except Exception as e:  # keep going; the documents stay PARSED and are retried
+            # keep going; the documents stay PARSED and are retried
+            except Exception as e:  # noqa: BLE001
                 log.error("de-identification batch failed: %s", type(e).__name__)
                 n = 0
             self.done += n

@@ -44,15 +44,15 @@ class EgressGuard:
             return
         address = args[1] if len(args) > 1 else None
         sock = args[0]
-        if event == "socket.connect" or getattr(sock, "family", None) in (socket.AF_INET, socket.AF_INET6):
-            if address is not None and not self.permits(address):
-                with self._lock:
-                    self.refused += 1
-                shown = address[0] if isinstance(address, tuple) else "?"
-                log.warning("egress refused: outbound %s to %s (not loopback, not in egress.allowed)",
-                            event.split(".")[1], shown)
-                raise EgressRefused(f"outbound connection to {shown} refused by the appliance's egress guard "
-                                    "(config key egress.allowed)")
+        inet = event == "socket.connect" or getattr(sock, "family", None) in (socket.AF_INET, socket.AF_INET6)
+        if inet and address is not None and not self.permits(address):
+            with self._lock:
+                self.refused += 1
+            shown = address[0] if isinstance(address, tuple) else "?"
+            log.warning("egress refused: outbound %s to %s (not loopback, not in egress.allowed)",
+                        event.split(".")[1], shown)
+            raise EgressRefused(f"outbound connection to {shown} refused by the appliance's egress guard "
+                                "(config key egress.allowed)")
 
 
 _installed: EgressGuard | None = None

@@ -185,8 +185,8 @@ class IntakeService:
                                        self.patient_ref(doc.known.patient_key), acks, deid_now)
             if p.error is not None:
                 return p  # the whole message is refused: nothing of it is stored half
-            assert p.document is not None
-            more.append(p.document)
+            if p.document is not None:  # prepared without error: it has its document
+                more.append(p.document)
         return replace(first, more=tuple(more))
 
     def prepare_dicom(self, raw: bytes, *, transport: str, source: str = "", deid_now: bool = True) -> Prepared:
@@ -277,10 +277,11 @@ class IntakeService:
         ops = [self._op(p) for p in items]
         try:
             results: list[IntakeResult | Exception] = list(self._store.commit_batch(ops))
-        except Exception as e:  # the transaction itself failed (disk full, busy, read-only)
+        # the transaction itself failed (disk full, busy, read-only)
+        except Exception as e:  # noqa: BLE001
             results = [e] * len(items)
         out = []
-        for p, r in zip(items, results):
+        for p, r in zip(items, results, strict=True):
             if isinstance(r, Exception):
                 # A database fault: answered AE (DICOM 0xA700, gRPC UNAVAILABLE) with what went
                 # wrong; nothing of the message is stored, so the sender's resend is safe.

@@ -78,4 +78,5 @@ def reidentify(store: Store, doc_id: str, purpose: str, actor: str, reason: str 
         clean = " ".join(deidentify(reason.strip(), known, secrets.token_bytes(32)).text.split())
         detail += f" reason={json.dumps(clean)}"
     store.audit(actor, "document.reidentified", doc_id, detail)
-    return Reidentified(doc_id, restore_document(doc.deid_text, mapping), restore(summary.text, mapping) if summary else "")
+    return Reidentified(doc_id, restore_document(doc.deid_text, mapping),
+                        restore(summary.text, mapping) if summary else "")

@@ -86,7 +86,8 @@ def collect(p: Parts) -> list[Metric]:
                           (sample(p.mllp.connections),)))
     if getattr(p, "access", None) is not None:
         out.append(Metric("appliance_access_refused_total", "counter",
-                          "Calls refused: no identity or the wrong role (each one audited).", (sample(p.access.refused),)))
+                          "Calls refused: no identity or the wrong role (each one audited).",
+                          (sample(p.access.refused),)))
         out.append(Metric("appliance_rate_limited_total", "counter",
                           "Calls answered RESOURCE_EXHAUSTED: the identity was over access.rate_per_s.",
                           (sample(p.access.rate_limited),)))

@@ -25,7 +25,7 @@ def _creds(*args: str) -> None:
     tool = shutil.which("systemd-creds")
     if tool is None:
         raise StoreKeyError("systemd-creds is not installed; it is needed to read and write the encrypted keys")
-    r = subprocess.run([tool, *args], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([tool, *args], capture_output=True, text=True, timeout=120)  # noqa: S603 (our own arguments)
     if r.returncode != 0:  # its message names the file and the reason (no TPM, not root); it holds no key
         raise StoreKeyError(f"systemd-creds {args[0]} failed: {r.stderr.strip()[-300:]}; run as root")
 

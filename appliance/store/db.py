@@ -4,6 +4,7 @@ and one connection keeps the key and page cache in one place.
 Every public write is one transaction; callers acknowledge only after it returns."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -15,7 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
+from collections.abc import Callable
 
 import sqlcipher3
 
@@ -186,17 +188,17 @@ class Store:
                 cur.execute("SAVEPOINT op")
                 try:
                     results.append(op(cur))
-                except Exception as e:  # returned to the caller of that op
+                # returned to the caller of that op
+                except Exception as e:  # noqa: BLE001
                     cur.execute("ROLLBACK TO op")
                     results.append(e)
                 cur.execute("RELEASE op")
         return results
 
     def _rollback_quietly(self) -> None:
-        try:
+        # Nothing open, or the disk refuses even that: the WAL keeps the last commit.
+        with contextlib.suppress(sqlcipher3.Error):
             self._conn.rollback()
-        except sqlcipher3.Error:
-            pass  # nothing open, or the disk refuses even that: the WAL keeps the last commit
 
     def close(self) -> None:
         try:
@@ -234,7 +236,8 @@ class Store:
         ts = now_ms()
         h = self._row_hash(self.audit_key, prev, ts, actor, action, object_id, detail)
         cur.execute("INSERT INTO audit(ts_ms, actor, action, object_id, detail, prev_hash, hash, mac) "
-                    "VALUES (?,?,?,?,?,?,?,?)", (ts, actor, action, object_id, detail, prev, h, int(bool(self.audit_key))))
+                    "VALUES (?,?,?,?,?,?,?,?)",
+                    (ts, actor, action, object_id, detail, prev, h, int(bool(self.audit_key))))
 
     def audit(self, actor: str, action: str, object_id: str, detail: str = "") -> None:
         """Metadata only: ids, counts, outcomes. Never report text or identifiers."""
@@ -309,7 +312,8 @@ class Store:
         """For the hospital's SIEM: metadata only, as stored."""
         rows = self._query("SELECT seq, ts_ms, actor, action, object_id, detail, hash FROM audit WHERE ts_ms >= ? "
                            "ORDER BY seq", (since_ms,))
-        return [dict(zip(("seq", "ts_ms", "actor", "action", "object_id", "detail", "hash"), r)) for r in rows]
+        names = ("seq", "ts_ms", "actor", "action", "object_id", "detail", "hash")
+        return [dict(zip(names, r, strict=True)) for r in rows]
 
     # -- intake ---------------------------------------------------------------------------
     def find_message(self, message_key: str) -> tuple[str | None, bytes | None, bytes | None] | None:
@@ -555,7 +559,8 @@ class Store:
             return None
         # Ties in time go by insertion order, as the worker's index takes them.
         return int(self._query("SELECT count(*) FROM jobs WHERE state='RUNNING' OR (state='PENDING' AND "
-                               "(priority > ? OR (priority = ? AND (enqueued_ms < ? OR (enqueued_ms = ? AND rowid < ?)))))",
+                               "(priority > ? OR (priority = ? AND "
+                               "(enqueued_ms < ? OR (enqueued_ms = ? AND rowid < ?)))))",
                                (priority, priority, enqueued, enqueued, rowid))[0][0])
 
     def document_status(self, doc_id: str) -> str:
@@ -572,8 +577,8 @@ class Store:
 
     def save_summary(self, s: SummaryRow, actor: str) -> None:
         with self.transaction() as cur:
-            cur.execute("INSERT OR REPLACE INTO summaries(document_id, text, model, tokens, leaks_redacted, created_ms, "
-                        "unsupported_numbers, structured, flags) VALUES (?,?,?,?,?,?,?,?,?)",
+            cur.execute("INSERT OR REPLACE INTO summaries(document_id, text, model, tokens, leaks_redacted, "
+                        "created_ms, unsupported_numbers, structured, flags) VALUES (?,?,?,?,?,?,?,?,?)",
                         (s.document_id, s.text, s.model, s.tokens, s.leaks_redacted, s.created_ms,
                          json.dumps(list(s.unsupported_numbers)), s.structured, json.dumps(list(s.flags))))
             cur.execute("DELETE FROM jobs WHERE document_id=?", (s.document_id,))

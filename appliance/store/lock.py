@@ -16,7 +16,7 @@ class StateLock:
         self._holder = holder
         self._fd: int | None = None
 
-    def acquire(self) -> "StateLock":
+    def acquire(self) -> StateLock:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -37,7 +37,7 @@ class StateLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "StateLock":
+    def __enter__(self) -> StateLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -7,7 +7,7 @@ it learns that a capitalised census surname after "per" and before "aware" is on
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import lru_cache, cache
 
 from ...domain import Span
 from .. import vocab
@@ -18,7 +18,7 @@ TOKEN = re.compile(r"[^\W_]+|[^\w\s]")
 _CONTEXT = 2
 
 
-@lru_cache(maxsize=None)
+@cache
 def _lists() -> dict[str, frozenset[str]]:
     single, _multi = vocab.places()
     world = frozenset(n.lower() for n in vocab.lines("world_cities.txt") if " " not in n)
@@ -30,7 +30,7 @@ def _lists() -> dict[str, frozenset[str]]:
             "allow": vocab.allow_terms(), "med": vocab.medical(), "abbr": vocab.abbreviations()}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _ranks() -> dict[str, str]:
     """Census lists are ordered by frequency: a top-1000 name is strong evidence, a rank-80,000
     surname (often also a word) is weak."""
@@ -45,7 +45,7 @@ def _rank(low: str) -> str:
     return _ranks().get(low, "")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cue_words() -> frozenset[str]:
     return TITLES | CREDENTIALS | RELATIONS | STOP | MOVERS | INSTITUTION_WORDS | HOSPITAL_WORDS
 

@@ -14,7 +14,7 @@ from ...domain import Span
 from ...errors import ModelIntegrityError
 from .. import vocab
 from ..cues import CREDENTIALS, RELATIONS, STOP, TITLES
-from ..dictionary import _misspelt_word
+from ..words import _misspelt_word
 from .features import caps_document, featurize, rule_labels, tokens
 
 MODEL = "deid_crf.model"
@@ -106,9 +106,7 @@ def _content_word(raw: str) -> bool:
     low = raw.lower()
     if low in STOP or low.rstrip(".") in _NEVER:
         return False
-    if raw.islower() and low in vocab.common():
-        return False
-    return True
+    return not (raw.islower() and low in vocab.common())
 
 
 def _clinical_typo(raw: str) -> bool:

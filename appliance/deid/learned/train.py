@@ -12,7 +12,8 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 import pycrfsuite
 

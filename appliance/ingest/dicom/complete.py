@@ -43,20 +43,7 @@ def check_complete(data: bytes, implicit: bool, little: bool = True) -> None:
                     pos += length  # a fragment of encapsulated data: bytes, not elements
             # A defined-length item of a sequence: its elements follow and are walked as any others.
             continue
-        vr = b""
-        if implicit:
-            (length,) = struct.unpack_from(f"{order}I", data, pos + 4)
-            pos += 8
-        else:
-            vr = data[pos + 4:pos + 6]
-            if vr in _LONG_VRS:
-                if pos + 12 > n:
-                    raise _cut(f"it ends inside the header of element ({group:04X},{element:04X})")
-                (length,) = struct.unpack_from(f"{order}I", data, pos + 8)
-                pos += 12
-            else:
-                (length,) = struct.unpack_from(f"{order}H", data, pos + 6)
-                pos += 8
+        vr, length, pos = _element_header(data, pos, implicit, order, group, element)
         if length == UNDEFINED:
             encapsulated = vr not in (b"", b"SQ") or (group, element) == (0x7FE0, 0x0010)
             stack.append("frames" if encapsulated else "sq")
@@ -66,6 +53,22 @@ def check_complete(data: bytes, implicit: bool, little: bool = True) -> None:
         pos += length
     if stack:
         raise _cut(f"{len(stack)} sequence(s) or item(s) of undefined length are never closed")
+
+
+def _element_header(data: bytes, pos: int, implicit: bool, order: str, group: int,
+                    element: int) -> tuple[bytes, int, int]:
+    """(VR, value length, where the value starts) of the element whose tag is at `pos`."""
+    if implicit:
+        (length,) = struct.unpack_from(f"{order}I", data, pos + 4)
+        return b"", length, pos + 8
+    vr = data[pos + 4:pos + 6]
+    if vr in _LONG_VRS:
+        if pos + 12 > len(data):
+            raise _cut(f"it ends inside the header of element ({group:04X},{element:04X})")
+        (length,) = struct.unpack_from(f"{order}I", data, pos + 8)
+        return vr, length, pos + 12
+    (length,) = struct.unpack_from(f"{order}H", data, pos + 6)
+    return vr, length, pos + 8
 
 
 def _cut(where: str) -> InvalidMessage:

@@ -63,38 +63,45 @@ def _walk(items, out: SrText, depth: int) -> None:
     for item in items:
         vt = str(item.get("ValueType", "")).upper()
         concept = _meaning(item, "ConceptNameCodeSequence")
-        line = ""
         if vt == "CONTAINER":
-            if concept:
-                line = f"\n{concept}:"
+            line = f"\n{concept}:" if concept else ""
         elif concept.lower() in _NOISE:
-            pass
-        elif vt == "TEXT":
-            text = str(item.get("TextValue", "")).strip()
-            if "observer name" in concept.lower() or "person name" in concept.lower():
-                out.people.append(person(text.replace(" ", "^", 1) if "^" not in text else text))
-            line = f"{concept}: {text}" if concept and "\n" not in text and len(text) < 80 else text
-        elif vt == "CODE":
-            value = _meaning(item, "ConceptCodeSequence")
-            line = f"{concept}: {value}" if value else ""
-        elif vt == "NUM":
-            mv = (item.get("MeasuredValueSequence") or [None])[0]
-            if mv is not None and "NumericValue" in mv:
-                unit = _meaning(mv, "MeasurementUnitsCodeSequence")
-                line = f"{concept}: {mv.NumericValue} {unit}".rstrip()
-        elif vt == "PNAME":
-            if item.get("PersonName"):
-                p = person(item.PersonName)
-                out.people.append(p)
-                line = f"{concept}: {' '.join(x for x in (p.given, p.family) if x)}"
-        elif vt in ("DATE", "DATETIME"):
-            value = str(item.get("Date") or item.get("DateTime") or "")
-            if value:
-                out.dates.append(value[:8])
-                line = f"{concept}: {value}"
+            line = ""
+        else:
+            line = _content_line(item, vt, concept, out)
         if line.strip():
             out.lines.append(line)
             if vt in ("TEXT", "CODE", "NUM"):  # a title, heading, observer or date says nothing found
                 out.findings += 1
         if "ContentSequence" in item:
             _walk(item.ContentSequence, out, depth + 1)
+
+
+def _content_line(item, vt: str, concept: str, out: SrText) -> str:
+    """The text line of one content item by its value type; people and dates noted in `out`."""
+    if vt == "TEXT":
+        text = str(item.get("TextValue", "")).strip()
+        if "observer name" in concept.lower() or "person name" in concept.lower():
+            out.people.append(person(text.replace(" ", "^", 1) if "^" not in text else text))
+        return f"{concept}: {text}" if concept and "\n" not in text and len(text) < 80 else text
+    if vt == "CODE":
+        value = _meaning(item, "ConceptCodeSequence")
+        return f"{concept}: {value}" if value else ""
+    if vt == "NUM":
+        mv = (item.get("MeasuredValueSequence") or [None])[0]
+        if mv is not None and "NumericValue" in mv:
+            unit = _meaning(mv, "MeasurementUnitsCodeSequence")
+            return f"{concept}: {mv.NumericValue} {unit}".rstrip()
+        return ""
+    if vt == "PNAME":
+        if not item.get("PersonName"):
+            return ""
+        p = person(item.PersonName)
+        out.people.append(p)
+        return f"{concept}: {' '.join(x for x in (p.given, p.family) if x)}"
+    if vt in ("DATE", "DATETIME"):
+        value = str(item.get("Date") or item.get("DateTime") or "")
+        if value:
+            out.dates.append(value[:8])
+            return f"{concept}: {value}"
+    return ""

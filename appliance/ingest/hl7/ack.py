@@ -53,7 +53,8 @@ def build_ack(h: MessageHeader | None, code: str, *, error: InvalidMessage | Non
     trigger = h.message_type.split("^")[1] if h and "^" in h.message_type else ""
     msh = ["MSH", enc, h.receiving_app if h else "APPLIANCE", h.receiving_facility if h else "",
            h.sending_app if h else "", h.sending_facility if h else "", _ts(), "",
-           f"ACK{enc[0]}{trigger}{enc[0]}ACK" if trigger else "ACK", _control_id(), h.processing_id or "P" if h else "P", version]
+           f"ACK{enc[0]}{trigger}{enc[0]}ACK" if trigger else "ACK", _control_id(),
+           h.processing_id or "P" if h else "P", version]
     if h and h.charset:
         msh += ["", "", "", "", "", h.charset]
     msa = ["MSA", code, h.control_id if h else ""]
@@ -79,7 +80,8 @@ def _err(error: InvalidMessage, fs: str, enc: str, version: str) -> str:
                          sub.join([code, label, "HL70357"])])
         return fs.join(["ERR", eld])
     loc = f"{error.segment}{comp}1{comp}{error.field}" if error.segment and error.field else error.segment
-    return fs.join(["ERR", "", loc, f"{code}{comp}{label}{comp}HL70357", "E", "", "", "", escape(error.reason, fs, enc)])
+    return fs.join(["ERR", "", loc, f"{code}{comp}{label}{comp}HL70357", "E", "", "", "",
+                    escape(error.reason, fs, enc)])
 
 
 def acks_for(h: MessageHeader | None, ok: bool, error: InvalidMessage | None) -> list[bytes]:

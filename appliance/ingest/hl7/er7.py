@@ -90,10 +90,7 @@ def split_segments(text: str) -> list[Segment]:
             continue
         name = line[:3]
         parts = line.split(fs)
-        if name == "MSH":
-            fields = ("MSH", fs, *parts[1:])
-        else:
-            fields = tuple(parts)
+        fields = ("MSH", fs, *parts[1:]) if name == "MSH" else tuple(parts)
         out.append(Segment(name=name, fields=fields))
     return out
 

@@ -1,6 +1,8 @@
 """Identifiers a message declares about its patient, relatives and clinicians."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from ...domain import KnownIdentifiers, PersonName
 from .er7 import Segment, component, components, repetitions, subcomponents
 from .escape import unescape
@@ -75,71 +77,87 @@ def _email(value: str, enc: str) -> str:
     return _clean(c[3], enc) if len(c) > 3 and "@" in c[3] else ""
 
 
+@dataclass
+class _Found:
+    """What the identifying fields of one message held, gathered field by field."""
+    patient: list[PersonName] = field(default_factory=list)
+    others: list[PersonName] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    addresses: list[str] = field(default_factory=list)
+    zips: list[str] = field(default_factory=list)
+    phones: list[str] = field(default_factory=list)
+    emails: list[str] = field(default_factory=list)
+    dates: list[str] = field(default_factory=list)
+    patient_key: str = ""
+    birth: str = ""
+
+
+def _names(found: _Found, key: tuple[str, int], rep: str, enc: str) -> bool:
+    """A person's name field: the patient's, or another person's (kin, staff). False if not one."""
+    if key in _PATIENT_XPN:
+        found.patient.append(_xpn(rep, enc))
+    elif key in _OTHER_XPN:
+        found.others.append(_xpn(rep, enc))
+    elif key in _XCN:
+        found.others.append(_xcn(rep, enc))
+    elif key in _NDL:
+        found.others.append(_ndl(rep, enc))
+    else:
+        return False
+    return True
+
+
+def _take(found: _Found, key: tuple[str, int], rep: str, enc: str) -> None:
+    """One repetition of an identifying field, by the field's kind."""
+    if _names(found, key, rep, enc):
+        return
+    if key in _IDS:
+        v = _clean(component(rep, enc, 1), enc)
+        if v:
+            found.ids.append(v)
+            if key == ("PID", 3) and not found.patient_key:
+                found.patient_key = f"{_clean(component(rep, enc, 4), enc)}|{v}"
+    elif key in _ADDRESSES:
+        lines, z = _address_parts(rep, enc)
+        found.addresses.extend(lines)
+        if z:
+            found.zips.append(z)
+    elif key in _PHONES:
+        found.phones.extend(_phone(rep, enc))
+        e = _email(rep, enc)
+        if e:
+            found.emails.append(e)
+    elif key in _DATES:
+        v = _clean(component(rep, enc, 1), enc)
+        if v:
+            found.dates.append(v)
+            if key == ("PID", 7):
+                found.birth = v
+
+
 def extract(segments: list[Segment], enc: str) -> KnownIdentifiers:
-    patient: list[PersonName] = []
-    others: list[PersonName] = []
-    ids: list[str] = []
-    addresses: list[str] = []
-    zips: list[str] = []
-    phones: list[str] = []
-    emails: list[str] = []
-    dates: list[str] = []
-    patient_key = ""
-    birth = ""
+    found = _Found()
     for seg in segments:
         for n in _IDENTIFYING.get(seg.name, ()):  # most segments of a result carry none
-            key = (seg.name, n)
             raw = seg.fields[n] if n < len(seg.fields) else ""
-            if not raw:
-                continue
-            for rep in repetitions(raw, enc):
-                if not rep:
-                    continue
-                if key in _PATIENT_XPN:
-                    patient.append(_xpn(rep, enc))
-                elif key in _OTHER_XPN:
-                    others.append(_xpn(rep, enc))
-                elif key in _XCN:
-                    others.append(_xcn(rep, enc))
-                elif key in _NDL:
-                    others.append(_ndl(rep, enc))
-                elif key in _IDS:
-                    v = _clean(component(rep, enc, 1), enc)
-                    if v:
-                        ids.append(v)
-                        if seg.name == "PID" and n == 3 and not patient_key:
-                            authority = _clean(component(rep, enc, 4), enc)
-                            patient_key = f"{authority}|{v}"
-                elif key in _ADDRESSES:
-                    lines, z = _address_parts(rep, enc)
-                    addresses.extend(lines)
-                    if z:
-                        zips.append(z)
-                elif key in _PHONES:
-                    phones.extend(_phone(rep, enc))
-                    e = _email(rep, enc)
-                    if e:
-                        emails.append(e)
-                elif key in _DATES:
-                    v = _clean(component(rep, enc, 1), enc)
-                    if v:
-                        dates.append(v)
-                        if key == ("PID", 7):
-                            birth = v
-    patient = [p for p in patient if not p.is_empty()]
+            for rep in repetitions(raw, enc) if raw else ():
+                if rep:
+                    _take(found, (seg.name, n), rep, enc)
+    patient = [p for p in found.patient if not p.is_empty()]
+    patient_key = found.patient_key
     if not patient_key:
         first = patient[0] if patient else PersonName()
-        patient_key = f"name|{first.family.upper()}|{first.given.upper()}|{birth}"
+        patient_key = f"name|{first.family.upper()}|{first.given.upper()}|{found.birth}"
     uniq = lambda xs: tuple(dict.fromkeys(x for x in xs if x))  # noqa: E731
     return KnownIdentifiers(
         patient_key=patient_key,
         patient_names=uniq(patient),
-        other_names=uniq(o for o in others if not o.is_empty()),
-        record_numbers=uniq(ids),
-        dates=uniq(dates),
-        addresses=uniq(addresses),
-        postal_codes=uniq(zips),
-        phones=uniq(phones),
-        emails=uniq(emails),
-        birth_date=birth,
+        other_names=uniq(o for o in found.others if not o.is_empty()),
+        record_numbers=uniq(found.ids),
+        dates=uniq(found.dates),
+        addresses=uniq(found.addresses),
+        postal_codes=uniq(found.zips),
+        phones=uniq(found.phones),
+        emails=uniq(found.emails),
+        birth_date=found.birth,
     )

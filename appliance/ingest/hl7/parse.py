@@ -82,7 +82,7 @@ def parse(text: str, *, source: str = "") -> ParsedMessage:
     pids = [i for i, seg in enumerate(segments) if seg.name == "PID"]
     if base_type == "ORU^R01" and len(pids) > 1:
         lead = segments[:pids[0]]  # MSH, SFT: no patient in them
-        groups = [lead + segments[a:b] for a, b in zip(pids, pids[1:] + [len(segments)])]
+        groups = [lead + segments[a:b] for a, b in zip(pids, pids[1:] + [len(segments)], strict=True)]
         docs = []
         for group in groups:
             docs.append(_document(header, group, extract(group, enc), source))
@@ -110,19 +110,19 @@ def _document(header: MessageHeader, segments: list[Segment], known: KnownIdenti
     obr = next((s for s in segments if s.name == "OBR"), None)
     exam = modality = priority = ""
     if obr is not None:
-        exam = (unescape(component(obr.field(4), enc, 2), enc) or unescape(component(obr.field(4), enc, 1), enc)).strip()
+        exam = (unescape(component(obr.field(4), enc, 2), enc)
+                or unescape(component(obr.field(4), enc, 1), enc)).strip()
         modality = unescape(component(obr.field(24), enc, 1), enc).strip().upper()[:8]
         tq1 = next((s for s in segments if s.name == "TQ1"), None)
         code = (component(tq1.field(9), enc, 1) if tq1 is not None else "") or component(obr.field(27), enc, 6) \
             or obr.field(5)
         priority = _PRIORITY.get(code.strip().upper()[:1], "")
-    if txa is None:
-        if obr is not None:
-            doc_ref = unescape(component(obr.field(3), enc, 1) or component(obr.field(2), enc, 1), enc)
-            status = result_status(obr, [s for s in segments if s.name == "OBX"], enc)
-            # A later result for the same order (final after preliminary, a correction, a
-            # cancellation) replaces the earlier one; its summary is then marked stale.
-            replaces = doc_ref.strip()
+    if txa is None and obr is not None:
+        doc_ref = unescape(component(obr.field(3), enc, 1) or component(obr.field(2), enc, 1), enc)
+        status = result_status(obr, [s for s in segments if s.name == "OBX"], enc)
+        # A later result for the same order (final after preliminary, a correction, a
+        # cancellation) replaces the earlier one; its summary is then marked stale.
+        replaces = doc_ref.strip()
     return Document(kind=f"hl7:{header.message_type}", source=source or header.sending_app.split("^")[0],
                     text=text, known=known, header=header, replaces_control_id=replaces,
                     document_ref=doc_ref.strip(), result_status=status, exam=exam[:120], modality=modality,

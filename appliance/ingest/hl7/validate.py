@@ -6,7 +6,7 @@ tables hl7apy validates with."""
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 
 from hl7apy import load_library
 
@@ -19,16 +19,16 @@ _TABLE_VERSION = {"2.1": "2.2", "2.3.1": "2.3.1", "2.5.1": "2.5.1", "2.7.1": "2.
                   "2.8.2": "2.8.2"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _segments_of(version: str) -> frozenset[str]:
     try:
         lib = load_library(_TABLE_VERSION.get(version, version))
-    except Exception:
+    except Exception:  # noqa: BLE001 (hl7apy has no table for this version: no segment is known)
         return frozenset()
     return frozenset(lib.ELEMENTS["Segment"])
 
 
-@lru_cache(maxsize=None)
+@cache
 def known_segments() -> frozenset[str]:
     """Every segment id of the HL7 versions hl7apy knows (loaded once)."""
     out: set[str] = set()
