@@ -76,10 +76,12 @@ stop:
 test: venv lint
 	$(VENV)/bin/python -m pytest -q
 
-# The lint gate on the appliance's own code ([tool.ruff] in pyproject.toml: pycodestyle, pyflakes,
-# bugbear, pyupgrade, simplify, bandit, blind except, McCabe complexity at most 15).
+# The gates on the appliance's own code, before the tests: ruff ([tool.ruff] in pyproject.toml:
+# pycodestyle, pyflakes, bugbear, pyupgrade, simplify, bandit, blind except, McCabe complexity at
+# most 15) and mypy --strict ([tool.mypy]; the generated protobuf code excluded).
 lint: venv
 	$(VENV)/bin/ruff check appliance
+	$(VENV)/bin/mypy
 
 # Debian packages in dist/: the daemon (/opt/appliance) and the default model (packaging/build-deb.sh).
 # CUDA=1 builds llama-cpp-python for NVIDIA GPUs; MODELS="qwen2.5-coder-0.5b smollm2-135m" adds models.

@@ -18,7 +18,7 @@ def describe(exc_type: type[BaseException], tb: TracebackType | None) -> str:
     return f"{exc_type.__name__} at {where or '?'} (message withheld: it may quote patient data)"
 
 
-def _hook(exc_type, exc, tb) -> None:
+def _hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
     if issubclass(exc_type, KeyboardInterrupt):
         sys.__excepthook__(exc_type, exc, tb)
         return

@@ -12,6 +12,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
 
@@ -41,7 +42,7 @@ from .services.deid_stage import DeidStage
 from .services.intake import IntakeService
 from .services import egress
 from .services.retention import RetentionTask
-from .services.status import Parts, collect
+from .services.status import Metric, Parts, collect
 from .store import Store, open_store
 from .store.lifecycle import check
 from .store.keys import read_key
@@ -142,7 +143,7 @@ class Daemon:
             # Outbound traffic is impossible under the unit (no network of its own); outside
             # systemd nothing but the daemon's own code stands guard, and status says so.
             "egress_guard": {"in_process": f"on: loopback, unix sockets and {list(cfg.egress.allowed) or 'no other'} "
-                                           f"networks; {self.egress.refused} refused",
+                                           f"networks; {self.egress.refused if self.egress else 0} refused",
                              "unit": ("PrivateNetwork=yes, no AF_INET: the ports are appliance.socket's"
                                       if self.activated else "IPAddressDeny=any, loopback allowed")
                              if os.environ.get("INVOCATION_ID") else "not running under the systemd unit"},
@@ -211,11 +212,11 @@ class Daemon:
         self.commits.start()
         # Callbacks look the stages up when they fire, so construction order does not matter.
         self.intake = IntakeService(self.store, deid_secret, commit_queue=self.commits,
-                                    on_document=lambda _id: (self.deid_stage.notify(), self.worker.notify()))
+                                    on_document=lambda _id: self._wake())
         self.intake.warm()
         self.worker = SummaryWorker(self.store, self.engine, cfg.model, self.hub, busy=self.intake.busy,
                                     examples=site_examples(cfg.state_dir))
-        self.deid_stage = DeidStage(self.store, deid_secret, on_ready=lambda _id: self.worker.notify(),
+        self.deid_stage = DeidStage(self.store, deid_secret, on_ready=lambda _id: self._wake(deid=False),
                                     busy=self.intake.busy, time_budget_s=cfg.deid.time_budget_s)
         self.deid_stage.start()
         self.retention = RetentionTask(self.store, cfg.retention)
@@ -246,6 +247,13 @@ class Daemon:
         self._watchdog.start()
         log.info("ready %s device=%s model=%s", where, self.engine.info.device, self.engine.info.name)
 
+    def _wake(self, deid: bool = True) -> None:
+        """A document arrived (or was de-identified): the stages that take it look now."""
+        if deid and self.deid_stage is not None:
+            self.deid_stage.notify()
+        if self.worker is not None:
+            self.worker.notify()
+
     def _addresses(self) -> str:
         """Where each listener is, as an operator would connect: under socket activation gRPC
         over TCP is appliance-grpc.socket's (or off) and local clients use the unix socket."""
@@ -262,7 +270,7 @@ class Daemon:
             parts.append(f"{name}={host}:{port}" if server else f"{name}=off")
         return " ".join(parts)
 
-    def _collect(self):
+    def _collect(self) -> list[Metric]:
         return collect(Parts(started=self._started, intake=self.intake, worker=self.worker,
                              deid_stage=self.deid_stage, commits=self.commits, store=self.store,
                              engine=self.engine, mllp=self.mllp, dicom=self.dicom, egress=self.egress,
@@ -278,24 +286,37 @@ class Daemon:
         """Safe after a start that failed at any step: each part is stopped only if it exists, and
         one part's failure to stop does not keep the others (the store's close above all) from it."""
         sd.notify("STOPPING=1")
-        steps = [("watchdog", self._watchdog.stop),
-                 ("health", lambda: [self.health.set(n, health_pb2.HealthCheckResponse.NOT_SERVING)
-                                     for n in ("", SERVICE_NAME)]),
-                 ("mllp", self.mllp and self.mllp.stop), ("dicom", self.dicom and self.dicom.stop),
-                 ("metrics", self.metrics and self.metrics.stop),
-                 ("grpc", self._server and (lambda: self._server.stop(grace=5).wait())),
-                 ("sockets", lambda: [p.unlink(missing_ok=True) for p in (self.unix_socket, self.tls_socket) if p]),
-                 ("tickets", self.tickets and self.tickets.stop),
-                 ("retention", self.retention and self.retention.stop),
-                 ("commits", self.commits and self.commits.stop),
-                 ("deid", self.deid_stage and self.deid_stage.stop),
-                 ("worker", self.worker and self.worker.stop),
-                 ("engine", self.engine and self.engine.close),
-                 ("store", self.store and self.store.close),
-                 ("lock", self._lock.release)]
+        server = self._server
+
+        def unlink_sockets() -> None:
+            for path in (self.unix_socket, self.tls_socket):
+                if path is not None:
+                    path.unlink(missing_ok=True)
+
+        def not_serving() -> None:
+            for n in ("", SERVICE_NAME):
+                self.health.set(n, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+        # (name, the part or None when it never started, how it stops)
+        steps: list[tuple[str, object, Callable[[], object]]] = [
+            ("watchdog", self._watchdog, self._watchdog.stop),
+            ("health", self.health, not_serving),
+            ("mllp", self.mllp, lambda: self.mllp.stop() if self.mllp else None),
+            ("dicom", self.dicom, lambda: self.dicom.stop() if self.dicom else None),
+            ("metrics", self.metrics, lambda: self.metrics.stop() if self.metrics else None),
+            ("grpc", server, lambda: server.stop(grace=5).wait() if server else None),
+            ("sockets", True, unlink_sockets),
+            ("tickets", self.tickets, lambda: self.tickets.stop() if self.tickets else None),
+            ("retention", self.retention, lambda: self.retention.stop() if self.retention else None),
+            ("commits", self.commits, lambda: self.commits.stop() if self.commits else None),
+            ("deid", self.deid_stage, lambda: self.deid_stage.stop() if self.deid_stage else None),
+            ("worker", self.worker, lambda: self.worker.stop() if self.worker else None),
+            ("engine", self.engine, lambda: self.engine.close() if self.engine else None),
+            ("store", self.store, lambda: self.store.close() if self.store else None),
+            ("lock", self._lock, self._lock.release)]
         failed = []
-        for name, step in steps:
-            if not step:
+        for name, part, step in steps:
+            if part is None:
                 continue
             try:
                 step()

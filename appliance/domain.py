@@ -1,6 +1,8 @@
 """Domain objects shared by ingest, deid, store and llm. Frozen; no protobuf here."""
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import dataclass, field
 
 
@@ -34,7 +36,7 @@ class KnownIdentifiers:
     birth_date: str = ""  # YYYYMMDD[...] as in PID-7
 
     def merged(self, other: KnownIdentifiers) -> KnownIdentifiers:
-        def u(a: tuple, b: tuple) -> tuple:
+        def u(a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[Any, ...]:
             return tuple(dict.fromkeys((*a, *b)))
 
         return KnownIdentifiers(

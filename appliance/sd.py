@@ -1,15 +1,19 @@
 """systemd integration: notify and watchdog. Harmless outside systemd."""
 from __future__ import annotations
 
+from typing import Any
+
 import logging
 import os
 import socket
 import threading
 from collections.abc import Callable
 
+_sd_daemon: Any
+_sd_journal: Any
 try:
-    from systemd import daemon as _sd_daemon
-    from systemd import journal as _sd_journal
+    from systemd import daemon as _sd_daemon  # type: ignore[attr-defined,no-redef]  # no type information
+    from systemd import journal as _sd_journal  # type: ignore[attr-defined,no-redef]
 except ImportError:  # a dev machine without systemd-python
     _sd_daemon = None
     _sd_journal = None
@@ -40,7 +44,8 @@ def listen_sockets() -> list[socket.socket]:
 def log_handler() -> logging.Handler:
     """journald when started by systemd (JOURNAL_STREAM is set), else stderr."""
     if _sd_journal is not None and os.environ.get("JOURNAL_STREAM"):
-        return _sd_journal.JournalHandler(SYSLOG_IDENTIFIER="applianced")
+        handler: logging.Handler = _sd_journal.JournalHandler(SYSLOG_IDENTIFIER="applianced")
+        return handler
     h = logging.StreamHandler()
     h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     return h

@@ -10,6 +10,8 @@ Identity comes from what the transport proves, never from what the caller says:
 Every refusal, and every read of a document or summary, is audited with the actor."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import contextvars
 import grp
 import logging
@@ -177,7 +179,7 @@ def fetch_ticket(grpc_socket: Path, timeout: float = 10.0) -> str:
 
 
 class AccessPolicy:
-    def __init__(self, cfg: AccessConfig, tickets: TicketServer | None, audit) -> None:
+    def __init__(self, cfg: AccessConfig, tickets: TicketServer | None, audit: Callable[..., object]) -> None:
         self._cfg = cfg
         self._tickets = tickets
         self._audit = audit  # (actor, action, object_id, detail) -> None

@@ -199,7 +199,7 @@ def part10(dataset: bytes, sop_class: str, sop_instance: str, transfer_syntax: s
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION
     buf = BytesIO()
     buf.write(b"\0" * 128 + b"DICM")
-    write_file_meta_info(buf, meta, enforce_standard=True)
+    write_file_meta_info(buf, meta, enforce_standard=True)  # type: ignore[arg-type]  # pydicom takes any binary file
     return buf.getvalue() + dataset
 
 

@@ -2,6 +2,9 @@
 gRPC status codes, in one place."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import logging
 from contextlib import contextmanager
 
@@ -29,15 +32,15 @@ class ErrorInterceptor(grpc.ServerInterceptor):
     def __init__(self, policy: AccessPolicy | None = None) -> None:
         self.policy = policy
 
-    def _enter(self, method: str, request, context):
+    def _enter(self, method: str, request: Any, context: Any) -> Any:
         who = self.policy.check(method, context) if self.policy is not None else None
         name = method.rsplit("/", 1)[-1]
-        if who is not None and name in READS:
+        if who is not None and name in READS and self.policy is not None:
             self.policy._audit(who.actor, "read", getattr(request, "document_id", "") or "-", name)
         return current.set(who)
 
     @contextmanager
-    def _call(self, method: str, request, context):
+    def _call(self, method: str, request: Any, context: Any) -> Iterator[None]:
         """Around one call: who it is for (set for the handler, reset after), and any exception
         turned into its gRPC status."""
         token = None
@@ -52,7 +55,7 @@ class ErrorInterceptor(grpc.ServerInterceptor):
             if token is not None:
                 current.reset(token)
 
-    def intercept_service(self, continuation, handler_call_details):
+    def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
         h = continuation(handler_call_details)
         if h is None:
             return None
@@ -61,14 +64,14 @@ class ErrorInterceptor(grpc.ServerInterceptor):
         if h.unary_unary:
             fn = h.unary_unary
 
-            def unary(request, context):
+            def unary(request: Any, context: Any) -> Any:
                 with self._call(method, request, context):
                     return fn(request, context)
             return grpc.unary_unary_rpc_method_handler(unary, h.request_deserializer, h.response_serializer)
         if h.unary_stream:
             sfn = h.unary_stream
 
-            def stream(request, context):
+            def stream(request: Any, context: Any) -> Iterator[Any]:
                 with self._call(method, request, context):
                     yield from sfn(request, context)
             return grpc.unary_stream_rpc_method_handler(stream, h.request_deserializer, h.response_serializer)

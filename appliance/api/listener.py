@@ -52,7 +52,7 @@ class TcpListener:
         except OSError as e:
             raise OSError(f"cannot bind {self._protocol} to {self._host}:{self._port} (config key {self._config_key}): "
                           f"{e.strerror}") from None
-        return self._server.sockets[0].getsockname()[1]
+        return int(self._server.sockets[0].getsockname()[1])
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError

@@ -2,6 +2,8 @@
 timings only; nothing here ever carries report text, a name or an identifier."""
 from __future__ import annotations
 
+from typing import Any
+
 import logging
 import socket
 import socketserver
@@ -79,7 +81,7 @@ class MetricsServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, fmt: str, *args) -> None:  # scrapes every few seconds: not worth a line
+            def log_message(self, fmt: str, *args: Any) -> None:  # scrapes every few seconds: not worth a line
                 pass
 
         try:

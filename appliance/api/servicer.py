@@ -1,6 +1,10 @@
 """gRPC servicer: translation between protobuf and the plain services, nothing more."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from typing import Any
+
 import json
 import logging
 import queue
@@ -79,10 +83,11 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
     def __init__(self) -> None:
         self._ready = False
 
-    def attach(self, store: Store, intake: IntakeService, hub: SummaryHub, wake_worker,
-               cancel_running=lambda doc_id: False, max_requested: int = 32, on_arrival: bool = True,
-               status=lambda: {}, backups_dir: Path | None = None, max_followers: int = 24,
-               pace=lambda: 0.0) -> None:
+    def attach(self, store: Store, intake: IntakeService, hub: SummaryHub, wake_worker: Callable[[], object],
+               cancel_running: Callable[[str], bool] = lambda doc_id: False, max_requested: int = 32,
+               on_arrival: bool = True, status: Callable[[], dict[str, object]] = lambda: {},
+               backups_dir: Path | None = None, max_followers: int = 24,
+               pace: Callable[[], float] = lambda: 0.0) -> None:
         self._pace = pace  # seconds per summary lately (0.0: not known yet), for the queue's estimate
         self._max_followers = max_followers
         self._followers = 0
@@ -128,19 +133,20 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
             raise InvalidRequest("document_id is required")
         return document_pb(self._store.get_document(request.document_id))
 
-    def ListDocuments(self, request, context):
+    def ListDocuments(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._check()
         docs = self._store.list_documents(_limit(request.limit))
         return pb.ListDocumentsResponse(documents=[document_pb(d) for d in docs])
 
-    def ListDeadLetters(self, request, context):
+    def ListDeadLetters(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._check()
         rows = self._store.list_dead_letters(_limit(request.limit))
         return pb.ListDeadLettersResponse(dead_letters=[
             pb.DeadLetter(id=r.id, reason=r.reason, transport=r.transport, received_unix_ms=r.received_ms,
                           size_bytes=len(r.raw)) for r in rows])
 
-    def ResubmitDeadLetter(self, request: pb.ResubmitDeadLetterRequest, context) -> pb.SubmitHL7Response:
+    def ResubmitDeadLetter(self, request: pb.ResubmitDeadLetterRequest,
+                           context: grpc.ServicerContext) -> pb.SubmitHL7Response:
         self._check()
         if not request.dead_letter_id:
             raise InvalidRequest("dead_letter_id is required")
@@ -230,7 +236,7 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
         self._store.anchor_audit_head()
         return pb.VerifyAuditResponse(ok=True, rows=rows)
 
-    def ExportAudit(self, request: pb.ExportAuditRequest, context: grpc.ServicerContext):
+    def ExportAudit(self, request: pb.ExportAuditRequest, context: grpc.ServicerContext) -> Any:
         self._check()
         self._local_only(context, "audit export")
         for row in self._store.audit_rows(request.since_unix_ms):
@@ -246,14 +252,14 @@ class ApplianceServicer(pb_grpc.ApplianceServicer):
         cancelled = self._store.cancel_job(doc_id, "client")
         return self._cancel_running(doc_id) or cancelled
 
-    def CancelSummary(self, request: pb.CancelSummaryRequest, context: grpc.ServicerContext):
+    def CancelSummary(self, request: pb.CancelSummaryRequest, context: grpc.ServicerContext) -> Any:
         self._check()
         if not request.document_id:
             raise InvalidRequest("document_id is required")
         self._store.get_document(request.document_id)  # NotFound names the id
         return pb.CancelSummaryResponse(cancelled=self._cancel_job(request.document_id))
 
-    def StreamSummary(self, request: pb.StreamSummaryRequest, context: grpc.ServicerContext):
+    def StreamSummary(self, request: pb.StreamSummaryRequest, context: grpc.ServicerContext) -> Any:
         self._check()
         doc_id = request.document_id
         if not doc_id:

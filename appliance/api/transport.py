@@ -2,6 +2,8 @@
 perimeter (mTLS, roles, the unix socket) changes one module."""
 from __future__ import annotations
 
+from typing import Any
+
 import grp
 import os
 import socket
@@ -43,7 +45,7 @@ def add_server_port(server: grpc.Server, cfg: GrpcConfig, state_dir: Path = Path
     if port == 0:
         raise OSError(f"cannot bind gRPC to {cfg.host}:{cfg.port} (config key grpc.port); is another "
                       "process using it?")
-    return port
+    return int(port)
 
 
 def add_unix_port(server: grpc.Server, path: Path, mode: int, group: str = "",
@@ -96,19 +98,19 @@ class _Ticket(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientIntercepto
     def __init__(self, ticket: str) -> None:
         self._ticket = ticket
 
-    def _with(self, details):
+    def _with(self, details: Any) -> Any:
         meta = list(details.metadata or []) + [(TICKET_HEADER, self._ticket)]
         return details._replace(metadata=meta) if hasattr(details, "_replace") else _Details(details, meta)
 
-    def intercept_unary_unary(self, continuation, details, request):
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return continuation(self._with(details), request)
 
-    def intercept_unary_stream(self, continuation, details, request):
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return continuation(self._with(details), request)
 
 
 class _Details(grpc.ClientCallDetails):
-    def __init__(self, d, metadata) -> None:
+    def __init__(self, d: Any, metadata: list[tuple[str, str]]) -> None:
         self.method, self.timeout, self.metadata = d.method, d.timeout, metadata
         self.credentials, self.wait_for_ready, self.compression = d.credentials, d.wait_for_ready, d.compression
 

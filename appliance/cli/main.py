@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from typing import NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 import json
 import os
 import sys
@@ -14,13 +15,15 @@ from pathlib import Path
 import grpc
 
 from ..version import package_version
-from ..config import DEFAULT_CONFIG_PATH, load_config
+from ..config import DEFAULT_CONFIG_PATH, Config, load_config
 from ..errors import ApplianceError
 from .keys import add_parsers as add_escrow_parsers
 from .units import active_units, apply_config, installed_service, service_paused
 
+T = TypeVar("T")
 
-def _stub(args):
+
+def _stub(args: argparse.Namespace) -> Any:
     from ..api.transport import client_channel
     from ..v1 import appliance_pb2_grpc as pb_grpc
 
@@ -35,10 +38,10 @@ def _stub(args):
 def _status_name(value: int) -> str:
     from ..v1 import appliance_pb2 as pb
 
-    return pb.DocumentStatus.Name(value)
+    return str(pb.DocumentStatus.Name(value))
 
 
-def cmd_init(args) -> int:
+def cmd_init(args: argparse.Namespace) -> int:
     from .init import init_state
 
     path = init_state(args.state_dir, grpc_port=args.grpc_port, mllp_port=args.mllp_port,
@@ -48,7 +51,7 @@ def cmd_init(args) -> int:
     return 0
 
 
-def cmd_submit(args) -> int:
+def cmd_submit(args: argparse.Namespace) -> int:
     from ..v1 import appliance_pb2 as pb
 
     from ..ingest.dicom.read import is_dicom_file
@@ -72,7 +75,7 @@ def cmd_submit(args) -> int:
     return rc
 
 
-def _retrying(args, call):
+def _retrying(args: argparse.Namespace, call: Callable[[], T]) -> T:
     """A call retried while the daemon answers UNAVAILABLE (starting, loading the model, disk full),
     with back-off, for at most --retry-for seconds; then its error as it stands. Safe: an
     UNAVAILABLE answer means nothing was stored."""
@@ -91,7 +94,7 @@ def _retrying(args, call):
             delay = min(delay * 2, 10.0)
 
 
-def cmd_status(args) -> int:
+def cmd_status(args: argparse.Namespace) -> int:
     from ..v1 import appliance_pb2 as pb
 
     status = json.loads(_stub(args).GetStatus(pb.GetStatusRequest(), timeout=30).json)
@@ -121,7 +124,7 @@ def cmd_status(args) -> int:
     return 0
 
 
-def cmd_erase(args) -> int:
+def cmd_erase(args: argparse.Namespace) -> int:
     """Erasure cannot be undone: it shows what would go first, and acts only on --yes or when the
     person at the terminal types the patient reference again."""
     from ..v1 import appliance_pb2 as pb
@@ -149,7 +152,7 @@ def cmd_erase(args) -> int:
     return 0
 
 
-def cmd_backup(args) -> int:
+def cmd_backup(args: argparse.Namespace) -> int:
     from ..v1 import appliance_pb2 as pb
 
     if not args.key_out and not args.print_key:
@@ -167,7 +170,7 @@ def cmd_backup(args) -> int:
     return 0
 
 
-def cmd_check(args) -> int:
+def cmd_check(args: argparse.Namespace) -> int:
     from ..v1 import appliance_pb2 as pb
 
     problems = list(_stub(args).CheckStore(pb.CheckStoreRequest(quick=args.quick), timeout=3600).problems)
@@ -177,7 +180,7 @@ def cmd_check(args) -> int:
     return 0 if not problems else 1
 
 
-def _db_key(cfg) -> bytes:
+def _db_key(cfg: Config) -> bytes:
     """This installation's database key: the key file, or (package installs) the encrypted
     systemd credential, which root can decrypt."""
     import shutil
@@ -196,7 +199,7 @@ def _db_key(cfg) -> bytes:
     return read_key(cfg.store.key_file, "store")
 
 
-def cmd_restore(args) -> int:
+def cmd_restore(args: argparse.Namespace) -> int:
     from ..store.lifecycle import carried_audit_key, restore
     from ..store.lock import StateLock
 
@@ -224,7 +227,7 @@ def _person() -> str:
     return os.environ.get("SUDO_USER") or getpass.getuser()
 
 
-def _install_audit_key(cfg, key: bytes) -> None:
+def _install_audit_key(cfg: Config, key: bytes) -> None:
     """The restored rows are keyed with the backup's audit key: it replaces this installation's
     (a file, or on package installs the encrypted credential), so `audit verify` passes."""
     from ..store.credentials import CRED_DIR, clear_keys, cred_path, encrypt
@@ -241,7 +244,7 @@ def _install_audit_key(cfg, key: bytes) -> None:
     _owned_like(cfg.state_dir, [cfg.store.audit_key_file])
 
 
-def _record_offline(cfg, action: str, object_id: str, detail: str) -> None:
+def _record_offline(cfg: Config, action: str, object_id: str, detail: str) -> None:
     """An audit row for what an administrator did with the daemon stopped, under their name."""
     from contextlib import ExitStack
 
@@ -262,7 +265,7 @@ def _record_offline(cfg, action: str, object_id: str, detail: str) -> None:
                                 Path(f"{cfg.store.path}.audit-head")])
 
 
-def cmd_certs_init(args) -> int:
+def cmd_certs_init(args: argparse.Namespace) -> int:
     from .certs import init_pki
 
     clients = dict(c.split(":", 1) for c in args.client)
@@ -278,7 +281,7 @@ def cmd_certs_init(args) -> int:
     return 0
 
 
-def cmd_audit_verify(args) -> int:
+def cmd_audit_verify(args: argparse.Namespace) -> int:
     from ..v1 import appliance_pb2 as pb
 
     r = _stub(args).VerifyAudit(pb.VerifyAuditRequest(), timeout=600)
@@ -286,7 +289,7 @@ def cmd_audit_verify(args) -> int:
     return 0 if r.ok else 1
 
 
-def cmd_audit_export(args) -> int:
+def cmd_audit_export(args: argparse.Namespace) -> int:
     from ..v1 import appliance_pb2 as pb
 
     try:
@@ -304,7 +307,7 @@ def cmd_audit_export(args) -> int:
     return 0
 
 
-def cmd_rotate_key(args) -> int:
+def cmd_rotate_key(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..store.credentials import CRED_DIR, cred_path
     from ..store.lock import StateLock
@@ -328,7 +331,7 @@ def cmd_rotate_key(args) -> int:
     return 0
 
 
-def _rotate_credential(cfg, cred_dir: Path) -> int:
+def _rotate_credential(cfg: Config, cred_dir: Path) -> int:
     """The package's keys are encrypted credentials: decrypted on tmpfs for the rotation, the new
     key encrypted beside the old (db.key.new.cred) before the database is swapped, renamed over
     it after. Run again after an interruption, it finishes what the last run began."""
@@ -368,7 +371,7 @@ def _owned_like(state_dir: Path, paths: list[Path]) -> None:
             os.chmod(p, 0o600)
 
 
-def cmd_apply_config(args) -> int:
+def cmd_apply_config(args: argparse.Namespace) -> int:
     from ..daemon import check_config
 
     if check_config(args.config, sockets=False) != 0:
@@ -378,14 +381,14 @@ def cmd_apply_config(args) -> int:
     return 0
 
 
-def _warn_unsupported(final) -> None:
+def _warn_unsupported(final: Any) -> None:
     if final.unsupported_numbers:
         print("-- not in the report, do not trust: " + ", ".join(final.unsupported_numbers), file=sys.stderr)
     for flag in final.grounding_flags:
         print(f"-- check against the report: {flag}", file=sys.stderr)
 
 
-def cmd_summary(args) -> int:
+def cmd_summary(args: argparse.Namespace) -> int:
     from ..v1 import appliance_pb2 as pb
 
     stub = _stub(args)
@@ -427,7 +430,7 @@ def cmd_summary(args) -> int:
     return 0
 
 
-def cmd_documents(args) -> int:
+def cmd_documents(args: argparse.Namespace) -> int:
     from ..v1 import appliance_pb2 as pb
 
     docs = _stub(args).ListDocuments(pb.ListDocumentsRequest(limit=args.limit), timeout=30).documents
@@ -444,7 +447,7 @@ def cmd_documents(args) -> int:
     return 0
 
 
-def cmd_document(args) -> int:
+def cmd_document(args: argparse.Namespace) -> int:
     from ..v1 import appliance_pb2 as pb
 
     d = _stub(args).GetDocument(pb.GetDocumentRequest(document_id=args.doc_id), timeout=30)
@@ -452,7 +455,7 @@ def cmd_document(args) -> int:
     return 0
 
 
-def cmd_deadletters(args) -> int:
+def cmd_deadletters(args: argparse.Namespace) -> int:
     from ..v1 import appliance_pb2 as pb
 
     rows = [{"id": r.id, "transport": r.transport, "size_bytes": r.size_bytes, "reason": r.reason,
@@ -467,7 +470,7 @@ def cmd_deadletters(args) -> int:
     return 0
 
 
-def cmd_resubmit(args) -> int:
+def cmd_resubmit(args: argparse.Namespace) -> int:
     from ..v1 import appliance_pb2 as pb
 
     fixed = args.file.read_bytes() if args.file else b""
@@ -480,7 +483,7 @@ def cmd_resubmit(args) -> int:
     return rc
 
 
-def cmd_validate(args) -> int:
+def cmd_validate(args: argparse.Namespace) -> int:
     """hl7apy's full structural parse, offline: slower than intake's checks, for diagnosis."""
     from ..errors import InvalidMessage
     from ..ingest.hl7.er7 import decode_message, split_batch
@@ -498,7 +501,7 @@ def cmd_validate(args) -> int:
     return rc
 
 
-def cmd_deid(args) -> int:
+def cmd_deid(args: argparse.Namespace) -> int:
     from .deid import run_deid_jsonl
 
     tally = run_deid_jsonl(args.jsonl, args.out, args.secret_file, args.resume)
@@ -506,7 +509,7 @@ def cmd_deid(args) -> int:
     return 2 if tally.refused else 0
 
 
-def cmd_summarize(args) -> int:
+def cmd_summarize(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from ..config import ModelConfig, load_config
@@ -664,7 +667,7 @@ class UsageError(Exception):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.fn(args)
+        return int(args.fn(args))
     except (ApplianceError, UsageError) as e:
         print(f"appliancectl: {e}", file=sys.stderr)
         return 2

@@ -3,6 +3,8 @@ bold, impression first, every flagged number, side or negation highlighted with 
 stale summary marked. Pure functions (HTML strings)."""
 from __future__ import annotations
 
+from typing import Any
+
 import html
 import json
 import re
@@ -75,7 +77,7 @@ def summary_html(text: str, flags: list[str], structured_json: str = "", stale: 
     return "".join(parts)
 
 
-def _sources(structured: dict) -> dict[str, list[tuple[int, int]]]:
+def _sources(structured: dict[str, Any]) -> dict[str, list[tuple[int, int]]]:
     """Each summary line's spans in the de-identified report, as the summary stored them."""
     out: dict[str, list[tuple[int, int]]] = {}
     for ln in structured.get("lines") or []:
@@ -110,7 +112,7 @@ def parse_source(href: str) -> list[tuple[int, int]]:
     return out
 
 
-def _critical_lines(structured: dict) -> set[str]:
+def _critical_lines(structured: dict[str, Any]) -> set[str]:
     lines = structured.get("lines") or []
     return {str(ln.get("text")) for ln in lines if isinstance(ln, dict) and ln.get("critical")}
 

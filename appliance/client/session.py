@@ -113,7 +113,8 @@ class Session:
                     d.exam, d.modality, d.priority, d.patient_surrogate, d.critical) for d in docs]
 
     def document(self, doc_id: str) -> pb.Document:
-        return self.stub.GetDocument(pb.GetDocumentRequest(document_id=doc_id), timeout=10)
+        doc: pb.Document = self.stub.GetDocument(pb.GetDocumentRequest(document_id=doc_id), timeout=10)
+        return doc
 
     def stream_summary(self, doc_id: str, cancel: threading.Event) -> Iterator[pb.SummaryEvent]:
         """Each line of the summary once it has passed grounding, then the final summary. Setting `cancel` hangs up
@@ -133,8 +134,9 @@ class Session:
         self.stub.CancelSummary(pb.CancelSummaryRequest(document_id=doc_id), timeout=10)
 
     def reidentify(self, doc_id: str, purpose: str, reason: str = "") -> pb.ReidentifyResponse:
-        return self.stub.Reidentify(pb.ReidentifyRequest(document_id=doc_id, purpose=pb.Purpose.Value(purpose),
-                                                         reason=reason), timeout=30)
+        r: pb.ReidentifyResponse = self.stub.Reidentify(
+            pb.ReidentifyRequest(document_id=doc_id, purpose=pb.Purpose.Value(purpose), reason=reason), timeout=30)
+        return r
 
     def close(self) -> None:
         if self._channel is not None:

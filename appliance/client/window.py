@@ -8,6 +8,7 @@ import html
 import json
 import sys
 import threading
+from typing import Any
 from datetime import datetime
 
 import grpc
@@ -43,7 +44,7 @@ def _why(e: grpc.RpcError) -> str:
         return "the appliance did not recognise this session; reconnecting"
     if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
         return "the appliance did not answer in time"
-    return e.details() or e.code().name
+    return str(e.details() or e.code().name)
 
 
 def _critical_only(structured_json: str) -> str:
@@ -209,8 +210,8 @@ class ClientWindow(QMainWindow):
         split.setStretchFactor(1, 2)
         split.setSizes([600, 960])  # the worklist scrolls sideways; the report and summary need the room
         self.setCentralWidget(split)
-        QShortcut(QKeySequence("Ctrl+F"), self, activated=self.filter.setFocus)
-        QShortcut(QKeySequence("Ctrl+R"), self, activated=self.request_summary)
+        QShortcut(QKeySequence("Ctrl+F"), self).activated.connect(self.filter.setFocus)
+        QShortcut(QKeySequence("Ctrl+R"), self).activated.connect(self.request_summary)
         self.refresh()
         self.timer = QTimer(self)
         self.timer.timeout.connect(self.refresh)
@@ -339,7 +340,7 @@ class ClientWindow(QMainWindow):
                                      else "."))
         self.stale_banner.setVisible(True)
 
-    def _title(self, doc_id: str):
+    def _title(self, doc_id: str) -> Any:
         doc = self.session.document(doc_id)
         status = STATUS_WORDS.get(self._status_name(doc.status), "")
         result = f", {doc.result_status} result" if doc.result_status else ""
@@ -351,7 +352,7 @@ class ClientWindow(QMainWindow):
     def _status_name(value: int) -> str:
         from ..v1 import appliance_pb2 as pb
 
-        return pb.DocumentStatus.Name(value)
+        return str(pb.DocumentStatus.Name(value))
 
     def _follow(self, doc_id: str) -> None:
         self.partial = ""
@@ -388,7 +389,7 @@ class ClientWindow(QMainWindow):
         self.summary.setHtml(streaming_html(self.partial))
         self.summary_repaints += 1
 
-    def _on_final(self, s) -> None:
+    def _on_final(self, s: Any) -> None:
         self.last_summary = s
         self.summary.setHtml(summary_html(s.text, list(s.grounding_flags), s.structured_json, s.stale))
         self.summary_repaints += 1
@@ -480,7 +481,7 @@ class ClientWindow(QMainWindow):
         self.identified = False
         self.report_label.setText(_DEID_LABEL)
 
-    def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
         self.timer.stop()
         self.reid_timer.stop()
         self._stop_stream()

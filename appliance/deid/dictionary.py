@@ -145,7 +145,7 @@ def _given_after_credential(note: Note, i: int) -> bool:
 
 def _run_before_credential(note: Note, i: int) -> bool:
     """"Patricia Nolan, RN", "Stord-Painter MD": the name run before a credential."""
-    run = []
+    run: list[int] = []
     j = i - 1
     while j >= 0 and len(run) < 3 and (note.w(j) not in STOP or note.initial(j)) \
             and note.w(j) not in CREDENTIALS \

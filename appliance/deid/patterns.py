@@ -26,7 +26,7 @@ _MON = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|au
 _DAY = r"(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?"
 _YEAR = r"(?:(?:19|20)\d\d|'\d\d)"
 
-DATE_PATTERNS = [
+DATE_PATTERNS: list[str] = [
     # 7/22/1992, 07-22-92, 22.07.1992 (m/d without a year is handled with context below)
     r"(?<![\d/.x])(?:0?[1-9]|1[0-2])([/\-])(?:[12]\d|3[01]|0?[1-9])\1(?:19|20)?\d\d(?![\d/\-%]|\.\d)",
     r"(?<![\d/.\-])(?:[12]\d|3[01]|0?[1-9])\.(?:0?[1-9]|1[0-2])\.(?:19|20)?\d\d(?!\d|\.\d)",
@@ -172,7 +172,8 @@ PATTERNS: list[tuple[str, str] | tuple[str, str, tuple[str, ...]]] = [
     ("ADDRESS", r"(?:\bC/\s*|\b)[A-ZÀ-Ž][\w'\-]*\.?(?:[ \t]+[\w'\-]+\.?){0,3}[ \t]+\d{1,5}\.?"
                 r"(?=[ \t]+(?:street\b|road\b|avenue\b|St\.|Str\.))", ("street", "road", "avenue", "st.", "str.")),
     ("ADDRESS", r"(?i)\b(?:p\.?\s?o\.?\s+box)\s+\d+"),
-] + [("DATE", p) for p in DATE_PATTERNS]
+]
+PATTERNS += [("DATE", p) for p in DATE_PATTERNS]
 
 # m/d without a year: a date unless it reads as a fraction, a ventilator setting, a dose or a ratio.
 _MONTH_DAY = re.compile(r"(?<![\d/.\-])(0?[1-9]|1[0-2])/([12]\d|3[01]|0?[1-9])(?![\d/]|\.\d)")

@@ -185,7 +185,7 @@ def _sentence_adjective(text: str, m: re.Match[str], w: str) -> bool:
     if lead and lead[-1] not in ".!?\n:":
         return False
     nxt = re.match(r"[ \t]+([a-z][a-z\-]+)\b", text[m.end():m.end() + 30])
-    return bool(nxt) and nxt.group(1) in vocab.english() and nxt.group(1) not in _AFTER_A_PERSON
+    return nxt is not None and nxt.group(1) in vocab.english() and nxt.group(1) not in _AFTER_A_PERSON
 
 
 def _not_identifying(text: str, m: re.Match[str], label: str, eponyms: frozenset[str],

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..config import ModelConfig
 
@@ -57,7 +57,9 @@ class LlamaCppEngine:
             log.warning("GPU offload requested (model.n_gpu_layers=%d) but %s; running on CPU",
                         cfg.n_gpu_layers, reason)
         self._cfg = cfg
-        self._llm = llama_cpp.Llama(model_path=str(cfg.path), n_gpu_layers=layers, n_ctx=cfg.n_ctx,
+        # The binding's own types are narrower than what it accepts (message dicts, **options):
+        # at this one boundary it is Any.
+        self._llm: Any = llama_cpp.Llama(model_path=str(cfg.path), n_gpu_layers=layers, n_ctx=cfg.n_ctx,
                                     n_threads=cfg.n_threads, n_threads_batch=cfg.n_threads, seed=0,
                                     verbose=False)
         template = (self._llm.metadata or {}).get("tokenizer.chat_template", "")
@@ -79,14 +81,14 @@ class LlamaCppEngine:
     def chat(self, messages: list[dict[str, str]], *, grammar: str | None, max_tokens: int,
              cancel: threading.Event) -> Iterator[str]:
         """Few-shot chat under a GBNF grammar (bounded output that always terminates)."""
-        import llama_cpp
+        from llama_cpp.llama_grammar import LlamaGrammar
 
         g = None
         if grammar:
             g = self._grammars.get(grammar)
             if g is None:
-                g = self._grammars[grammar] = llama_cpp.LlamaGrammar.from_string(grammar, verbose=False)
-        common = dict(max_tokens=max_tokens, temperature=self._cfg.temperature,
+                g = self._grammars[grammar] = LlamaGrammar.from_string(grammar, verbose=False)
+        common: dict[str, Any] = dict(max_tokens=max_tokens, temperature=self._cfg.temperature,
                       repeat_penalty=self._cfg.repeat_penalty, stream=True, grammar=g)
         if self.info.chat_template:
             stream = self._llm.create_chat_completion(messages=messages, **common)

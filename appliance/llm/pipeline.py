@@ -5,7 +5,7 @@ site's worked examples all come from here."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from ..config import ModelConfig
 from .engine import Engine
@@ -26,7 +26,7 @@ def summarise_document(engine: Engine, cfg: ModelConfig, text: str, kind: str, *
                        on_line: Callable[[str], None] | None = None,
                        on_text: Callable[[str], None] | None = None,
                        examples: tuple[tuple[list[str], str], ...] = ()) -> Result:
-    def generate(prompt: Prompt, c: threading.Event):
+    def generate(prompt: Prompt, c: threading.Event) -> Iterator[str]:
         return engine.chat(prompt.messages, grammar=prompt.grammar, max_tokens=cfg.max_tokens, cancel=c)
 
     return summarise(text, kind, generate, cancel=cancel, on_text=on_text, on_line=on_line,

@@ -100,7 +100,8 @@ def drop_copied(lines: list[str], source: str,
     """(kept, dropped): a line that shares a distinctive phrase with the worked examples which
     the source does not contain is a copy, whatever else it says."""
     copyable = example_grams(extra) - _grams(source)
-    kept, dropped = [], []
+    kept: list[str] = []
+    dropped: list[str] = []
     for line in lines:
         (dropped if _grams(line) & copyable else kept).append(line)
     return kept, dropped

@@ -16,6 +16,8 @@ a study normal unless every sentence of the source says so: a sentence the reade
 is shown, not summed up as "normal". Every line carries the spans of the text it rests on."""
 from __future__ import annotations
 
+from typing import Any
+
 import json
 import re
 import threading
@@ -438,7 +440,9 @@ def render(structured: dict[str, object]) -> str:
             if items:
                 out.append(f"{title}: " + "; ".join(items))
     if structured.get("is_critical"):
-        labels = sorted({str(c.get("label")) for c in structured.get("critical") or [] if isinstance(c, dict)})
+        found = structured.get("critical")
+        entries: list[Any] = found if isinstance(found, list) else []
+        labels = sorted({str(c.get("label")) for c in entries if isinstance(c, dict)})
         out.insert(0, "CRITICAL: " + ", ".join(labels))
     if structured.get("truncated"):
         out.append("(summary written from a shortened report: the middle of the findings was omitted)")

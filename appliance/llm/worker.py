@@ -8,7 +8,9 @@ import queue
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..config import ModelConfig
 from ..deid.known import KnownMatcher
@@ -45,18 +47,18 @@ class SummaryHub:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._subs: dict[str, list[queue.Queue]] = defaultdict(list)
+        self._subs: dict[str, list[queue.Queue[Any]]] = defaultdict(list)
         self._partial: dict[str, str] = {}
 
-    def subscribe(self, doc_id: str) -> queue.Queue:
-        q: queue.Queue = queue.Queue()
+    def subscribe(self, doc_id: str) -> queue.Queue[Any]:
+        q: queue.Queue[Any] = queue.Queue()
         with self._lock:
             self._subs[doc_id].append(q)
             if self._partial.get(doc_id):
                 q.put(TokenEvent(self._partial[doc_id]))
         return q
 
-    def unsubscribe(self, doc_id: str, q: queue.Queue) -> None:
+    def unsubscribe(self, doc_id: str, q: queue.Queue[Any]) -> None:
         with self._lock:
             if q in self._subs.get(doc_id, []):
                 self._subs[doc_id].remove(q)
@@ -78,7 +80,8 @@ class SummaryHub:
 
 
 class SummaryWorker:
-    def __init__(self, store: Store, engine: Engine, cfg: ModelConfig, hub: SummaryHub, busy=lambda: False,
+    def __init__(self, store: Store, engine: Engine, cfg: ModelConfig, hub: SummaryHub,
+                 busy: Callable[[], bool] = lambda: False,
                  examples: tuple[tuple[list[str], str], ...] = ()) -> None:
         self._store = store
         self._engine = engine

@@ -10,14 +10,14 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .intake import IntakeService, Prepared
+    from .intake import IntakeResult, IntakeService, Prepared
 
 log = logging.getLogger(__name__)
 
 
 class CommitQueue:
     def __init__(self, max_batch: int = 256) -> None:
-        self._q: queue.Queue = queue.Queue()
+        self._q: queue.Queue[tuple[IntakeService, Prepared, Future[IntakeResult]] | None] = queue.Queue()
         self._max = max_batch
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._stopping = False
@@ -27,10 +27,10 @@ class CommitQueue:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, service: IntakeService, item: Prepared) -> Future:
+    def submit(self, service: IntakeService, item: Prepared) -> Future[IntakeResult]:
         if self._stopping:
             raise RuntimeError("intake is shutting down")
-        f: Future = Future()
+        f: Future[IntakeResult] = Future()
         self._q.put((service, item, f))
         return f
 

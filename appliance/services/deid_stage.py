@@ -3,6 +3,8 @@ parsed and committed; this stage then de-identifies them in batches and queues t
 summaries. Documents left PARSED by a crash are picked up at the next start."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import logging
 import threading
 
@@ -15,7 +17,8 @@ log = logging.getLogger(__name__)
 
 
 class DeidStage:
-    def __init__(self, store: Store, secret: bytes, on_ready, busy=lambda: False, time_budget_s: float = 30.0) -> None:
+    def __init__(self, store: Store, secret: bytes, on_ready: Callable[[str], object],
+                 busy: Callable[[], bool] = lambda: False, time_budget_s: float = 30.0) -> None:
         self._store = store
         self._budget = time_budget_s
         self._secret = secret

@@ -4,6 +4,8 @@ logged (the address only) and counted. The systemd unit enforces the same for na
 (IPAddressDeny=any); this is the second line, and the one that also holds outside systemd."""
 from __future__ import annotations
 
+from typing import Any
+
 import ipaddress
 import logging
 import socket
@@ -39,7 +41,7 @@ class EgressGuard:
             return True
         return any(ip in n for n in self.networks)
 
-    def _hook(self, event: str, args: tuple) -> None:
+    def _hook(self, event: str, args: tuple[Any, ...]) -> None:
         if event not in ("socket.connect", "socket.sendto", "socket.sendmsg"):
             return
         address = args[1] if len(args) > 1 else None

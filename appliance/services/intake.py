@@ -11,8 +11,10 @@ import hmac
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ..deid import deidentify, surrogate_name
 from ..domain import Document, KnownIdentifiers, MessageHeader, PersonName
@@ -113,7 +115,8 @@ def _split(stored: bytes | None) -> tuple[bytes, ...]:
 
 
 class IntakeService:
-    def __init__(self, store: Store, deid_secret: bytes, on_document=None, commit_queue: CommitQueue | None = None
+    def __init__(self, store: Store, deid_secret: bytes, on_document: Callable[[str], object] | None = None,
+                 commit_queue: CommitQueue | None = None
                  ) -> None:
         self._store = store
         self._secret = deid_secret
@@ -136,7 +139,8 @@ class IntakeService:
         """Bytes that may hold one message or a batch file -> one result per message."""
         return [f.result() for f in self.submit_async(raw, transport=transport, source=source)]
 
-    def submit_async(self, raw: bytes, *, transport: str, source: str = "", deid_now: bool = True) -> list[Future]:
+    def submit_async(self, raw: bytes, *, transport: str, source: str = "",
+                     deid_now: bool = True) -> list[Future[IntakeResult]]:
         return [self.commit_async(p) for p in self.prepare_all(raw, transport=transport, source=source,
                                                                deid_now=deid_now)]
 
@@ -214,12 +218,13 @@ class IntakeService:
                                       (), deid_now)
 
     def submit_dicom(self, raw: bytes, *, transport: str, source: str = "") -> IntakeResult:
-        return self.commit_async(self.prepare_dicom(raw, transport=transport, source=source)).result()
+        result: IntakeResult = self.commit_async(self.prepare_dicom(raw, transport=transport, source=source)).result()
+        return result
 
     def _prepare_document(self, doc: Document, raw: bytes, transport: str, header: MessageHeader | None, key: str,
                           parsed: ParsedMessage | None, pref: str, acks: tuple[bytes, ...], deid_now: bool
                           ) -> Prepared:
-        common = dict(kind=doc.kind, source=doc.source, transport=transport, patient_ref=pref,
+        common: dict[str, Any] = dict(kind=doc.kind, source=doc.source, transport=transport, patient_ref=pref,
                       document_ref=doc.document_ref, raw=raw, message_key=key, known=doc.known,
                       replaces_ref=doc.replaces_control_id, result_status=doc.result_status,
                       **self._worklist_columns(doc, deid_now))
@@ -266,15 +271,15 @@ class IntakeService:
         return IntakeResult("ERROR", p.header, reason=err.reason, error=err, acks=tuple(acks_for(p.header, False, err)))
 
     # -- commit ---------------------------------------------------------------------------
-    def commit_async(self, p: Prepared) -> Future:
+    def commit_async(self, p: Prepared) -> Future[IntakeResult]:
         if self._queue is not None:
             return self._queue.submit(self, p)
-        f: Future = Future()
+        f: Future[IntakeResult] = Future()
         f.set_result(self.commit_many([p])[0])
         return f
 
     def commit_many(self, items: list[Prepared]) -> list[IntakeResult]:
-        ops = [self._op(p) for p in items]
+        ops: list[Callable[[Any], IntakeResult | Exception]] = [self._op(p) for p in items]
         try:
             results: list[IntakeResult | Exception] = list(self._store.commit_batch(ops))
         # the transaction itself failed (disk full, busy, read-only)
@@ -292,8 +297,8 @@ class IntakeService:
             self._after(r)
         return out
 
-    def _op(self, p: Prepared):
-        def op(cur) -> IntakeResult:
+    def _op(self, p: Prepared) -> Callable[[Any], IntakeResult]:
+        def op(cur: Any) -> IntakeResult:
             if p.error is not None:
                 dl = self._store.insert_dead_letter(cur, p.transport, p.error.reason, p.raw, p.transport)
                 outcome = "ERROR" if p.error.ack_code == "AE" else "REJECTED"
@@ -317,8 +322,11 @@ class IntakeService:
                 more = tuple(self._store.insert_document(cur, d, p.transport, None, raw_row=False) for d in p.more)
                 return IntakeResult("ACCEPTED", p.header, document_id=doc_id, acks=p.acks, reference=ref,
                                     kind=p.document.kind, more_document_ids=more)
-            self._store.insert_update(cur, p.key, p.transport, p.raw, p.transport, f"patient.{p.parsed.action}",
-                                      p.patient_ref, p.parsed.known, p.merged_from, stored_ack)
+            parsed = p.parsed
+            if parsed is None:  # narrowed above: a message with no document is a patient update
+                raise RuntimeError("update without its parsed message")
+            self._store.insert_update(cur, p.key, p.transport, p.raw, p.transport, f"patient.{parsed.action}",
+                                      p.patient_ref, parsed.known, p.merged_from, stored_ack)
             return IntakeResult("UPDATED", p.header, acks=p.acks)
         return op
 

@@ -2,6 +2,8 @@
 acknowledged promptly and the work behind it catches up afterwards."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import logging
 import os
 import threading
@@ -21,7 +23,7 @@ def lower_priority(nice: int = 10) -> None:
         log.debug("could not lower a background thread's priority: %s", e.strerror)
 
 
-def yield_to_intake(busy, stop: threading.Event, limit: float = 30.0) -> None:
+def yield_to_intake(busy: Callable[[], bool], stop: threading.Event, limit: float = 30.0) -> None:
     """Wait while intake is acknowledging a burst (one CPython process, one GIL: waiting keeps
     ACK latency low), but never longer than `limit`, so a durable backlog still drains."""
     waited = 0.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import psutil
 
@@ -24,17 +25,19 @@ def sample(value: float, **labels: str) -> tuple[tuple[tuple[str, str], ...], fl
 class Parts:
     """The running pieces the figures come from; any may be None while starting."""
 
+    # Duck-typed on purpose: only counters are read, and the listeners live in api/, above this
+    # module (a typed reference would point the dependency upwards).
     started: float
-    intake: object = None
-    worker: object = None
-    deid_stage: object = None
-    commits: object = None
-    store: object = None
-    engine: object = None
-    mllp: object = None
-    dicom: object = None
-    egress: object = None
-    access: object = None
+    intake: Any = None
+    worker: Any = None
+    deid_stage: Any = None
+    commits: Any = None
+    store: Any = None
+    engine: Any = None
+    mllp: Any = None
+    dicom: Any = None
+    egress: Any = None
+    access: Any = None
 
 
 def collect(p: Parts) -> list[Metric]:

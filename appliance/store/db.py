@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from collections.abc import Callable
 
 import sqlcipher3
@@ -175,9 +175,10 @@ class Store:
                 self._rollback_quietly()
                 raise
 
-    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._rlock:
-            return self._rconn.execute(sql, args).fetchall()
+            rows: list[tuple[Any, ...]] = self._rconn.execute(sql, args).fetchall()
+            return rows
 
     def commit_batch(self, ops: list[Callable[[sqlcipher3.Cursor], T]]) -> list[T | Exception]:
         """Run each op in its own savepoint inside ONE transaction (one fsync for all): an op
@@ -263,7 +264,7 @@ class Store:
         replace_private(self.head_file, json.dumps({"seq": seq, "hash": h, "mac": self._head_mac(seq, h)}))
         log.info("audit head anchored seq=%d hash=%s", seq, h[:16])
 
-    def _check_head(self, rows: list[tuple]) -> None:
+    def _check_head(self, rows: list[tuple[Any, ...]]) -> None:
         try:
             head = json.loads(self.head_file.read_text())
             seq, h, mac = int(head["seq"]), str(head["hash"]), str(head.get("mac", ""))
@@ -463,7 +464,7 @@ class Store:
         return [DocumentRow(*r) for r in rows]
 
     def count_documents(self) -> int:
-        return self._query("SELECT count(*) FROM documents")[0][0]
+        return int(self._query("SELECT count(*) FROM documents")[0][0])
 
     def gauges(self) -> dict[str, dict[str, int]]:
         """Counts for monitoring (no content): documents by status, jobs by state, open dead
@@ -544,7 +545,7 @@ class Store:
                 cur.execute("UPDATE jobs SET state='RUNNING', attempts=attempts+1, updated_ms=? WHERE document_id=?",
                             (now_ms(), row[0]))
                 cur.execute("UPDATE documents SET status='SUMMARIZING' WHERE id=? AND status='RECEIVED'", (row[0],))
-                return row[0]
+                return str(row[0])
 
     def queue_position(self, doc_id: str) -> int | None:
         """Summaries to be written before this document's (0: its own is being written; None: no
@@ -573,7 +574,7 @@ class Store:
             cur.execute("UPDATE jobs SET state='PENDING' WHERE state='RUNNING'")
             n = cur.rowcount
             cur.execute("UPDATE documents SET status='RECEIVED' WHERE status='SUMMARIZING'")
-            return n
+            return int(n)
 
     def save_summary(self, s: SummaryRow, actor: str) -> None:
         with self.transaction() as cur:
@@ -599,9 +600,9 @@ class Store:
                            "structured, flags FROM summaries WHERE document_id=?", (doc_id,))
         if not rows:
             return None
-        *head, numbers, structured, flags = rows[0]
-        return SummaryRow(*head, unsupported_numbers=tuple(json.loads(numbers)), structured=structured,
-                          flags=tuple(json.loads(flags)))
+        doc_id, text, model, tokens, leaks, created, numbers, structured, flags = rows[0]
+        return SummaryRow(doc_id, text, model, tokens, leaks, created, unsupported_numbers=tuple(json.loads(numbers)),
+                          structured=structured, flags=tuple(json.loads(flags)))
 
     # -- dead letters ---------------------------------------------------------------------
     def list_dead_letters(self, limit: int = 50, include_resolved: bool = False) -> list[DeadLetterRow]:

@@ -70,7 +70,10 @@ def wrap(keys: dict[str, bytes], recipient: Path, host: str) -> bytes:
     nonce = os.urandom(12)
     sealed = AESGCM(aes).encrypt(nonce, body, FORMAT.encode())
     wrapped = _public_key(recipient).encrypt(aes, _OAEP)
-    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+
+    def b64(b: bytes) -> str:
+        return base64.b64encode(b).decode()
+
     return json.dumps({"format": FORMAT, "wrapped_key": b64(wrapped), "nonce": b64(nonce),
                        "ciphertext": b64(sealed), "host": host}, indent=1).encode() + b"\n"
 

@@ -3,6 +3,8 @@ backups and their restore, integrity checks. Every deletion runs under SQLCipher
 secure_delete (freed pages are zeroed), and freed pages are returned to the file system."""
 from __future__ import annotations
 
+from typing import Any
+
 import os
 import secrets
 import time
@@ -82,7 +84,7 @@ def purge(store: Store, *, days: int, audit_days: int, now: int | None = None, b
     return result
 
 
-def _delete_in_batches(store: Store, sql: str, args: tuple, batch: int, pause_s: float) -> int:
+def _delete_in_batches(store: Store, sql: str, args: tuple[Any, ...], batch: int, pause_s: float) -> int:
     """Run a `... LIMIT ?` delete until it deletes less than a batch; one transaction per batch."""
     total = 0
     while True:
@@ -91,7 +93,7 @@ def _delete_in_batches(store: Store, sql: str, args: tuple, batch: int, pause_s:
             n = cur.rowcount
         total += n
         if n < batch:
-            return total
+            return int(total)
         time.sleep(pause_s)
 
 
@@ -101,7 +103,7 @@ def _delete_documents(cur: sqlcipher3.Cursor, ids: list[str]) -> int:
         cur.execute(f"DELETE FROM {table} WHERE document_id IN ({marks})", ids)
     cur.execute(f"DELETE FROM raw_messages WHERE document_id IN ({marks})", ids)
     cur.execute(f"DELETE FROM documents WHERE id IN ({marks})", ids)
-    return cur.rowcount
+    return int(cur.rowcount)
 
 
 def reclaim(store: Store, pages: int = 1000) -> None:

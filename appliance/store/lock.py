@@ -40,5 +40,5 @@ class StateLock:
     def __enter__(self) -> StateLock:
         return self.acquire()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()

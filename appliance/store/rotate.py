@@ -75,7 +75,7 @@ def rotate_key(db_path: Path, key_file: Path, actor: str = "appliancectl", audit
             store._audit(cur, actor, "store.key_rotated", "", f"documents={after}")
     finally:
         store.close()
-    return after
+    return int(after)
 
 
 def _fsync_dir(path: Path) -> None:

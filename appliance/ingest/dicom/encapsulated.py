@@ -54,7 +54,7 @@ def cda_text(data: bytes) -> str:
         for child in section:
             name = child.tag.rsplit("}", 1)[-1]
             if name == "title" and (child.text or "").strip():
-                lines.append(child.text.strip().upper() + ":")
+                lines.append((child.text or "").strip().upper() + ":")
             elif name == "text":
                 body = " ".join(t.strip() for t in child.itertext() if t.strip())
                 if body:

@@ -5,6 +5,9 @@ names it. Every person, ID, date and address the header declares becomes a known
 found later in the report text in any case and order."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
 import logging
 from dataclasses import dataclass
 from io import BytesIO
@@ -20,6 +23,8 @@ from ..limits import MAX_REPORT_CHARS, too_long
 from .complete import check_complete, part10_body
 from .encapsulated import ENCAPSULATED_CLASSES, cda_text, pdf_text
 from .sr import people, read_content
+
+T = TypeVar("T")
 
 # pydicom's reading warnings quote element values (a patient's name among them): never log
 # them. Invalid values still fail where the appliance reads them, with a reason and no value.
@@ -98,7 +103,7 @@ def _check_whole(data: bytes, transfer_syntax: str) -> None:
     check_complete(data, implicit, little)
 
 
-def _values(ds: Dataset, keyword: str) -> list:
+def _values(ds: Dataset, keyword: str) -> list[Any]:
     v = ds.get(keyword)
     if v is None or v == "":
         return []
@@ -122,7 +127,10 @@ def known_identifiers(ds: Dataset, sr_people: list[PersonName], sr_dates: list[s
     issuer = str(ds.get("IssuerOfPatientID", "") or "").strip()
     first = next((p for p in patients if not p.is_empty()), PersonName())
     key = f"{issuer}|{pid}" if pid else f"name|{first.family.upper()}|{first.given.upper()}|{birth}"
-    uniq = lambda xs: tuple(dict.fromkeys(x for x in xs if x))  # noqa: E731
+
+    def uniq(xs: Iterable[T]) -> tuple[T, ...]:
+        return tuple(dict.fromkeys(x for x in xs if x))
+
     return KnownIdentifiers(
         patient_key=key,
         patient_names=uniq(p for p in patients if not p.is_empty()),

@@ -3,6 +3,8 @@ their text, CODE/NUM/DATE items "Concept: value" lines. PNAME items are people (
 clinicians): their names seed the scrubber and never reach the text as themselves."""
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
@@ -57,7 +59,7 @@ def read_content(root: Dataset) -> SrText:
     return out
 
 
-def _walk(items, out: SrText, depth: int) -> None:
+def _walk(items: Any, out: SrText, depth: int) -> None:
     if depth > _MAX_DEPTH:
         raise ValueError("SR content tree deeper than 32 levels")
     for item in items:
@@ -77,7 +79,7 @@ def _walk(items, out: SrText, depth: int) -> None:
             _walk(item.ContentSequence, out, depth + 1)
 
 
-def _content_line(item, vt: str, concept: str, out: SrText) -> str:
+def _content_line(item: Any, vt: str, concept: str, out: SrText) -> str:
     """The text line of one content item by its value type; people and dates noted in `out`."""
     if vt == "TEXT":
         text = str(item.get("TextValue", "")).strip()

@@ -1,11 +1,16 @@
 """Identifiers a message declares about its patient, relatives and clinicians."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TypeVar
+
 from dataclasses import dataclass, field
 
 from ...domain import KnownIdentifiers, PersonName
 from .er7 import Segment, component, components, repetitions, subcomponents
 from .escape import unescape
+
+T = TypeVar("T")
 
 # (segment, field) -> how to read it. Names in XPN put family first; XCN/CNN put an id first.
 _PATIENT_XPN = {("PID", 5), ("PID", 9), ("MRG", 7)}
@@ -32,13 +37,17 @@ def _clean(v: str, enc: str) -> str:
 
 def _xpn(value: str, enc: str) -> PersonName:
     c = components(value, enc)
-    get = lambda i: _clean(subcomponents(c[i], enc)[0], enc) if i < len(c) else ""  # noqa: E731
+    def get(i: int) -> str:
+        return _clean(subcomponents(c[i], enc)[0], enc) if i < len(c) else ""
+
     return PersonName(family=get(0), given=get(1), middle=get(2), prefix=get(4))
 
 
 def _xcn(value: str, enc: str) -> PersonName:
     c = components(value, enc)
-    get = lambda i: _clean(subcomponents(c[i], enc)[0], enc) if i < len(c) else ""  # noqa: E731
+    def get(i: int) -> str:
+        return _clean(subcomponents(c[i], enc)[0], enc) if i < len(c) else ""
+
     name = PersonName(family=get(1), given=get(2), middle=get(3), prefix=get(5))
     if name.is_empty() and c and not c[0].replace("-", "").isdigit():
         # Some senders put a free-text name in the first component ("John Smith").
@@ -51,7 +60,9 @@ def _xcn(value: str, enc: str) -> PersonName:
 def _ndl(value: str, enc: str) -> PersonName:
     first = components(value, enc)[0]
     s = subcomponents(first, enc)
-    get = lambda i: _clean(s[i], enc) if i < len(s) else ""  # noqa: E731
+    def get(i: int) -> str:
+        return _clean(s[i], enc) if i < len(s) else ""
+
     return PersonName(family=get(1), given=get(2), middle=get(3))
 
 
@@ -148,7 +159,9 @@ def extract(segments: list[Segment], enc: str) -> KnownIdentifiers:
     if not patient_key:
         first = patient[0] if patient else PersonName()
         patient_key = f"name|{first.family.upper()}|{first.given.upper()}|{found.birth}"
-    uniq = lambda xs: tuple(dict.fromkeys(x for x in xs if x))  # noqa: E731
+    def uniq(xs: Iterable[T]) -> tuple[T, ...]:
+        return tuple(dict.fromkeys(x for x in xs if x))
+
     return KnownIdentifiers(
         patient_key=patient_key,
         patient_names=uniq(patient),
