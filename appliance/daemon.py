@@ -99,12 +99,16 @@ class Daemon:
         if store is None or self.engine is None:
             raise RuntimeError("status asked before the store and the model are open")
         info = self.engine.info
-        oldest = store._query("SELECT min(enqueued_ms) FROM jobs WHERE state='PENDING'")[0][0]
+        oldest = store.oldest_pending_ms()
+        pending: dict[str, int] = {}
+        for priority, n in store.pending_by_priority().items():  # requested (and corrections) before arrivals
+            kind = "requested" if priority > 0 else "on_arrival"
+            pending[kind] = pending.get(kind, 0) + n
         files = [cfg.store.path, Path(str(cfg.store.path) + "-wal")]
         cred = os.environ.get("CREDENTIALS_DIRECTORY")
         key_source = Path(cred) / cfg.store.key_file.name if cred and (Path(cred) / cfg.store.key_file.name).exists() \
             else cfg.store.key_file
-        rotated = store._query("SELECT max(ts_ms) FROM audit WHERE action='store.key_rotated'")[0][0]
+        rotated = store.last_audit_ms("store.key_rotated")
         key_since = rotated / 1000 if rotated else (key_source.stat().st_mtime if key_source.exists() else None)
         source = "systemd credential" if cred and key_source.parent == Path(cred) else "key file"
         custody_word = running_custody(source)
@@ -118,8 +122,7 @@ class Daemon:
                       "device": info.device, "device_reason": info.device_reason, "gpu_layers": info.gpu_layers,
                       "threads": cfg.model.n_threads},
             "queue": {"jobs_by_state": store.gauges()["jobs"],
-                      "pending_by_priority": {("requested" if p > 0 else "on_arrival"): n for p, n in store._query(
-                          "SELECT priority, count(*) FROM jobs WHERE state='PENDING' GROUP BY priority")},
+                      "pending_by_priority": pending,
                       "oldest_pending_age_s": round(time.time() - oldest / 1000) if oldest else None},
             "documents_by_status": store.gauges()["documents"],
             "dead_letters_open": sum(store.gauges()["dead_letters"].values()),

@@ -26,16 +26,13 @@ def notify(state: str) -> bool:
 
 
 def listen_sockets() -> list[socket.socket]:
-    """The listening sockets systemd passed this process (socket activation: LISTEN_PID,
-    LISTEN_FDS from fd 3); empty when started any other way. Read once: the variables are
-    removed so that no child inherits them."""
-    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+    """The listening sockets systemd passed this process (socket activation); empty when
+    started any other way. systemd-python's listen_fds (sd_listen_fds) checks LISTEN_PID and
+    removes the variables, so no child inherits them."""
+    if _sd_daemon is None:  # a dev machine without systemd-python: nothing was passed
         return []
-    count = int(os.environ.get("LISTEN_FDS", "0") or 0)
-    for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
-        os.environ.pop(key, None)
     out = []
-    for fd in range(3, 3 + count):
+    for fd in _sd_daemon.listen_fds():
         os.set_inheritable(fd, False)
         out.append(socket.socket(fileno=fd))
     return out

@@ -118,20 +118,36 @@ install_cuda_llama() {  # $1 the package's venv: llama-cpp-python with CUDA, its
       "llama-cpp-python==$LLAMA_VERSION"
     wheel=$(ls "$WORK"/cuda-wheel/llama_cpp_python-*.whl)
   fi
-  "$venv/bin/python" -m zipfile -l "$wheel" | grep -q 'llama_cpp/lib/libggml-cuda.so' || {
+  # The listing whole, then the test (grep -q would close the pipe early: a failure under pipefail).
+  local listing
+  listing=$("$venv/bin/python" -m zipfile -l "$wheel")
+  grep -q 'llama_cpp/lib/libggml-cuda.so' <<<"$listing" || {
     say "$wheel has no CUDA backend (llama_cpp/lib/libggml-cuda.so)"; exit 1; }
   "$venv/bin/pip" install -q --disable-pip-version-check --no-deps --force-reinstall "$wheel"
   # The CUDA runtime and cuBLAS it was built against, from NVIDIA's PyPI wheels, found through the
   # library's RUNPATH ($ORIGIN) by links beside it. The driver (libcuda.so.1) is the machine's.
   "$venv/bin/pip" install -q --disable-pip-version-check --no-deps $CUDA_RUNTIME_WHEELS
   lib=$venv/lib/python3.11/site-packages/llama_cpp/lib
+  # A wheel holds no symbolic links: libggml-cuda.so, .so.0 and .so.0.x arrive as three copies of
+  # a large library. The SONAME chain is restored (one file, two links).
+  local full base
+  for full in "$lib"/lib*.so.*.*; do
+    base=${full%%.so.*}.so
+    for alias in "$base" "$(echo "$full" | sed -E 's/(\.so\.[0-9]+)\..*/\1/')"; do
+      if [ "$alias" != "$full" ] && [ -f "$alias" ] && [ ! -L "$alias" ] && cmp -s "$alias" "$full"; then
+        ln -sf "$(basename "$full")" "$alias"
+      fi
+    done
+  done
   for so in libcudart.so.13 libcublas.so.13 libcublasLt.so.13; do
     ln -sf "../../nvidia/cu13/lib/$so" "$lib/$so"
   done
   if LD_LIBRARY_PATH= ldd "$lib/libggml-cuda.so" | grep "not found" | grep -v "libcuda.so.1"; then
     say "libggml-cuda.so has unresolved libraries (above)"; exit 1
   fi
-  nm -D --defined-only "$lib/libggml-cuda.so" | grep -q ' ggml_backend_cuda_init$' || {
+  local symbols
+  symbols=$(nm -D --defined-only "$lib/libggml-cuda.so")
+  grep -q ' ggml_backend_cuda_init$' <<<"$symbols" || {
     say "no ggml_backend_cuda_init in libggml-cuda.so"; exit 1; }
   say "CUDA backend checked: ggml_backend_cuda_init defined; cudart and cuBLAS resolve inside the package"
 }

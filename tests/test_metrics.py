@@ -33,7 +33,7 @@ def value(body: str, name: str, **labels: str) -> float:
 def test_render_is_prometheus_text():
     body = render([Metric("x_total", "counter", "Things.", (sample(3, kind='a"b'), sample(1.5, kind="c")))])
     assert body == ('# HELP x_total Things.\n# TYPE x_total counter\n'
-                    'x_total{kind="a\\"b"} 3\nx_total{kind="c"} 1.5\n')
+                    'x_total{kind="a\\"b"} 3.0\nx_total{kind="c"} 1.5\n')
 
 
 def test_metrics_count_traffic_and_carry_no_phi(daemon):

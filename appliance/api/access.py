@@ -188,6 +188,10 @@ class AccessPolicy:
         self._buckets: dict[str, tuple[float, float]] = {}  # actor -> (tokens, last refill)
         self._bucket_lock = threading.Lock()
 
+
+    def record_read(self, actor: str, object_id: str, method: str) -> None:
+        """A read of report content, written to the audit chain under the caller's identity."""
+        self._audit(actor, "read", object_id, method)
     def _spend(self, actor: str) -> bool:
         """A token bucket per identity: rate_per_s on average, rate_burst at once."""
         now = time.monotonic()

@@ -36,7 +36,7 @@ class ErrorInterceptor(grpc.ServerInterceptor):
         who = self.policy.check(method, context) if self.policy is not None else None
         name = method.rsplit("/", 1)[-1]
         if who is not None and name in READS and self.policy is not None:
-            self.policy._audit(who.actor, "read", getattr(request, "document_id", "") or "-", name)
+            self.policy.record_read(who.actor, getattr(request, "document_id", "") or "-", name)
         return current.set(who)
 
     @contextmanager

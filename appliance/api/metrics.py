@@ -1,15 +1,23 @@
-"""Prometheus text exposition (format 0.0.4) on loopback: GET /metrics. Counts, states and
-timings only; nothing here ever carries report text, a name or an identifier."""
-from __future__ import annotations
+"""Prometheus text exposition (format 0.0.4, written by prometheus-client) at GET /metrics.
+Counts, states and timings only; nothing here ever carries report text, a name or an identifier.
 
-from typing import Any
+The HTTP server is the standard library's, not prometheus-client's start_http_server: that one
+binds its own socket, and under the unit the daemon may not (it serves the socket systemd passed,
+and admits only metrics.allowed_peers)."""
+from __future__ import annotations
 
 import logging
 import socket
 import socketserver
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import Metric as Metric_
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from ..config import MetricsConfig
 from ..services.status import Metric
@@ -18,20 +26,28 @@ from .peers import PeerFilter
 log = logging.getLogger(__name__)
 
 
-def _escape(v: str) -> str:
-    return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+class _Figures(Collector):
+    """The daemon's figures (services/status.py) as prometheus-client metric families, so the
+    exposition format is the library's. Read at each scrape; nothing is kept between scrapes."""
+
+    def __init__(self, collect: Callable[[], list[Metric]]) -> None:
+        self._collect = collect
+
+    def collect(self) -> Iterator[Metric_]:
+        for m in self._collect():
+            names = sorted({k for labels, _v in m.samples for k, _ in labels})
+            family = (CounterMetricFamily if m.kind == "counter" else GaugeMetricFamily)(m.name, m.help, labels=names)
+            for labels, value in m.samples:
+                given = dict(labels)
+                family.add_metric([given.get(k, "") for k in names], value)
+            yield family
 
 
 def render(metrics: list[Metric]) -> str:
-    out = []
-    for m in metrics:
-        out.append(f"# HELP {m.name} {m.help}")
-        out.append(f"# TYPE {m.name} {m.kind}")
-        for labels, value in m.samples:
-            lab = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-            number = repr(value) if value != int(value) else str(int(value))
-            out.append(f"{m.name}{{{lab}}} {number}" if lab else f"{m.name} {number}")
-    return "\n".join(out) + "\n"
+    """Prometheus text format 0.0.4, by prometheus-client."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Figures(lambda: metrics))
+    return generate_latest(registry).decode()
 
 
 class _Filtered(ThreadingHTTPServer):
@@ -61,7 +77,8 @@ class MetricsServer:
     def __init__(self, cfg: MetricsConfig, collect: Callable[[], list[Metric]],
                  sock: socket.socket | None = None) -> None:
         self._cfg = cfg
-        collect_ = collect
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Figures(collect))
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
@@ -69,14 +86,14 @@ class MetricsServer:
                     self.send_error(404, "only /metrics is served here")
                     return
                 try:
-                    body = render(collect_()).encode()
+                    body = generate_latest(registry)
                 # a scrape must never take the daemon down
                 except Exception as e:  # noqa: BLE001
                     log.error("metrics collection failed: %s", type(e).__name__)
                     self.send_error(500, "metrics collection failed; see the daemon log")
                     return
                 self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

@@ -3,7 +3,13 @@
 Framing: <VT> message <FS><CR>. Each message is prepared on the event loop, committed by
 the group-commit writer, and only then acknowledged. A connection that sends data outside a
 frame, or a frame larger than mllp.max_frame_bytes, gets an AR naming the problem and is
-closed; other connections carry on."""
+closed; other connections carry on.
+
+The framing is the appliance's own, not python-hl7's asyncio MLLP (hl7.mllp), for reasons read
+off that library's readblock (0.4.5), not yet measured: on a frame over its limit it clears the
+buffer and raises, so the refused bytes cannot be kept as a dead letter for the operator; it
+has no deadline for a frame as a whole (a byte a second holds a connection), no budget across
+connections, and it needs <FS><CR> where engines in the field also end with <FS> alone."""
 from __future__ import annotations
 
 import asyncio

@@ -16,7 +16,7 @@ from ..config import ModelConfig
 from ..deid.known import KnownMatcher
 from ..deid.leakgate import gate
 from ..domain import KnownIdentifiers
-from ..services.priority import lower_priority, yield_to_intake
+from ..priority import lower_priority, yield_to_intake
 from ..store.db import Store, SummaryRow, now_ms
 from .engine import Engine
 from .pipeline import summarise_document

@@ -11,7 +11,7 @@ import threading
 from ..deid import deidentify
 from ..deid.budget import DeidTimeout, time_budget
 from ..store.db import Store
-from .priority import lower_priority, yield_to_intake
+from ..priority import lower_priority, yield_to_intake
 
 log = logging.getLogger(__name__)
 

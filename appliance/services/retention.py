@@ -8,7 +8,7 @@ import time
 from ..config import RetentionConfig
 from ..store.db import Store
 from ..store.lifecycle import Purged, purge
-from .priority import lower_priority
+from ..priority import lower_priority
 
 log = logging.getLogger(__name__)
 

@@ -463,6 +463,20 @@ class Store:
                            "LIMIT ?", (limit,))
         return [DocumentRow(*r) for r in rows]
 
+    def oldest_pending_ms(self) -> int | None:
+        """When the longest-waiting summary job was queued (epoch ms), or None."""
+        v = self._query("SELECT min(enqueued_ms) FROM jobs WHERE state='PENDING'")[0][0]
+        return int(v) if v is not None else None
+
+    def pending_by_priority(self) -> dict[int, int]:
+        return {int(p): int(n) for p, n in self._query(
+            "SELECT priority, count(*) FROM jobs WHERE state='PENDING' GROUP BY priority")}
+
+    def last_audit_ms(self, action: str) -> int | None:
+        """When `action` was last written to the audit chain (epoch ms), or None."""
+        v = self._query("SELECT max(ts_ms) FROM audit WHERE action=?", (action,))[0][0]
+        return int(v) if v is not None else None
+
     def count_documents(self) -> int:
         return int(self._query("SELECT count(*) FROM documents")[0][0])
 
