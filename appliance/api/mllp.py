@@ -5,11 +5,12 @@ the group-commit writer, and only then acknowledged. A connection that sends dat
 frame, or a frame larger than mllp.max_frame_bytes, gets an AR naming the problem and is
 closed; other connections carry on.
 
-The framing is the appliance's own, not python-hl7's asyncio MLLP (hl7.mllp), for reasons read
-off that library's readblock (0.4.5), not yet measured: on a frame over its limit it clears the
-buffer and raises, so the refused bytes cannot be kept as a dead letter for the operator; it
-has no deadline for a frame as a whole (a byte a second holds a connection), no budget across
-connections, and it needs <FS><CR> where engines in the field also end with <FS> alone."""
+The framing is the appliance's own, not python-hl7's asyncio MLLP (hl7.mllp 0.4.5), because
+that library cannot hold the intake's bounds, measured by bench/mllp_bounds.py (same 1 MiB frame
+limit, same senders): a frame over the limit is dropped with no answer and nothing kept (here: an
+AR naming mllp.max_frame_bytes and a dead letter); a frame trickled a byte every 0.25 s was still
+held after 10 s (here: closed at frame_timeout_s); 16 connections holding 0.9 MiB unfinished
+frames were all held (here: 2, within mllp.max_buffered_bytes)."""
 from __future__ import annotations
 
 import asyncio
