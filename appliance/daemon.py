@@ -38,6 +38,7 @@ from .llm.prompt import site_examples
 from .llm.integrity import verify_model
 from .llm.worker import SummaryHub, SummaryWorker
 from .services.commit import CommitQueue
+from .services.core import Core
 from .services.deid_stage import DeidStage
 from .services.intake import IntakeService
 from .services import egress
@@ -86,6 +87,7 @@ class Daemon:
         self.tickets: TicketServer | None = None
         self.access: AccessPolicy | None = None
         self.servicer: ApplianceServicer | None = None
+        self.core: Core | None = None  # the use cases, once the store is open and the model loaded
         self._watchdog = sd.Watchdog(self._healthy)
 
     def _pace(self) -> float:
@@ -223,10 +225,10 @@ class Daemon:
                                     busy=self.intake.busy, time_budget_s=cfg.deid.time_budget_s)
         self.deid_stage.start()
         self.retention = RetentionTask(self.store, cfg.retention)
-        self.servicer.attach(self.store, self.intake, self.hub, self.worker.notify, self.worker.cancel,
-                             cfg.model.max_requested, cfg.model.summarize_on_arrival, status=self.status,
-                             backups_dir=cfg.store.backup_dir, max_followers=cfg.grpc.max_followers,
-                             pace=self._pace)
+        self.core = Core(self.store, self.intake, self.hub, self.worker.notify, self.worker.cancel,
+                         cfg.model.max_requested, cfg.model.summarize_on_arrival, status=self.status,
+                         backups_dir=cfg.store.backup_dir, max_followers=cfg.grpc.max_followers, pace=self._pace)
+        self.servicer.attach(self.core)
         if cfg.mllp.enabled:
             # hl7apy's segment tables load in about 0.3 s: before the port opens, not on the
             # event loop while the first sender (and every other connection) waits for an ACK.
