@@ -23,7 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from . import __version__, crash, sd
 from .api.dicom import DicomServer
 from .api.access import AccessPolicy, TicketServer, ticket_path
-from .api.activation import assign
+from .api.activation import assign, stale
 from .api.errors import ErrorInterceptor
 from .api.metrics import MetricsServer
 from .api.mllp import MllpServer
@@ -302,26 +302,21 @@ class Daemon:
             for n in ("", SERVICE_NAME):
                 self.health.set(n, health_pb2.HealthCheckResponse.NOT_SERVING)
 
-        # (name, the part or None when it never started, how it stops)
-        steps: list[tuple[str, object, Callable[[], object]]] = [
-            ("watchdog", self._watchdog, self._watchdog.stop),
-            ("health", self.health, not_serving),
-            ("mllp", self.mllp, lambda: self.mllp.stop() if self.mllp else None),
-            ("dicom", self.dicom, lambda: self.dicom.stop() if self.dicom else None),
-            ("metrics", self.metrics, lambda: self.metrics.stop() if self.metrics else None),
-            ("grpc", server, lambda: server.stop(grace=5).wait() if server else None),
-            ("sockets", True, unlink_sockets),
-            ("tickets", self.tickets, lambda: self.tickets.stop() if self.tickets else None),
-            ("retention", self.retention, lambda: self.retention.stop() if self.retention else None),
-            ("commits", self.commits, lambda: self.commits.stop() if self.commits else None),
-            ("deid", self.deid_stage, lambda: self.deid_stage.stop() if self.deid_stage else None),
-            ("worker", self.worker, lambda: self.worker.stop() if self.worker else None),
-            ("engine", self.engine, lambda: self.engine.close() if self.engine else None),
-            ("store", self.store, lambda: self.store.close() if self.store else None),
-            ("lock", self._lock, self._lock.release)]
+        def of(part: object | None, method: str = "stop") -> Callable[[], object] | None:
+            """How `part` stops, or None when it never started."""
+            return getattr(part, method) if part is not None else None
+
+        steps: list[tuple[str, Callable[[], object] | None]] = [
+            ("watchdog", self._watchdog.stop), ("health", not_serving),
+            ("mllp", of(self.mllp)), ("dicom", of(self.dicom)), ("metrics", of(self.metrics)),
+            ("grpc", (lambda: server.stop(grace=5).wait()) if server is not None else None),
+            ("sockets", unlink_sockets), ("tickets", of(self.tickets)), ("retention", of(self.retention)),
+            ("commits", of(self.commits)), ("deid", of(self.deid_stage)), ("worker", of(self.worker)),
+            ("engine", of(self.engine, "close")), ("store", of(self.store, "close")),
+            ("lock", self._lock.release)]
         failed = []
-        for name, part, step in steps:
-            if part is None:
+        for name, step in steps:
+            if step is None:
                 continue
             try:
                 step()
@@ -339,8 +334,6 @@ def check_config(path: Path, sockets: bool = True) -> int:
     no two listeners on one), is the model the pinned one, and (`sockets`) do the ports systemd
     holds match the file? Keys are not checked: they reach only the service, as credentials.
     Exit 0 valid, 2 invalid, 3 valid but not in effect."""
-    from .cli.generator import stale
-
     try:
         cfg = load_config(path)
         verify_model(cfg.model.path, cfg.model.sha256)

@@ -110,7 +110,7 @@ install_cuda_llama() {  # $1 the package's venv: llama-cpp-python with CUDA, its
   else
     # Never pip's wheel cache: under the same version it holds the CPU build.
     tk=$("$ROOT/packaging/cuda-toolkit.sh" "$WORK/cuda-toolkit" "$VENV/bin/pip")
-    say "building llama-cpp-python with CUDA $CUDA_VERSION for architectures $CUDA_ARCHS (over an hour on 2 cores)"
+    say "building llama-cpp-python with CUDA $CUDA_VERSION for architectures $CUDA_ARCHS (35-45 minutes on 2 cores)"
     rm -rf "$WORK/cuda-wheel"
     PATH="$tk/bin:$PATH" CUDAToolkit_ROOT="$tk" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
     CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCHS -DGGML_CUDA_NO_VMM=ON -DCUDAToolkit_ROOT=$tk -DCMAKE_CUDA_COMPILER=$tk/bin/nvcc" \

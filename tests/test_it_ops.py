@@ -39,15 +39,15 @@ def test_a_failed_start_says_why_in_one_line_and_nothing_uncaught(state, tmp_pat
 
 
 def test_check_config_says_when_the_ports_systemd_holds_are_older_than_the_file(state, tmp_path, monkeypatch):
+    from appliance.api import activation
     from appliance.cli import generator
     from appliance.daemon import check_config
 
     generated = tmp_path / "generator"
     assert generator.main([str(generated), str(generated), str(generated), str(state)]) == 0
-    dropin = (generated / "appliance.socket.d" / generator.DROPIN).read_text()
+    dropin = (generated / "appliance.socket.d" / activation.DROPIN).read_text()
     assert "IPAddressAllow=\nIPAddressAllow=127.0.0.0/8 ::1\n" in dropin  # the kernel's filter: the same peers
-    monkeypatch.setattr(generator, "GENERATED", generated)
-    monkeypatch.setattr(generator.stale, "__defaults__", (generated,))
+    monkeypatch.setattr(activation.stale, "__defaults__", (generated,))  # systemd's /run/systemd/generator, here
     assert check_config(state) == 0
     cfg = load_config(state)
     state.write_text(state.read_text().replace(f"port = {cfg.mllp.port}\n", f"port = {free_port()}\n", 1))

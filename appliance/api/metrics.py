@@ -77,8 +77,6 @@ class MetricsServer:
     def __init__(self, cfg: MetricsConfig, collect: Callable[[], list[Metric]],
                  sock: socket.socket | None = None) -> None:
         self._cfg = cfg
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Figures(collect))
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
@@ -86,7 +84,7 @@ class MetricsServer:
                     self.send_error(404, "only /metrics is served here")
                     return
                 try:
-                    body = generate_latest(registry)
+                    body = render(collect()).encode()
                 # a scrape must never take the daemon down
                 except Exception as e:  # noqa: BLE001
                     log.error("metrics collection failed: %s", type(e).__name__)

@@ -11,6 +11,8 @@ import ssl
 from collections.abc import Iterable
 from pathlib import Path
 
+from .transport import state_path
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -44,7 +46,7 @@ def server_tls(cert: str, key: str, client_ca: str, state_dir: Path | None, sect
     base = state_dir or Path(".")
 
     def path(value: str) -> Path:
-        return Path(value) if Path(value).is_absolute() else base / value
+        return state_path(base, value)
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # BCP 195, which PACS and interface engines speak

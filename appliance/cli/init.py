@@ -34,8 +34,8 @@ def render_config(state_dir: Path, model: Path, digest: str, *, grpc_port: int =
     access = (INSTALLED_ACCESS if installed else DEV_ACCESS)
     ports = ("# Ports: systemd listens on the host and port of [mllp], [dicom] and [metrics] (appliance.socket),\n"
              "# and of [grpc] when tls_cert_file is set (appliance-grpc.socket), and hands the sockets to the\n"
-             "# daemon. After changing one: systemctl daemon-reload && systemctl restart appliance.socket appliance\n"
-             "# Who may reach the ports from the network: systemctl edit appliance.socket (IPAddressAllow=).\n"
+             "# daemon. After changing one: appliancectl apply-config (as root).\n"
+             "# Who may connect: each section's allowed_peers (the socket unit's IPAddressAllow= follows it).\n"
              if installed else "")
     backup_dir = "/var/backups/appliance" if installed else "backups"
     if installed:  # no sender until IT names one: loopback is every local account's
@@ -49,8 +49,7 @@ def render_config(state_dir: Path, model: Path, digest: str, *, grpc_port: int =
     else:  # a development box: senders on this machine, said so
         mllp_peers = ('allowed_peers = ["127.0.0.0/8", "::1"]   '
                       '# who may connect (addresses, networks); local test senders')
-        dicom_peers = 'allowed_peers = ["127.0.0.0/8", "::1"]'
-        metrics_peers = 'allowed_peers = ["127.0.0.0/8", "::1"]'
+        dicom_peers = metrics_peers = 'allowed_peers = ["127.0.0.0/8", "::1"]'
     return f"""# Appliance configuration. Relative paths are relative to state_dir.
 {ports}state_dir = "{state_dir}"
 

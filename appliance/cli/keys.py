@@ -20,16 +20,32 @@ def key_files(cfg: Config) -> dict[str, Path]:
     return {"db.key": cfg.store.key_file, "deid.key": cfg.deid.secret_file, "audit.key": cfg.store.audit_key_file}
 
 
-def _as_credentials(cfg: Config) -> bool:
+def as_credentials(cfg: Config) -> bool:
     """A package install: the keys are CRED_DIR/NAME.cred, not files in the state directory."""
-    return not cfg.store.key_file.exists() and cred_path(CRED_DIR, "db.key").exists()
+    return not cfg.store.key_file.exists() and cred_path(CRED_DIR, cfg.store.key_file.name).exists()
 
 
-def installed_keys(cfg: Config) -> dict[str, bytes]:
-    if _as_credentials(cfg):
-        with clear_keys(CRED_DIR, escrow.NAMES) as tmp:
-            return {n: read_key(tmp / n, n) for n in escrow.NAMES if (tmp / n).exists()}
-    return {n: read_key(p, n) for n, p in key_files(cfg).items() if p.exists()}
+def installed_keys(cfg: Config, names: tuple[str, ...] = escrow.NAMES) -> dict[str, bytes]:
+    """This installation's keys by name (those that exist): decrypted from the package's
+    credentials (root only), or read from the state directory's files."""
+    files = {n: p for n, p in key_files(cfg).items() if n in names}
+    if as_credentials(cfg):
+        with clear_keys(CRED_DIR, tuple(p.name for p in files.values())) as tmp:
+            return {n: read_key(tmp / p.name, n) for n, p in files.items() if (tmp / p.name).exists()}
+    return {n: read_key(p, n) for n, p in files.items() if p.exists()}
+
+
+def install_key(cfg: Config, name: str, key: bytes) -> None:
+    """Key `name` replaced by `key`: its encrypted credential where the package keeps it there,
+    else its 0600 file, in one rename either way."""
+    path = key_files(cfg)[name]
+    cred = cred_path(CRED_DIR, path.name)
+    if not path.exists() and cred.exists():
+        with clear_keys(CRED_DIR, ()) as tmp:
+            (tmp / path.name).write_text(key.hex() + "\n")
+            encrypt(tmp / path.name, path.name, cred)
+    else:
+        replace_private(path, key.hex() + "\n")
 
 
 def cmd_escrow_keygen(args: argparse.Namespace) -> int:
@@ -63,7 +79,7 @@ def cmd_escrow_recover(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     found = escrow.unwrap(args.escrow.read_bytes(), args.recovery_key)
     keys = {n: bytes.fromhex(h) for n, h in found.keys.items() if n in escrow.NAMES}
-    as_creds = _as_credentials(cfg)
+    as_creds = as_credentials(cfg)
     with service_paused(args.config), StateLock(cfg.state_dir, "escrow-recover"):
         if cfg.store.path.exists():
             # Both keys: a store closed without its audit key would anchor an unkeyed audit head.
@@ -81,12 +97,7 @@ def cmd_escrow_recover(args: argparse.Namespace) -> int:
                 for path in probe.values():
                     path.unlink(missing_ok=True)
         for name, key in keys.items():
-            if as_creds:
-                with clear_keys(CRED_DIR, ()) as tmp:
-                    (tmp / name).write_text(key.hex() + "\n")
-                    encrypt(tmp / name, name, cred_path(CRED_DIR, name))
-            else:
-                replace_private(key_files(cfg)[name], key.hex() + "\n")
+            install_key(cfg, name, key)
     where = f"encrypted credentials in {CRED_DIR}" if as_creds else f"key files in {cfg.state_dir}"
     print(f"keys recovered from {args.escrow} (made on {found.host or 'an unnamed host'}) into {where}: "
           f"{', '.join(sorted(keys))}")

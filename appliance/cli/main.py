@@ -17,7 +17,7 @@ import grpc
 from ..version import package_version
 from ..config import DEFAULT_CONFIG_PATH, Config, load_config
 from ..errors import ApplianceError
-from .keys import add_parsers as add_escrow_parsers
+from .keys import add_parsers as add_escrow_parsers, as_credentials
 from .units import active_units, apply_config, installed_service, service_paused
 
 T = TypeVar("T")
@@ -183,20 +183,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _db_key(cfg: Config) -> bytes:
     """This installation's database key: the key file, or (package installs) the encrypted
     systemd credential, which root can decrypt."""
-    import shutil
-    import subprocess
-
     from ..store.keys import read_key
+    from .keys import installed_keys
 
-    cred = Path("/etc/appliance/credentials") / (cfg.store.key_file.name + ".cred")
-    if not cfg.store.key_file.exists() and cred.exists():
-        tool = shutil.which("systemd-creds") or "/usr/bin/systemd-creds"
-        argv = [tool, "decrypt", f"--name={cfg.store.key_file.name}", str(cred), "-"]
-        out = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603 (our own arguments)
-        if out.returncode != 0:
-            raise ApplianceError(f"cannot decrypt {cred} (run as root): {out.stderr.strip()}")
-        return bytes.fromhex(out.stdout.strip())
-    return read_key(cfg.store.key_file, "store")
+    key = installed_keys(cfg, ("db.key",)).get("db.key")
+    return key if key is not None else read_key(cfg.store.key_file, "store")  # its error names the file
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -230,17 +221,9 @@ def _person() -> str:
 def _install_audit_key(cfg: Config, key: bytes) -> None:
     """The restored rows are keyed with the backup's audit key: it replaces this installation's
     (a file, or on package installs the encrypted credential), so `audit verify` passes."""
-    from ..store.credentials import CRED_DIR, clear_keys, cred_path, encrypt
-    from ..store.keys import replace_private
+    from .keys import install_key
 
-    cred = cred_path(CRED_DIR, cfg.store.audit_key_file.name)
-    if not cfg.store.audit_key_file.exists() and cred.exists():
-        with clear_keys(CRED_DIR, ()) as tmp:
-            clear = tmp / cfg.store.audit_key_file.name
-            clear.write_text(key.hex() + "\n")
-            encrypt(clear, cfg.store.audit_key_file.name, cred)
-        return
-    replace_private(cfg.store.audit_key_file, key.hex() + "\n")
+    install_key(cfg, "audit.key", key)
     _owned_like(cfg.state_dir, [cfg.store.audit_key_file])
 
 
@@ -314,8 +297,7 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
     from ..store.rotate import rotate_key
 
     cfg = load_config(args.config)
-    cred_dir = args.credentials or (CRED_DIR if cred_path(CRED_DIR, "db.key").exists()
-                                    and not cfg.store.key_file.exists() else None)
+    cred_dir = args.credentials or (CRED_DIR if as_credentials(cfg) else None)
     with service_paused(args.config), StateLock(cfg.state_dir, "rotate-key"):
         if cred_dir is None:
             kept = rotate_key(cfg.store.path, cfg.store.key_file, audit_key_file=cfg.store.audit_key_file)
