@@ -97,8 +97,14 @@ class Container:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"systemd-nspawn exited with {self.proc.returncode}")
             kids = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
-            if kids:
-                return int(kids[0])
+            for kid in kids:
+                # The container's PID 1 once it has exec'd systemd; a helper nspawn forks first is gone
+                # a moment later, and nsenter into it fails ("stat of /proc/PID/ns/user").
+                try:
+                    if Path(f"/proc/{kid}/comm").read_text().strip() == "systemd":
+                        return int(kid)
+                except OSError:
+                    continue
             time.sleep(0.2)
         raise RuntimeError("the container's PID 1 did not appear in 60 s")
 
